@@ -1,0 +1,335 @@
+"""The component interfaces every plugin implements.
+
+A component is a class with a ``name``, a pydantic ``Config`` model and the
+methods of its kind.  Components are constructed from their config alone, so
+a recipe entry ``{use: NAME, **fields}`` is enough to build one.
+
+Kinds and what they do:
+
+* :class:`DatasetSource` yields :class:`~moviekit.records.Video` items.
+* :class:`Reader` decodes a video once and fans frames and audio out to sinks.
+* :class:`Segmenter` turns a frame stream into shots.
+* :class:`Expert` turns a frame or audio stream into a feature track, pooled per clip.
+* :class:`Labeler` turns a frame stream into per-shot labels.
+* :class:`Encoder` and :class:`Head` build trainable ``torch.nn.Module`` s.
+* :class:`Task` consumes the extracted items (and the encoder/head) and writes results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .runner import TaskContext
+
+
+class Config(BaseModel):
+    """Base of component configs: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class FrameNeed(BaseModel):
+    """Which frames a consumer wants from the shared decode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fps: float | None = Field(None, description="sample rate in frames per second; None keeps every frame")
+    size: tuple[int, int] | None = Field(None, description="(width, height) to resize to; None keeps the source size")
+    batch: int = Field(16, ge=1, description="frames per batch handed to the consumer")
+
+
+class AudioNeed(BaseModel):
+    """Which audio a consumer wants from the shared decode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample_rate: int = 16000
+    chunk_seconds: float = 10.0
+
+
+class Needs(BaseModel):
+    """Inputs a streaming component needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frames: FrameNeed | None = None
+    audio: AudioNeed | None = None
+    flow: bool = Field(False, description="computes optical flow, so needs consecutive frames at `frames.fps`")
+
+
+class WeightsSpec(BaseModel):
+    """Where a component's weights come from; see :func:`moviekit.weights.resolve_weights`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="short name, also the folder looked up under $MOVIEKIT_WEIGHTS")
+    description: str = ""
+    path: str | None = Field(None, description="explicit local file or folder given in the config")
+    package: str | None = Field(None, description="an installed Python package that ships the weights")
+    hub: str | None = Field(None, description="hub id or URL, downloaded only when online")
+    filenames: tuple[str, ...] = ()
+    required: bool = True
+
+
+class Sink:
+    """Receives one video's decoded stream; ``close`` returns the consumer's result."""
+
+    def frames(self, batch: FrameBatch) -> None:  # pragma: no cover - default no-op
+        pass
+
+    def audio(self, chunk: AudioChunk) -> None:  # pragma: no cover - default no-op
+        pass
+
+    def close(self) -> Any:
+        raise NotImplementedError
+
+
+class Component:
+    """Base of all components."""
+
+    kind: ClassVar[str] = "component"
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[Config]] = Config
+    #: Semantic version of the component's own output; bump to invalidate cached artifacts.
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: Config | dict[str, Any] | None = None, **fields: Any):
+        if config is None:
+            config = self.Config(**fields)
+        elif isinstance(config, dict):
+            config = self.Config(**{**config, **fields})
+        elif fields:
+            config = config.model_copy(update=fields)
+        self.config = config
+
+    @classmethod
+    def describe(cls) -> str:
+        """First paragraph of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.split("\n\n")[0].replace("\n", " ")
+
+    def needs(self) -> Needs:
+        """Inputs this component wants from the shared decode (streaming kinds only)."""
+        return Needs()
+
+    def weights(self) -> list[WeightsSpec]:
+        """Weights this component loads, for ``moviekit doctor`` and clear errors."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.name} {self.config!r}>"
+
+
+class DatasetSource(Component):
+    """Yields the videos of a dataset with their labels and splits."""
+
+    kind = "dataset"
+
+    def items(self) -> Iterable[Video]:
+        raise NotImplementedError
+
+    def vocabulary(self) -> list[str]:
+        """The label set in a fixed order; defaults to the sorted union of item labels."""
+        return sorted({label for v in self.items() for label in v.labels})
+
+
+class Reader(Component):
+    """Decodes a video once and fans its frames and audio out to every sink."""
+
+    kind = "reader"
+
+    def probe(self, video: Video) -> dict[str, Any]:
+        """Stream facts: fps, num_frames, duration, width, height, has_audio."""
+        raise NotImplementedError
+
+    def read(self, video: Video, consumers: list[tuple[Needs, Sink]]) -> None:
+        """Decode ``video`` in one pass, handing each sink what its needs ask for."""
+        raise NotImplementedError
+
+
+class Segmenter(Component):
+    """Cuts a video into shots from its frame stream."""
+
+    kind = "segmenter"
+
+    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+        """A sink whose ``close()`` returns ``list[Shot]``."""
+        raise NotImplementedError
+
+
+class _FeatureSink(Sink):
+    def __init__(self, expert: Expert):
+        self.expert = expert
+        self.times: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def frames(self, batch: FrameBatch) -> None:
+        out = self.expert.encode_frames(batch)
+        if out is not None:
+            self.times.append(np.asarray(batch.times, dtype=np.float64))
+            self.values.append(np.asarray(out, dtype=np.float32))
+
+    def audio(self, chunk: AudioChunk) -> None:
+        out = self.expert.encode_audio(chunk)
+        if out is not None:
+            times, values = out
+            self.times.append(np.asarray(times, dtype=np.float64))
+            self.values.append(np.asarray(values, dtype=np.float32))
+
+    def close(self) -> Track:
+        return Track.concat(self.times, self.values, self.expert.feature_shape())
+
+
+def pool_track(track: Track, clips: list[Clip], reduce: str = "mean") -> np.ndarray:
+    """Temporal pooling of a track into one row per clip.
+
+    Rows whose time lies in ``[clip.start_time, clip.end_time)`` are averaged
+    (or max-pooled).  A clip with no row takes the row nearest its midpoint, so
+    short clips still get a feature; an empty track gives zeros.
+    """
+    dim = track.values.shape[1:]
+    out = np.zeros((len(clips), *dim), dtype=np.float32)
+    if len(track.times) == 0:
+        return out
+    order = np.argsort(track.times, kind="stable")
+    times, values = track.times[order], track.values[order]
+    for i, c in enumerate(clips):
+        lo, hi = np.searchsorted(times, [c.start_time, c.end_time], side="left")
+        if hi > lo:
+            seg = values[lo:hi]
+            out[i] = seg.mean(axis=0) if reduce == "mean" else seg.max(axis=0)
+        else:
+            mid = 0.5 * (c.start_time + c.end_time)
+            out[i] = values[int(np.argmin(np.abs(times - mid)))]
+    return out
+
+
+class Expert(Component):
+    """A pre-trained model that turns a video's stream into per-clip features.
+
+    The simple way to write one is to implement :meth:`encode_frames` (or
+    :meth:`encode_audio`) and :meth:`feature_shape`: the default :meth:`open`
+    streams batches through it and :meth:`pool` averages rows over each clip.
+    Stateful experts (optical flow across batches) override :meth:`open`.
+    """
+
+    kind = "expert"
+    #: Name of the modality in the FeatureSet; defaults to the recipe key.
+    modality: ClassVar[str] = "visual"
+
+    def feature_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def encode_frames(self, batch: FrameBatch) -> np.ndarray | None:
+        """``(n, *feature_shape)`` features for the batch's frames."""
+        return None
+
+    def encode_audio(self, chunk: AudioChunk) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(times, values)`` for an audio chunk."""
+        return None
+
+    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+        return _FeatureSink(self)
+
+    def pool(self, track: Track, clips: list[Clip]) -> np.ndarray:
+        return pool_track(track, clips)
+
+
+class Labeler(Component):
+    """Scores labels per frame and aggregates them into per-shot :class:`Labels`."""
+
+    kind = "labeler"
+
+    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+        """A sink whose ``close()`` returns a :class:`Track` of per-frame label scores."""
+        raise NotImplementedError
+
+    def label(self, video: Video, track: Track, shots: list[Shot]) -> list[Labels]:
+        raise NotImplementedError
+
+
+class Encoder(Component):
+    """Builds the trainable model that maps per-clip features to embeddings."""
+
+    kind = "encoder"
+
+    def build(self, dims: dict[str, tuple[int, ...]]) -> torch.nn.Module:
+        """A module for features of the given per-modality shapes."""
+        raise NotImplementedError
+
+    def output_dim(self) -> int:
+        raise NotImplementedError
+
+
+class Head(Component):
+    """Builds a prediction head on top of an embedding."""
+
+    kind = "head"
+
+    def build(self, in_dim: int, out_dim: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+
+class TaskResult(BaseModel):
+    """What a task reports: metrics for the summary, files it wrote, notes."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    files: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class Task(Component):
+    """A step of a run that uses the extracted items: train, evaluate, retrieve, export."""
+
+    kind = "task"
+    #: Recipe sections the task needs, e.g. ``{"encoder", "head"}``.
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def run(self, ctx: TaskContext) -> TaskResult:
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Component]] = {
+    cls.kind: cls for cls in (DatasetSource, Reader, Segmenter, Expert, Labeler, Encoder, Head, Task)
+}
+
+
+def iter_batches(seq: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+__all__ = [
+    "AudioNeed",
+    "Component",
+    "Config",
+    "DatasetSource",
+    "Encoder",
+    "Expert",
+    "FeatureSet",
+    "FrameNeed",
+    "Head",
+    "Item",
+    "KINDS",
+    "Labeler",
+    "Needs",
+    "Reader",
+    "Segmenter",
+    "Sink",
+    "Task",
+    "TaskResult",
+    "WeightsSpec",
+    "pool_track",
+]

