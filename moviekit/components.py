@@ -118,6 +118,11 @@ class Component:
         doc = (cls.__doc__ or "").strip()
         return doc.split("\n\n")[0].replace("\n", " ")
 
+    @classmethod
+    def example_config(cls, tmp_path: Path) -> dict[str, Any]:
+        """A small config for contract tests (override when a field is required)."""
+        return {}
+
     def needs(self) -> Needs:
         """Inputs this component wants from the shared decode (streaming kinds only)."""
         return Needs()

@@ -1,0 +1,293 @@
+"""The `moviekit` command line."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .components import KINDS
+from .errors import MoviekitError
+from .plugins import PLUGIN_API_VERSION, get_registry
+
+app = typer.Typer(
+    name="moviekit",
+    help="Movie-understanding toolkit: run recipes, inspect plugins and components.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+KIND_ALIASES = {**{k: k for k in KINDS}, **{k + "s": k for k in KINDS}, "datasets": "dataset", "sources": "dataset"}
+
+
+class RichReporter:
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def stage(self, name: str, total: int | None) -> None:
+        self.tasks[name] = self.progress.add_task(name, total=total)
+
+    def advance(self, name: str, n: int = 1) -> None:
+        if name in self.tasks:
+            self.progress.advance(self.tasks[name], n)
+
+    def done(self, name: str) -> None:
+        if name in self.tasks:
+            t = self.tasks[name]
+            total = self.progress.tasks[t].total
+            self.progress.update(t, completed=total if total is not None else 1, total=total if total is not None else 1)
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(message, markup=False, highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: a.b.c=value (YAML-typed)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="run directory (default run.output)")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="ignore cached artifacts and recompute everything")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="stop at the first failed item")] = False,
+) -> None:
+    """Run a recipe end to end; resumes from finished artifacts unless --fresh."""
+    from .recipe import load_recipe
+    from .runner import run_recipe
+
+    resolved = load_recipe(recipe, set_ or [])
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+    ) as progress:
+        summary = run_recipe(resolved, output, fresh, strict or None, RichReporter(progress))
+    table = Table(title=f"moviekit run: {resolved.name}")
+    for col in ("stage", "computed", "reused", "failed", "excluded", "seconds"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for stage, st in summary["stages"].items():
+        table.add_row(stage, str(st["computed"]), str(st["reused"]), str(st["failed"]), str(st["excluded"]), f"{st['seconds']:.1f}")
+    console.print(table)
+    for task, metrics in summary["tasks"].items():
+        if metrics:
+            mt = Table(title=f"{task}")
+            mt.add_column("metric")
+            mt.add_column("value", justify="right")
+            for k, v in metrics.items():
+                mt.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+            console.print(mt)
+    console.print(
+        f"reused {summary['reused_artifacts']} finished artifact(s); {summary['decodes']} video decode(s); output in {summary['output']}",
+        highlight=False,
+    )
+    if summary["failures"]:
+        err_console.print(f"[bold red]{summary['failures']} item(s) failed[/]; see {Path(summary['output']) / 'failures.jsonl'}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: a.b.c=value")] = None,
+) -> None:
+    """Validate a recipe against the installed components without running it."""
+    from .recipe import load_recipe
+
+    resolved = load_recipe(recipe, set_ or [])
+    console.print(f"[green]ok[/] {recipe}: {len(resolved.components)} component(s) valid", highlight=False)
+
+
+@app.command("list")
+def list_(
+    what: Annotated[str, typer.Argument(help="`plugins`, or a component kind: " + ", ".join(KINDS))] = "plugins",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List installed plugins, or the components of one kind."""
+    reg = get_registry()
+    if what == "plugins":
+        data = [p.as_dict() for p in reg.plugins.values()]
+        if as_json:
+            print(json.dumps({"api_version": PLUGIN_API_VERSION, "plugins": data}, indent=2))
+            return
+        table = Table(title=f"moviekit plugins (plugin API {PLUGIN_API_VERSION})")
+        for col in ("plugin", "distribution", "version", "API", "components", "status"):
+            table.add_column(col)
+        for p in data:
+            comps = "\n".join(f"{k}: {', '.join(v)}" for k, v in sorted(p["components"].items()))
+            status = "[green]ok[/]" if p["status"] == "ok" else "[red]broken[/]\n" + "\n".join(p["errors"])
+            table.add_row(p["name"], p["distribution"], p["version"], str(p["api_version"] or "-"), comps, status)
+        console.print(table)
+        return
+    kind = KIND_ALIASES.get(what)
+    if kind is None:
+        _fail(f"unknown kind '{what}'; use plugins or one of: {', '.join(KINDS)}")
+    rows = []
+    for name in reg.names(kind):
+        cls = reg.get(name)
+        plugin = reg.plugin_of(name)
+        rows.append({"name": name, "kind": kind, "plugin": plugin.name, "distribution": plugin.distribution, "description": cls.describe()})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{kind} components")
+    for col in ("name", "distribution", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["distribution"], r["description"])
+    console.print(table)
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="component name")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON schema only")] = False,
+) -> None:
+    """Show a component's documentation and its config schema with defaults."""
+    reg = get_registry()
+    cls = reg.get(name)
+    schema = cls.Config.model_json_schema()
+    if as_json:
+        print(json.dumps(schema, indent=2))
+        return
+    plugin = reg.plugin_of(name)
+    console.print(f"[bold]{escape(name)}[/] ({cls.kind}) from {escape(plugin.name)} {escape(f'[{plugin.distribution} {plugin.version}]')}", highlight=False)
+    console.print((cls.__doc__ or "").strip(), markup=False)
+    table = Table(title="config")
+    for col in ("key", "type", "default", "description"):
+        table.add_column(col)
+    props = schema.get("properties", {})
+    for key, field in cls.Config.model_fields.items():
+        p = props.get(key, {})
+        typ = p.get("type") or " | ".join(x.get("type", "?") for x in p.get("anyOf", [])) or p.get("$ref", "?").split("/")[-1]
+        default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        table.add_row(key, str(typ), default, field.description or "")
+    console.print(table)
+    try:
+        comp = cls()
+    except Exception:  # noqa: BLE001 - components with required fields cannot be built without config
+        return
+    needs = comp.needs()
+    if needs.frames or needs.audio or needs.flow:
+        console.print(f"needs: {needs.model_dump(exclude_none=True)}", highlight=False)
+    for w in comp.weights():
+        console.print(f"weights: {w.name} {('package ' + w.package) if w.package else ''} {('hub ' + w.hub) if w.hub else ''}", highlight=False)
+
+
+@app.command()
+def doctor() -> None:
+    """Report Python, torch, CUDA devices, optional stacks and which weights resolve offline."""
+    import importlib
+
+    from .weights import available_offline, cache_root
+
+    table = Table(title="moviekit doctor")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_row("python", f"{sys.version.split()[0]} ({platform.platform()})")
+    try:
+        import torch
+
+        table.add_row("torch", torch.__version__)
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        devs = ", ".join(torch.cuda.get_device_name(i) for i in range(n)) or "none (CPU only)"
+        table.add_row("CUDA devices", devs)
+    except Exception as e:  # noqa: BLE001
+        table.add_row("torch", f"[red]not importable: {e}[/]")
+    stacks = {
+        "PyAV": "av",
+        "PySceneDetect": "scenedetect",
+        "OpenCV": "cv2",
+        "faiss": "faiss",
+        "scikit-learn": "sklearn",
+        "open_clip": "open_clip",
+        "timm": "timm",
+        "mmaction2": "mmaction",
+        "pytorchvideo": "pytorchvideo",
+        "torchaudio": "torchaudio",
+    }
+    for label, mod in stacks.items():
+        try:
+            m = importlib.import_module(mod)
+            table.add_row(label, f"[green]ok[/] {getattr(m, '__version__', '')}")
+        except Exception as e:  # noqa: BLE001
+            table.add_row(label, f"[yellow]unavailable[/] ({type(e).__name__}: {str(e)[:80]})")
+    try:
+        import cv2
+
+        ok = hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
+        table.add_row("OpenCV TV-L1 flow", "[green]ok[/]" if ok else "[yellow]missing (install opencv-contrib-python)[/]")
+    except Exception:  # noqa: BLE001
+        pass
+    table.add_row("cache", str(cache_root()))
+    reg = get_registry()
+    for name in reg.names():
+        cls = reg.get(name)
+        try:
+            specs = cls().weights()
+        except Exception:  # noqa: BLE001 - needs config to say
+            continue
+        for spec in specs:
+            ok, where = available_offline(spec)
+            table.add_row(f"weights {spec.name} ({name})", f"[green]offline ok[/] {where}" if ok else f"[yellow]not local[/] (looked in {where})")
+    broken = [p for p in reg.plugins.values() if not p.ok]
+    table.add_row("plugins", f"{len(reg.plugins) - len(broken)} ok, {len(broken)} broken")
+    for p in broken:
+        table.add_row(f"  broken: {p.name}", "; ".join(p.errors))
+    console.print(table)
+
+
+@app.command("new-plugin")
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="plugin distribution name, e.g. moviekit-myexpert")],
+    dir_: Annotated[Path, typer.Option("--dir", help="parent folder of the new package")] = Path("."),
+) -> None:
+    """Scaffold a third-party plugin package with an example component and its tests."""
+    from .scaffold import create_plugin
+
+    path = create_plugin(name, dir_)
+    console.print(f"created {path}\nnext: pip install -e {path} && pytest {path}", highlight=False)
+
+
+def main() -> None:
+    reg = None
+    try:
+        reg = get_registry()
+    except Exception as e:  # noqa: BLE001 - the core's own registry failing is reported, not fatal
+        err_console.print(f"[red]plugin loading failed:[/] {e}")
+    if reg is not None:
+        for problem in reg.register_commands(app):
+            err_console.print(f"[yellow]warning:[/] {problem}")
+    try:
+        app(standalone_mode=False)
+    except MoviekitError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
