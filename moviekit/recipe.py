@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from pathlib import Path
@@ -240,12 +241,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def validate(data: dict[str, Any], source: str = "<recipe>", registry: Registry | None = None) -> ResolvedRecipe:
     """Validate raw recipe data; raise :class:`RecipeError` listing every problem."""
     registry = registry or get_registry()
+    problems: list[tuple[str, str]] = []
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
-        raise RecipeError(source, _pydantic_problems(e, (), _model_at)) from None
+        problems += _pydantic_problems(e, (), _model_at)
+        # Drop the unknown keys and retry, so component names are still checked in the same report.
+        pruned = copy.deepcopy(data)
+        for err in e.errors():
+            if err["type"] == "extra_forbidden":
+                node: Any = pruned
+                for part in err["loc"][:-1]:
+                    node = node[part]
+                node.pop(err["loc"][-1], None)
+        try:
+            recipe = Recipe.model_validate(pruned)
+        except ValidationError:
+            raise RecipeError(source, problems) from None
 
-    problems: list[tuple[str, str]] = []
     components: dict[str, ResolvedComponent] = {}
 
     def resolve(path: tuple[Any, ...], spec: ComponentSpec, kind: str) -> None:
