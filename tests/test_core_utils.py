@@ -1,0 +1,130 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+from mkhelpers import run_cli
+
+from moviekit.clips import group_windows, make_clips, make_sequences
+from moviekit.components import WeightsSpec, pool_track
+from moviekit.errors import MoviekitError, WeightsNotFoundError
+from moviekit.metrics import multilabel_metrics, random_baseline
+from moviekit.records import Clip, FeatureSet, Shot, Track
+from moviekit.store import ArtifactStore, file_hash, hash_key
+from moviekit.weights import available_offline, resolve_weights
+
+
+def test_store_roundtrip_and_corrupt_artifact_is_recomputed(tmp_path):
+    s = ArtifactStore(tmp_path)
+    key = hash_key("content", {"a": 1})
+    assert s.get("k", key) is None
+    s.put("k", key, {"x": np.arange(3)})
+    assert s.get("k", key)["x"].tolist() == [0, 1, 2]
+    p = next((tmp_path / "k").rglob("*.pkl"))
+    p.write_bytes(b"garbage")
+    assert s.get("k", key) is None and not p.exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert ArtifactStore(tmp_path, read=False).get("k", key) is None
+
+
+def test_hash_key_is_order_independent_for_dicts_and_sensitive_to_values():
+    assert hash_key({"a": 1, "b": 2}) == hash_key({"b": 2, "a": 1})
+    assert hash_key({"a": 1}) != hash_key({"a": 2})
+
+
+def test_file_hash_memo(tmp_path):
+    f = tmp_path / "v.bin"
+    f.write_bytes(b"abc")
+    h1 = file_hash(f, memo_dir=tmp_path / "m")
+    assert h1 == file_hash(f)
+    f.write_bytes(b"abd")
+    os.utime(f, ns=(1, 1))
+    assert file_hash(f, memo_dir=tmp_path / "m") != h1
+
+
+def test_clips_trim_and_sequences():
+    shots = [Shot(video_id="v", index=i, start_frame=s, end_frame=e, start_time=s / 10, end_time=e / 10) for i, (s, e) in enumerate([(0, 10), (10, 12), (12, 40)])]
+    clips = make_clips(shots, fps=10, trim_start=1, trim_end=1, min_frames=2)
+    assert [(c.start_frame, c.end_frame, c.shot_index) for c in clips] == [(1, 9, 0), (13, 39, 2)]
+    assert clips[0].start_time == pytest.approx(0.1) and clips[0].end_time == pytest.approx(0.9)
+    seqs = make_sequences(clips * 5, 4)
+    assert len(seqs) == 2 and len(seqs[0].clip_indices) == 4
+    assert group_windows(10, 9, 1) == [(0, 9), (1, 10)]
+    assert group_windows(3, 9) == []
+
+
+def test_pool_track_means_within_clip_and_falls_back_to_nearest():
+    track = Track(times=np.array([0.0, 0.5, 1.0, 1.5]), values=np.array([[1.0], [3.0], [10.0], [20.0]], dtype=np.float32))
+    clips = [Clip(video_id="v", index=0, shot_index=0, start_frame=0, end_frame=10, start_time=0.0, end_time=1.0),
+             Clip(video_id="v", index=1, shot_index=1, start_frame=10, end_frame=11, start_time=1.2, end_time=1.3)]
+    out = pool_track(track, clips)
+    assert out[0, 0] == pytest.approx(2.0)
+    assert out[1, 0] == pytest.approx(10.0)  # nearest to 1.25 is t=1.0 (tie broken to first)
+
+
+def test_records_validate_shapes():
+    with pytest.raises(ValueError):
+        FeatureSet(video_id="v", arrays={"a": np.zeros((3, 2)), "b": np.zeros((4, 2))})
+    with pytest.raises(ValueError):
+        Shot(video_id="v", index=0, start_frame=5, end_frame=2, start_time=0, end_time=0)
+    fs = FeatureSet(video_id="v", arrays={"a": np.zeros((3, 2), np.float32)})
+    assert fs.spec() == {"a": {"shape": [2], "dtype": "float32"}}
+    assert pickle.loads(pickle.dumps(fs)).num_clips == 3
+
+
+def test_metrics_match_sklearn_definitions():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((40, 5)) < 0.3).astype(int)
+    y[0] = 1
+    s = rng.random((40, 5))
+    m = multilabel_metrics(y, s, 0.5)
+    assert m["auprc_macro"] == pytest.approx(average_precision_score(y, s, average="macro"))
+    assert m["auprc_micro"] == pytest.approx(average_precision_score(y, s, average="micro"))
+    perfect = multilabel_metrics(y, y.astype(float), 0.5)
+    assert perfect["auprc_macro"] == pytest.approx(1.0) and perfect["f1_weighted"] == pytest.approx(1.0)
+    rb = random_baseline(y)
+    assert rb["auprc_macro"] < 0.6
+
+
+def test_weights_resolution_and_actionable_error(tmp_path, monkeypatch):
+    spec = WeightsSpec(name="tiny-net", description="a test net", hub="org/tiny-net")
+    monkeypatch.setenv("MOVIEKIT_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError) as e:
+        resolve_weights(spec)
+    msg = str(e.value)
+    assert "tiny-net" in msg and "Looked in" in msg and "MOVIEKIT_OFFLINE" in msg and "MOVIEKIT_WEIGHTS" in msg
+    (tmp_path / "w" / "tiny-net").mkdir(parents=True)
+    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(tmp_path / "w"))
+    assert resolve_weights(spec) == tmp_path / "w" / "tiny-net"
+    assert available_offline(spec)[0]
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        resolve_weights(spec.model_copy(update={"path": str(tmp_path / "nope.pt")}))
+    pkg = WeightsSpec(name="numpy-as-weights", package="numpy")
+    assert resolve_weights(pkg).name == "numpy"
+
+
+def test_device_auto_is_cpu_without_cuda_and_cuda_request_fails_clearly():
+    import torch
+
+    from moviekit.device import effective_precision, resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(MoviekitError, match="no CUDA device"):
+        resolve_device("cuda:0")
+    assert effective_precision(torch.device("cpu"), "bf16") == "fp32"
+
+
+def test_doctor_and_show_run():
+    r = run_cli("doctor")
+    assert r.returncode == 0, r.stderr
+    assert "torch" in r.stdout and "PyAV" in r.stdout
+    r = run_cli("show", "mean_pool")
+    assert r.returncode == 0 and "dim" in r.stdout and "256" in r.stdout
+    r = run_cli("show", "mean_pool", "--json")
+    assert '"dim"' in r.stdout
+    r = run_cli("show", "mean_pol")
+    assert r.returncode == 2 and "did you mean 'mean_pool'" in r.stderr
