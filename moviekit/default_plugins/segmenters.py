@@ -5,7 +5,8 @@ frame arrives, so no second decode of the video is needed.  It reproduces what t
 ``scenedetect`` command line does with the same settings:
 
 * the CLI decodes with its OpenCV backend, whose BGR frames are pixel-identical to PyAV's
-  ``rgb24`` frames with the channels reversed (both use FFmpeg's decoder and swscale);
+  ``rgb24`` frames with the channels reversed (both use FFmpeg's decoder and swscale; the
+  tests check the per-frame scores against the CLI's stats file);
 * the CLI downscales every frame before detection; by default by ``max(width, height) / 256``
   when that side is at least 256 pixels (``cv2.resize`` with linear interpolation),
   or by an integer factor given with ``-d N``;
@@ -18,6 +19,10 @@ frame arrives, so no second decode of the video is needed.  It reproduces what t
 The config defaults follow the CLI, so ``{use: scenedetect}`` gives the same boundaries as
 ``scenedetect -i FILE detect-content list-scenes``; where the Python API of PySceneDetect
 has another default the field's description says so.
+
+Frame numbers are the reader's decode-order indices, while the CLI derives them from
+timestamps (``round(t * fps)``); the two agree for constant-frame-rate video, not always for
+variable-rate video.  OpenCV also applies rotation metadata, which PyAV does not.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ TimecodeLike = int | float | str
 
 #: PySceneDetect's minimum processing width for automatic downscaling.
 AUTO_DOWNSCALE_WIDTH = 256
+
 
 def _check_timecode(value: Any) -> Any:
     """Reject lengths PySceneDetect could not parse, at config time rather than per video."""
