@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import platform
 import sys
@@ -164,7 +165,8 @@ def show(
         return
     plugin = reg.plugin_of(name)
     console.print(f"[bold]{escape(name)}[/] ({cls.kind}) from {escape(plugin.name)} {escape(f'[{plugin.distribution} {plugin.version}]')}", highlight=False)
-    console.print((cls.__doc__ or "").strip(), markup=False)
+    console.print(inspect.cleandoc(cls.__doc__ or ""), markup=False)
+    console.print(f"takes: {cls.takes}\nreturns: {cls.returns}", markup=False, highlight=False)
     table = Table(title="config")
     for col in ("key", "type", "default", "description"):
         table.add_column(col)

@@ -102,6 +102,9 @@ class Component:
     Config: ClassVar[type[Config]] = Config
     #: Semantic version of the component's own output; bump to invalidate cached artifacts.
     version: ClassVar[str] = "1"
+    #: The records the component takes and returns (documentation, shown by `moviekit show`).
+    takes: ClassVar[str] = ""
+    returns: ClassVar[str] = ""
 
     def __init__(self, config: Config | dict[str, Any] | None = None, **fields: Any):
         if config is None:
@@ -139,6 +142,8 @@ class DatasetSource(Component):
     """Yields the videos of a dataset with their labels and splits."""
 
     kind = "dataset"
+    takes = "config"
+    returns = "Video items"
 
     def items(self) -> Iterable[Video]:
         raise NotImplementedError
@@ -152,6 +157,8 @@ class Reader(Component):
     """Decodes a video once and fans its frames and audio out to every sink."""
 
     kind = "reader"
+    takes = "Video"
+    returns = "FrameBatch and AudioChunk streams, one pass"
 
     def probe(self, video: Video) -> dict[str, Any]:
         """Stream facts: fps, num_frames, duration, width, height, has_audio."""
@@ -166,6 +173,8 @@ class Segmenter(Component):
     """Cuts a video into shots from its frame stream."""
 
     kind = "segmenter"
+    takes = "FrameBatch stream"
+    returns = "list[Shot]"
 
     def open(self, video: Video, info: dict[str, Any]) -> Sink:
         """A sink whose ``close()`` returns ``list[Shot]``."""
@@ -229,6 +238,8 @@ class Expert(Component):
     """
 
     kind = "expert"
+    takes = "FrameBatch and/or AudioChunk stream"
+    returns = "Track, pooled per Clip into FeatureSet arrays"
     #: Name of the modality in the FeatureSet; defaults to the recipe key.
     modality: ClassVar[str] = "visual"
 
@@ -254,6 +265,8 @@ class Labeler(Component):
     """Scores labels per frame and aggregates them into per-shot :class:`Labels`."""
 
     kind = "labeler"
+    takes = "FrameBatch stream and Shots"
+    returns = "list[Labels] per shot"
 
     def open(self, video: Video, info: dict[str, Any]) -> Sink:
         """A sink whose ``close()`` returns a :class:`Track` of per-frame label scores."""
@@ -267,6 +280,8 @@ class Encoder(Component):
     """Builds the trainable model that maps per-clip features to embeddings."""
 
     kind = "encoder"
+    takes = "padded FeatureSet tensors {modality: (B, clips, ...)} and a (B, clips) mask"
+    returns = "(B, output_dim) embeddings"
 
     def build(self, dims: dict[str, tuple[int, ...]]) -> torch.nn.Module:
         """A module for features of the given per-modality shapes."""
@@ -280,6 +295,8 @@ class Head(Component):
     """Builds a prediction head on top of an embedding."""
 
     kind = "head"
+    takes = "(B, in_dim) embeddings"
+    returns = "(B, out_dim) logits"
 
     def build(self, in_dim: int, out_dim: int) -> torch.nn.Module:
         raise NotImplementedError
@@ -299,6 +316,8 @@ class Task(Component):
     """A step of a run that uses the extracted items: train, evaluate, retrieve, export."""
 
     kind = "task"
+    takes = "TaskContext: Items, encoder, head, shared state"
+    returns = "TaskResult (metrics, files)"
     #: Recipe sections the task needs, e.g. ``{"encoder", "head"}``.
     requires: ClassVar[frozenset[str]] = frozenset()
 
