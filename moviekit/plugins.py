@@ -26,6 +26,7 @@ DEFAULT_PLUGINS = (
     "moviekit.default_plugins.media",
     "moviekit.default_plugins.segmenters",
     "moviekit.default_plugins.datasets",
+    "moviekit.default_plugins.formats",
     "moviekit.default_plugins.synthetic",
     "moviekit.default_plugins.generic",
 )

@@ -648,7 +648,7 @@ SEGMENT_HELP = """Find the shots of one or more videos and write them as JSON or
 
 Each video is decoded once.  Every shot has: video (the path as given), index, start_frame,
 end_frame (exclusive), start_time and end_time (seconds).  JSON is
-{"videos": {VIDEO: [shot, ...]}, "errors": {VIDEO: reason}}; CSV has one row per shot with
+{"videos": {VIDEO: list of shots}, "errors": {VIDEO: reason}}; CSV has one row per shot with
 a header line.  Settings of the segmenter are given with --set key=value (YAML-typed, nested
 keys with dots, e.g. --set content.threshold=20; see `moviekit show NAME`).
 

@@ -22,8 +22,8 @@ the modalities together are a strong one.
 Shots last 0.6 to 2.5 s.  Transitions are hard cuts, plus some dissolves
 (cross-fades of 6 to 10 frames).  Consecutive shots are checked to differ
 strongly (an HSV frame difference like PySceneDetect's ``ContentDetector``,
-well above its default threshold of 27), while within a shot the camera and the
-objects move smoothly.
+well above its default threshold of 27, and a large mean RGB difference), while
+within a shot the camera and the objects move smoothly.
 
 Ground truth, ``<id>.cuts.json`` beside each ``<id>.mp4``::
 
@@ -103,6 +103,8 @@ MAX_SHOT_SECONDS = 2.5
 DISSOLVE_FRAMES = (6, 10)
 #: Minimum frame difference (HSV, ContentDetector scale) required across a transition.
 MIN_CUT_SCORE = 45.0
+#: Minimum mean absolute RGB difference (0-255) required across a transition.
+MIN_CUT_RGB = 25.0
 
 # Hand-made core of each genre's style.  Spatial values are for a 96 px high
 # frame at 12 fps and are rescaled to the configured size and rate.
@@ -510,7 +512,8 @@ def _strengthen_transitions(spec: TrailerSpec, drawer: _ShotDrawer) -> None:
         img_a = _to_uint8(render_shot(a.style, np.array([fa - a.start], float), spec.width, spec.height, spec.fps))[0]
         for attempt in range(12):
             img_b = _to_uint8(render_shot(b.style, np.array([fb - b.start], float), spec.width, spec.height, spec.fps))[0]
-            if content_score(img_a, img_b) >= MIN_CUT_SCORE:
+            rgb = float(np.abs(img_a.astype(np.float32) - img_b.astype(np.float32)).mean())
+            if rgb >= MIN_CUT_RGB and content_score(img_a, img_b) >= MIN_CUT_SCORE:
                 break
             if attempt < 8:
                 drawer.redraw_look(b)
