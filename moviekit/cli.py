@@ -75,7 +75,7 @@ def run(
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
     ) as progress:
-        summary = run_recipe(resolved, output, fresh, strict or None, RichReporter(progress))
+        summary = run_recipe(resolved, output=output, fresh=fresh, strict=strict or None, reporter=RichReporter(progress))
     table = Table(title=f"moviekit run: {resolved.name}")
     for col in ("stage", "computed", "reused", "failed", "excluded", "seconds"):
         table.add_column(col, justify="left" if col == "stage" else "right")

@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -374,16 +374,6 @@ class Runner:
         return summary
 
 
-def run_recipe(
-    resolved: ResolvedRecipe,
-    output: Path | None = None,
-    fresh: bool = False,
-    strict: bool | None = None,
-    reporter: Reporter | None = None,
-    registry: Registry | None = None,
-    on_runner: Callable[[Runner], None] | None = None,
-) -> dict[str, Any]:
-    runner = Runner(resolved, output, fresh, strict, reporter, registry)
-    if on_runner:
-        on_runner(runner)
-    return runner.run()
+def run_recipe(resolved: ResolvedRecipe, **options: Any) -> dict[str, Any]:
+    """Run a validated recipe; ``options`` are :class:`Runner`'s keyword arguments."""
+    return Runner(resolved, **options).run()
