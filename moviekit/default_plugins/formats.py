@@ -1,0 +1,480 @@
+"""Dataset sources for precomputed data: per-clip feature folders and MovieCLIP tag files.
+
+* ``features_dir`` reads expert features that were computed elsewhere (for example the
+  per-scene embeddings MMX-Trailer-20 distributes per modality), so a run skips decoding.
+  :func:`write_features_dir` writes the same layout from extracted :class:`~moviekit.records.Item` s.
+* ``movieclip_json`` reads the MovieCLIP per-shot tags format;
+  :func:`read_movieclip_json` / :func:`write_movieclip_json` convert it to and from
+  :class:`~moviekit.records.Labels`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from moviekit import hookimpl
+from moviekit.components import Config, DatasetSource
+from moviekit.default_plugins.datasets import VIDEO_EXTENSIONS, VideoFolder, deterministic_split
+from moviekit.errors import MoviekitError
+from moviekit.records import Clip, FeatureSet, Item, Labels, Shot, Video
+
+log = logging.getLogger(__name__)
+
+CLIP_FILE_RE = re.compile(r"^\d+$")
+CLIPS_CSV_COLUMNS = ("video", "clip", "start_frame", "end_frame", "start_time", "end_time")
+
+
+# -- features_dir ------------------------------------------------------------------
+
+
+class FeaturesDir(VideoFolder):
+    """Precomputed per-clip expert features: `<root>/<modality>/<video id>/<clip index>.npy`.
+
+    Each `.npy` holds one clip's feature, shape `(d,)`, or `(t, d)` which is pooled over `t`
+    (`temporal_reduce`).  Labels come from a CSV like `video_folder`'s (`video` = video id,
+    `|`-separated `labels`, optional `split`); without one every video folder is an
+    unlabelled item split deterministically.  Clip boundaries come from an optional
+    `<root>/clips.csv` (`video,clip,start_frame,end_frame,start_time,end_time`); clips
+    missing from it get placeholders (frames `[i, i+1)`, times `[i, i+1)` for clip index
+    `i`, listed in `metadata["placeholder_clips"]` when a clips.csv exists), and
+    `shot_index` is always the clip index.  When a video's modalities disagree on clip
+    indices only the common ones are kept (`metadata["dropped_clips"]`).  A video with a
+    missing modality or an unreadable/ill-shaped array is left out and reported in
+    `problems` (video id -> message); the other videos are still listed.
+    """
+
+    name = "features_dir"
+    takes = "config (a folder of .npy features)"
+    returns = "Video items with precomputed features and clips (no decoding)"
+
+    class Config(VideoFolder.Config):
+        root: Path = Field(description="folder holding one subfolder per modality: <root>/<modality>/<video id>/<clip index>.npy")
+        labels_csv: Path | None = Field(None, description="labels file (video,labels,split); default <root>/labels.csv when it exists, else every video folder unlabelled")
+        clips_csv: Path | None = Field(None, description="clip boundaries (video,clip,start_frame,end_frame,start_time,end_time); default <root>/clips.csv when it exists, else placeholders")
+        modalities: list[str] | None = Field(None, description="modality subfolders to read; None reads every subfolder of root")
+        temporal_reduce: Literal["mean", "max"] = Field("mean", description="how a (t, d) array is pooled over t into (d,)")
+        dims: dict[str, int] | None = Field(None, description="expected feature size per modality; videos that differ are reported in `problems`. Default: the first readable video fixes each modality's size")
+
+    def __init__(self, config: Any = None, **fields: Any):
+        super().__init__(config, **fields)
+        #: Video id -> why it was left out, filled by :meth:`items`.
+        self.problems: dict[str, str] = {}
+        self._listed: list[Video] | None = None
+
+    @classmethod
+    def example_config(cls, tmp_path: Path) -> dict:
+        from moviekit.testing import tiny_items
+
+        root = Path(tmp_path) / "features"
+        write_features_dir(root, tiny_items(n=4, n_clips=3, modalities={"visual": (6,), "audio": (4,)}))
+        return {"root": str(root)}
+
+    # -- listing -----------------------------------------------------------------
+    def _modalities(self) -> list[str]:
+        root = Path(self.config.root)
+        if not root.is_dir():
+            raise MoviekitError(f"dataset.root: {root} is not a folder")
+        if self.config.modalities is not None:
+            missing = [m for m in self.config.modalities if not (root / m).is_dir()]
+            if missing:
+                raise MoviekitError(f"dataset.modalities: no folder for {', '.join(missing)} under {root}")
+            if not self.config.modalities:
+                raise MoviekitError("dataset.modalities: list at least one modality (or leave it unset)")
+            return list(self.config.modalities)
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not found:
+            raise MoviekitError(f"dataset.root: {root} has no modality subfolders (<root>/<modality>/<video id>/<clip>.npy)")
+        return found
+
+    def _rows(self) -> list[dict[str, str]]:
+        csv_path = self.config.labels_csv or (Path(self.config.root) / "labels.csv")
+        if self.config.labels_csv or Path(csv_path).exists():
+            return super()._rows()
+        root = Path(self.config.root)
+        ids = sorted({p.name for m in self._modalities() for p in (root / m).iterdir() if p.is_dir()})
+        return [{"video": vid} for vid in ids]
+
+    def _clip_rows(self) -> dict[tuple[str, int], dict[str, str]] | None:
+        path = self.config.clips_csv or (Path(self.config.root) / "clips.csv")
+        if not Path(path).exists():
+            if self.config.clips_csv:
+                raise MoviekitError(f"dataset.clips_csv: {path} does not exist")
+            return None
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in CLIPS_CSV_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise MoviekitError(f"{path}: missing column(s) {', '.join(missing)} (has {reader.fieldnames})")
+            out = {}
+            for line, r in enumerate(reader, start=2):
+                try:
+                    out[(r["video"], int(r["clip"]))] = r
+                except ValueError:
+                    raise MoviekitError(f"{path}:{line}: clip must be an integer, got {r['clip']!r}") from None
+            return out
+
+    def items(self) -> list[Video]:
+        modalities = self._modalities()
+        rows = self._rows()
+        # video_folder parses labels, splits and extra columns; keep the CSV's id verbatim.
+        listed = super().items()
+        clip_rows = self._clip_rows()
+        dims: dict[str, int] = dict(self.config.dims or {})
+        self.problems = {}
+        out = []
+        for row, base in zip(rows, listed, strict=True):
+            vid = row["video"]
+            try:
+                arrays, kept, dropped = self._load_video(vid, modalities, dims)
+                clips, placeholders = _make_clips(vid, kept, clip_rows)
+            except _VideoProblem as e:
+                self.problems[vid] = str(e)
+                log.warning("features_dir: skipping %s: %s", vid, e)
+                continue
+            for m, a in arrays.items():
+                dims.setdefault(m, a.shape[1])
+            meta = dict(base.metadata)
+            if dropped:
+                meta["dropped_clips"] = dropped
+            if placeholders:
+                meta["placeholder_clips"] = placeholders
+            out.append(
+                base.model_copy(
+                    update={"id": vid, "path": None, "metadata": meta, "features": FeatureSet(video_id=vid, arrays=arrays), "clips": clips}
+                )
+            )
+        self._listed = out
+        return out
+
+    def _load_video(self, vid: str, modalities: list[str], dims: dict[str, int]) -> tuple[dict[str, np.ndarray], list[int], dict[str, list[int]]]:
+        root = Path(self.config.root)
+        files: dict[str, dict[int, Path]] = {}
+        for m in modalities:
+            folder = root / m / vid
+            if not folder.is_dir():
+                raise _VideoProblem(f"modality '{m}' is missing ({folder} is not a folder)")
+            by_index: dict[int, Path] = {}
+            for p in folder.glob("*.npy"):
+                if not CLIP_FILE_RE.match(p.stem):
+                    raise _VideoProblem(f"{p}: file name must be the clip index, e.g. 0.npy")
+                by_index[int(p.stem)] = p
+            if not by_index:
+                raise _VideoProblem(f"modality '{m}' has no clip files in {folder}")
+            files[m] = by_index
+        common = set.intersection(*(set(f) for f in files.values()))
+        if not common:
+            raise _VideoProblem(f"modalities share no clip index ({', '.join(f'{m}: {len(f)} clips' for m, f in files.items())})")
+        kept = sorted(common)
+        dropped = {m: sorted(set(f) - common) for m, f in files.items() if set(f) != common}
+        arrays = {}
+        for m, by_index in files.items():
+            rows = [self._load_clip(by_index[i]) for i in kept]
+            sizes = {r.shape[0] for r in rows}
+            if len(sizes) > 1:
+                raise _VideoProblem(f"modality '{m}': clips have different feature sizes {sorted(sizes)}")
+            size = sizes.pop()
+            if m in dims and dims[m] != size:
+                raise _VideoProblem(f"modality '{m}': feature size {size}, expected {dims[m]}")
+            arrays[m] = np.stack(rows).astype(np.float32, copy=False)
+        return arrays, kept, dropped
+
+    def _load_clip(self, path: Path) -> np.ndarray:
+        try:
+            a = np.load(path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is reported, not raised
+            raise _VideoProblem(f"{path}: unreadable .npy ({type(e).__name__}: {e})") from e
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiub":
+            raise _VideoProblem(f"{path}: expected a numeric array, got {getattr(a, 'dtype', type(a).__name__)}")
+        if a.ndim == 2:
+            if a.shape[0] == 0:
+                raise _VideoProblem(f"{path}: temporal array with no rows {a.shape}")
+            a = a.mean(axis=0) if self.config.temporal_reduce == "mean" else a.max(axis=0)
+        elif a.ndim != 1:
+            raise _VideoProblem(f"{path}: expected shape (d,) or (t, d), got {a.shape}")
+        if a.shape[0] == 0:
+            raise _VideoProblem(f"{path}: empty feature")
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise _VideoProblem(f"{path}: non-finite values")
+        return a
+
+    def vocabulary(self) -> list[str]:
+        if self.config.vocabulary:
+            return list(self.config.vocabulary)
+        listed = self._listed if self._listed is not None else self.items()
+        return sorted({label for v in listed for label in v.labels})
+
+
+class _VideoProblem(Exception):
+    """One video cannot be read; it is reported and the listing goes on."""
+
+
+def _make_clips(vid: str, indices: list[int], clip_rows: dict[tuple[str, int], dict[str, str]] | None) -> tuple[list[Clip], list[int]]:
+    clips, placeholders = [], []
+    for i in indices:
+        r = clip_rows.get((vid, i)) if clip_rows is not None else None
+        if r is None:
+            if clip_rows is not None:
+                placeholders.append(i)
+            clips.append(Clip(video_id=vid, index=i, shot_index=i, start_frame=i, end_frame=i + 1, start_time=float(i), end_time=float(i + 1)))
+            continue
+        try:
+            clips.append(
+                Clip(
+                    video_id=vid,
+                    index=i,
+                    shot_index=i,
+                    start_frame=int(r["start_frame"]),
+                    end_frame=int(r["end_frame"]),
+                    start_time=float(r["start_time"]),
+                    end_time=float(r["end_time"]),
+                )
+            )
+        except (ValueError, TypeError) as e:
+            raise _VideoProblem(f"clips.csv row for clip {i}: {e}") from e
+    return clips, placeholders
+
+
+def write_features_dir(root: str | Path, items: Iterable[Item]) -> Path:
+    """Write items' features in the ``features_dir`` layout; returns ``root``.
+
+    Writes ``<root>/<modality>/<video id>/<clip index>.npy`` (float32, one ``(d,)`` row per
+    clip, named by the item's clip index when it has one clip record per feature row, else
+    by row number), ``<root>/labels.csv`` (video, labels, split) and ``<root>/clips.csv``
+    for items with clip records.  Item metadata and shot indices are not stored.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    labels_rows, clip_rows = [], []
+    for item in items:
+        vid = item.video.id
+        if item.features is None or not item.features.arrays:
+            raise MoviekitError(f"{vid}: item has no features to write")
+        n = item.features.num_clips
+        clips = item.clips if len(item.clips) == n else None
+        indices = [c.index for c in clips] if clips else list(range(n))
+        if len(set(indices)) != n:
+            raise MoviekitError(f"{vid}: clip indices are not unique")
+        for m, arr in item.features.arrays.items():
+            if arr.ndim != 2:
+                raise MoviekitError(f"{vid}: modality '{m}' must be (clips, d) to write, got {arr.shape}")
+            folder = root / m / vid
+            folder.mkdir(parents=True, exist_ok=True)
+            for idx, row in zip(indices, arr, strict=True):
+                np.save(folder / f"{idx}.npy", np.asarray(row, dtype=np.float32))
+        labels_rows.append([vid, "|".join(item.video.labels), item.video.split or ""])
+        for c in clips or []:
+            clip_rows.append([vid, c.index, c.start_frame, c.end_frame, repr(float(c.start_time)), repr(float(c.end_time))])
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "labels", "split"])
+        w.writerows(labels_rows)
+    if clip_rows:
+        with open(root / "clips.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(CLIPS_CSV_COLUMNS)
+            w.writerows(clip_rows)
+    return root
+
+
+# -- movieclip_json ----------------------------------------------------------------
+
+SHOT_NAME_RE = re.compile(r"_shot_(\d+)(?:\.[A-Za-z0-9]+)?$")
+SHOT_FIELDS = ("start_frame", "end_frame", "start_time", "end_time")
+
+
+def shot_file_name(video_id: str, index: int) -> str:
+    """The key a shot gets in a MovieCLIP JSON: ``<video id>_shot_<index:04d>.mp4``."""
+    return f"{video_id}_shot_{index:04d}.mp4"
+
+
+def _parse_video(video_id: str, shots: Any) -> tuple[list[Labels], list[Shot]]:
+    """One video's entry of a MovieCLIP JSON; raises ValueError on malformed input."""
+    if not isinstance(shots, dict):
+        raise ValueError(f"expected an object of shots, got {type(shots).__name__}")
+    labels, out_shots = [], []
+    for pos, (name, entry) in enumerate(shots.items()):
+        if not isinstance(entry, dict):
+            raise ValueError(f"shot {name!r}: expected an object, got {type(entry).__name__}")
+        m = SHOT_NAME_RE.search(name)
+        index = int(m.group(1)) if m else pos
+        missing = [k for k in (*SHOT_FIELDS, "labels") if k not in entry]
+        if missing:
+            raise ValueError(f"shot {name!r}: missing {', '.join(missing)}")
+        scores = entry["labels"]
+        if not isinstance(scores, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+            raise ValueError(f"shot {name!r}: labels must map label -> numeric score")
+        try:
+            shot = Shot(video_id=video_id, index=index, **{k: entry[k] for k in SHOT_FIELDS})
+        except Exception as e:  # noqa: BLE001 - pydantic ValidationError, reported with the shot
+            raise ValueError(f"shot {name!r}: {e}") from e
+        out_shots.append(shot)
+        labels.append(Labels(video_id=video_id, shot_index=index, scores={k: float(v) for k, v in scores.items()}, labels=list(scores)))
+    return labels, out_shots
+
+
+def _load_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise MoviekitError(f"{path}: cannot read MovieCLIP JSON ({e})") from e
+    except json.JSONDecodeError as e:
+        raise MoviekitError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise MoviekitError(f"{path}: expected an object of video id -> shots, got {type(data).__name__}")
+    return data
+
+
+def _read(path: str | Path) -> dict[str, tuple[list[Labels], list[Shot]]]:
+    out = {}
+    for vid, shots in _load_json(path).items():
+        try:
+            out[vid] = _parse_video(vid, shots)
+        except ValueError as e:
+            raise MoviekitError(f"{path}: video {vid!r}: {e}") from e
+    return out
+
+
+def read_movieclip_json(path: str | Path) -> dict[str, list[Labels]]:
+    """Per-shot :class:`Labels` of each video in a MovieCLIP tags JSON, in file order.
+
+    The JSON maps video id -> shot file name -> ``{start_frame, end_frame, start_time,
+    end_time, labels: {label: score}}``.  ``shot_index`` is the number after ``_shot_`` in
+    the file name (else the shot's position); ``scores`` is the labels object and
+    ``labels`` its keys in file order.
+    """
+    return {vid: labels for vid, (labels, _) in _read(path).items()}
+
+
+def read_movieclip_shots(path: str | Path) -> dict[str, list[Shot]]:
+    """The :class:`Shot` boundaries stored in a MovieCLIP tags JSON, in file order."""
+    return {vid: shots for vid, (_, shots) in _read(path).items()}
+
+
+def write_movieclip_json(path: str | Path, labels_by_video: dict[str, list[Labels]], shots_by_video: dict[str, list[Shot]]) -> Path:
+    """Write per-shot labels in the MovieCLIP tags format; returns ``path``.
+
+    Each :class:`Labels` is matched to the shot of ``shots_by_video[video]`` with the same
+    index and written under :func:`shot_file_name`, in list order, with
+    ``labels: {label: scores[label] for label in labels.labels}``.  Shots without a Labels
+    record are not written.  :func:`read_movieclip_json` gives back exactly what was
+    written when each record's ``labels`` are the keys of its ``scores`` (which is what it
+    reads); other scores are not part of the format.
+    """
+    data: dict[str, dict[str, Any]] = {}
+    for vid, labels in labels_by_video.items():
+        shots = {s.index: s for s in shots_by_video.get(vid, [])}
+        entry: dict[str, Any] = {}
+        for lab in labels:
+            if lab.shot_index is None or lab.shot_index not in shots:
+                raise MoviekitError(f"{vid}: no shot with index {lab.shot_index} for its labels")
+            unscored = [x for x in lab.labels if x not in lab.scores]
+            if unscored:
+                raise MoviekitError(f"{vid} shot {lab.shot_index}: label(s) without a score: {', '.join(unscored)}")
+            name = shot_file_name(vid, lab.shot_index)
+            if name in entry:
+                raise MoviekitError(f"{vid}: more than one Labels record for shot {lab.shot_index}")
+            shot = shots[lab.shot_index]
+            entry[name] = {**{k: getattr(shot, k) for k in SHOT_FIELDS}, "labels": {x: lab.scores[x] for x in lab.labels}}
+        data[vid] = entry
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+class MovieClipJSON(DatasetSource):
+    """Videos from a MovieCLIP tags JSON (video id -> shot file -> frames, times, {label: score}).
+
+    Each video id becomes one item whose labels are the union of its shots' labels scoring
+    at least `min_score`; `metadata["shot_labels"]` holds the per-shot `Labels` (as dicts)
+    and `metadata["shots"]` the shot boundaries.  With `videos_root`, `<video id>.<ext>`
+    found there becomes the item's path.  Splits are a seeded deterministic shuffle.  A
+    malformed video entry is left out and reported in `problems`; the others are listed.
+    """
+
+    name = "movieclip_json"
+    takes = "config (a MovieCLIP tags JSON)"
+    returns = "Video items with per-shot labels in metadata"
+
+    class Config(Config):
+        path: Path = Field(description="the MovieCLIP tags JSON (video id -> shot file name -> shot)")
+        videos_root: Path | None = Field(None, description="folder holding <video id>.mp4 (or another video extension); sets each item's path")
+        min_score: float = Field(0.0, description="a shot label counts towards the video's labels when its score is at least this; 0.0 keeps every listed label")
+        split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions of the deterministic split")
+        seed: int = Field(0, description="seed of the deterministic split")
+        vocabulary: list[str] | None = Field(None, description="fixed label order; default sorted labels found")
+
+        @field_validator("split_fractions")
+        @classmethod
+        def _sum(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+            return VideoFolder.Config._sum(v)
+
+    def __init__(self, config: Any = None, **fields: Any):
+        super().__init__(config, **fields)
+        #: Video id -> why it was left out, filled by :meth:`items`.
+        self.problems: dict[str, str] = {}
+        self._listed: list[Video] | None = None
+
+    @classmethod
+    def example_config(cls, tmp_path: Path) -> dict:
+        path = Path(tmp_path) / "movieclip.json"
+        shots, labels = {}, {}
+        for v, vid in enumerate(["tt0000001", "tt0000002"]):
+            shots[vid] = [Shot(video_id=vid, index=i, start_frame=12 * i, end_frame=12 * i + 11, start_time=i / 2, end_time=i / 2 + 11 / 24) for i in range(3)]
+            labels[vid] = [Labels(video_id=vid, shot_index=i, scores={"Interview": 0.6 - 0.1 * v, "Car": 0.25}, labels=["Interview", "Car"]) for i in range(3)]
+        write_movieclip_json(path, labels, shots)
+        return {"path": str(path)}
+
+    def _video_path(self, vid: str) -> Path | None:
+        if self.config.videos_root is None:
+            return None
+        root = Path(self.config.videos_root)
+        for ext in VIDEO_EXTENSIONS:
+            p = root / f"{vid}{ext}"
+            if p.is_file():
+                return p
+        log.warning("movieclip_json: no video file for %s under %s", vid, root)
+        return None
+
+    def items(self) -> list[Video]:
+        if self.config.videos_root is not None and not Path(self.config.videos_root).is_dir():
+            raise MoviekitError(f"dataset.videos_root: {self.config.videos_root} is not a folder")
+        data = _load_json(self.config.path)
+        splits = deterministic_split(list(data), self.config.seed, self.config.split_fractions)
+        self.problems = {}
+        out = []
+        for vid, shots_obj in data.items():
+            try:
+                labels, shots = _parse_video(vid, shots_obj)
+            except ValueError as e:
+                self.problems[vid] = str(e)
+                log.warning("movieclip_json: skipping %s: %s", vid, e)
+                continue
+            video_labels = sorted({x for lab in labels for x in lab.labels if lab.scores[x] >= self.config.min_score})
+            meta = {"shot_labels": [lab.model_dump() for lab in labels], "shots": [s.model_dump() for s in shots]}
+            out.append(Video(id=vid, path=self._video_path(vid), labels=video_labels, split=splits[vid], metadata=meta))
+        self._listed = out
+        return out
+
+    def vocabulary(self) -> list[str]:
+        if self.config.vocabulary:
+            return list(self.config.vocabulary)
+        listed = self._listed if self._listed is not None else self.items()
+        return sorted({label for v in listed for label in v.labels})
+
+
+@hookimpl
+def register_components(register):
+    register(FeaturesDir)
+    register(MovieClipJSON)
