@@ -94,7 +94,7 @@ GENRES: tuple[str, ...] = (
 )
 
 #: Bump when the generator's output changes, so cached datasets are rebuilt.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 #: Shot length bounds in seconds.
 MIN_SHOT_SECONDS = 0.6
@@ -761,6 +761,26 @@ def render_trailer(spec: TrailerSpec) -> tuple[np.ndarray, np.ndarray]:
     return frames, audio
 
 
+def rgb_to_yuv420p(frames: np.ndarray) -> np.ndarray:
+    """RGB uint8 ``(N, H, W, 3)`` to planar yuv420p ``(N, H * 3 // 2, W)`` (BT.601, limited range).
+
+    Done here so the encoder gets exactly these samples, whatever the
+    FFmpeg/swscale build would pick for an implicit conversion.
+    """
+    x = frames.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+    cb = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0
+    cr = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0
+    n, h, w = y.shape
+
+    def sub(c: np.ndarray) -> np.ndarray:
+        return c.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4)).reshape(n, h // 4, w)
+
+    out = np.concatenate([y, sub(cb), sub(cr)], axis=1)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def write_trailer(path: str | Path, spec: TrailerSpec, crf: int = 20, cuts: bool = True) -> dict[str, Any]:
     """Render ``spec`` to an H.264/AAC mp4 at ``path`` (and ``<stem>.cuts.json`` beside it); returns the ground truth."""
     import av
@@ -772,32 +792,35 @@ def write_trailer(path: str | Path, spec: TrailerSpec, crf: int = 20, cuts: bool
     frames, audio = render_trailer(spec)
     rate = spec.audio_rate
     with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=Fraction(spec.fps), options={"crf": str(crf), "preset": "veryfast"})
+        # mbtree off: with it, this x264 build's output varies from call to call
+        # (history dependent); without it, files are bit-exact for a given spec.
+        options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
+        vs = out.add_stream("libx264", rate=Fraction(spec.fps), options=options)
         vs.width, vs.height, vs.pix_fmt = spec.width, spec.height, "yuv420p"
         vs.codec_context.thread_count = 1
         vs.codec_context.time_base = Fraction(1, spec.fps)
         ast = out.add_stream("aac", rate=rate, layout="mono")
-        step = ast.codec_context.frame_size or 1024
-        sent = 0
-        for fi in range(len(frames)):
-            vf = av.VideoFrame.from_ndarray(frames[fi], format="rgb24")
+        # Encode the whole video, then the whole audio, then mux the packets in time order.
+        yuv = rgb_to_yuv420p(frames)
+        vframes = []
+        packets = []
+        for fi in range(len(yuv)):
+            vf = av.VideoFrame.from_ndarray(yuv[fi], format="yuv420p")
             vf.pts = fi
-            for p in vs.encode(vf):
-                out.mux(p)
-            # interleave audio up to this frame's end
-            target = len(audio) if fi == len(frames) - 1 else int((fi + 1) / spec.fps * rate) // step * step
-            while sent < target:
-                chunk = audio[sent : min(sent + step, target)]
-                af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="fltp", layout="mono")
-                af.sample_rate = rate
-                af.pts = sent
-                for p in ast.encode(af):
-                    out.mux(p)
-                sent += len(chunk)
-        for p in vs.encode():
-            out.mux(p)
-        for p in ast.encode():
-            out.mux(p)
+            vframes.append(vf)  # alive until the encoder is flushed
+            packets += vs.encode(vf)
+        packets += vs.encode()
+        step = ast.codec_context.frame_size or 1024
+        for s0 in range(0, len(audio), step):
+            af = av.AudioFrame.from_ndarray(audio[s0 : s0 + step].reshape(1, -1), format="fltp", layout="mono")
+            af.sample_rate = rate
+            af.pts = s0
+            packets += ast.encode(af)
+        packets += ast.encode()
+        packets.sort(key=lambda pk: (float(pk.dts * pk.time_base) if pk.dts is not None else 0.0, pk.stream.index))
+        for pk in packets:
+            out.mux(pk)
+        del vframes
     truth = spec.ground_truth()
     if cuts:
         atomic_write_text(cuts_path(path), json.dumps(truth))
