@@ -286,3 +286,14 @@ def test_registered_and_passes_the_component_contract(tmp_path):
     assert reg.plugin_of("synthetic_trailers").name == "moviekit.default_plugins.synthetic"
     items = check_component(SyntheticTrailers, tmp_path, registry=reg)
     assert len(items) == 3
+
+
+def test_other_sizes_and_rates(tmp_path):
+    # height 50 is even but not a multiple of 4 (odd chroma rows)
+    src = SyntheticTrailers(root=tmp_path / "ds", n=1, min_seconds=2.0, max_seconds=2.0, width=66, height=50, fps=25, audio_rate=22050)
+    (v,) = src.items()
+    cuts = load_cuts(v)
+    check_ground_truth(cuts)
+    frames, n_audio, seconds = decode(v.path)
+    assert frames.shape == (50, 50, 66, 3) and cuts["num_frames"] == 50 and cuts["fps"] == 25
+    assert n_audio == 1 and seconds == pytest.approx(2.0, abs=0.1)
