@@ -26,6 +26,21 @@ def deterministic_split(ids: list[str], seed: int, fractions: tuple[float, float
     return {vid: ("train" if i < n_train else "val" if i < n_train + n_val else "test") for i, vid in enumerate(order)}
 
 
+class SplitConfig(Config):
+    """Config fields shared by labelled sources: the deterministic split and the label order."""
+
+    split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions when the data gives no split")
+    seed: int = Field(0, description="seed of the deterministic split")
+    vocabulary: list[str] | None = Field(None, description="fixed label order; default sorted labels found")
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _sum(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if abs(sum(v) - 1.0) > 1e-6 or min(v) < 0:
+            raise ValueError(f"split_fractions must be non-negative and sum to 1, got {v}")
+        return v
+
+
 class VideoFolder(DatasetSource):
     """Videos under a root folder, labelled by a CSV (`video`, `labels`, optional `split`).
 
@@ -36,19 +51,9 @@ class VideoFolder(DatasetSource):
 
     name = "video_folder"
 
-    class Config(Config):
+    class Config(SplitConfig):
         root: Path = Field(description="folder holding the videos")
         labels_csv: Path | None = Field(None, description="labels file; default <root>/labels.csv when it exists")
-        split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions without a split column")
-        seed: int = Field(0, description="seed of the deterministic split")
-        vocabulary: list[str] | None = Field(None, description="fixed label order; default sorted labels found")
-
-        @field_validator("split_fractions")
-        @classmethod
-        def _sum(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-            if abs(sum(v) - 1.0) > 1e-6 or min(v) < 0:
-                raise ValueError(f"split_fractions must be non-negative and sum to 1, got {v}")
-            return v
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from moviekit import hookimpl
 from moviekit.components import Config, DatasetSource
-from moviekit.default_plugins.datasets import VIDEO_EXTENSIONS, VideoFolder, deterministic_split
+from moviekit.default_plugins.datasets import VIDEO_EXTENSIONS, SplitConfig, VideoFolder, deterministic_split
 from moviekit.errors import MoviekitError
 from moviekit.records import Clip, FeatureSet, Item, Labels, Shot, Video
 
@@ -407,18 +407,10 @@ class MovieClipJSON(DatasetSource):
     takes = "config (a MovieCLIP tags JSON)"
     returns = "Video items with per-shot labels in metadata"
 
-    class Config(Config):
+    class Config(SplitConfig):
         path: Path = Field(description="the MovieCLIP tags JSON (video id -> shot file name -> shot)")
         videos_root: Path | None = Field(None, description="folder holding <video id>.mp4 (or another video extension); sets each item's path")
         min_score: float = Field(0.0, description="a shot label counts towards the video's labels when its score is at least this; 0.0 keeps every listed label")
-        split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions of the deterministic split")
-        seed: int = Field(0, description="seed of the deterministic split")
-        vocabulary: list[str] | None = Field(None, description="fixed label order; default sorted labels found")
-
-        @field_validator("split_fractions")
-        @classmethod
-        def _sum(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-            return VideoFolder.Config._sum(v)
 
     def __init__(self, config: Any = None, **fields: Any):
         super().__init__(config, **fields)
