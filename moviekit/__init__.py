@@ -40,13 +40,45 @@ from .records import (
     Track,
     Video,
 )
-from .runner import TaskContext
-from .tensors import pad_features
+from .recipe import load_recipe
+from .runner import TaskContext, extract_videos, run_recipe
+from .metrics import multilabel_metrics, per_class_metrics, random_baseline
+from .tensors import mlp, multi_hot, pad_features
+from .training import (
+    TrainConfig,
+    batches,
+    classification_report,
+    embed_items,
+    feature_dims,
+    fit_multilabel,
+    pos_weights,
+    predict_scores,
+    run_batched,
+    to_device,
+)
 from .weights import resolve_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "extract_videos",
+    "load_recipe",
+    "run_recipe",
+    "TrainConfig",
+    "batches",
+    "classification_report",
+    "embed_items",
+    "feature_dims",
+    "fit_multilabel",
+    "pos_weights",
+    "predict_scores",
+    "run_batched",
+    "to_device",
+    "multilabel_metrics",
+    "per_class_metrics",
+    "random_baseline",
+    "multi_hot",
+    "mlp",
     "PLUGIN_API_VERSION",
     "AudioChunk",
     "AudioNeed",

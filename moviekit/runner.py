@@ -374,6 +374,21 @@ class Runner:
         return summary
 
 
+def extract_videos(resolved: ResolvedRecipe, videos: list[Video], output: Path | None = None, **options: Any) -> list[Item]:
+    """Shots, clips and expert features of ``videos`` with a recipe's components (cached like a run).
+
+    Failed or excluded videos are left out of the result; the reasons are in
+    ``output``'s ``failures.jsonl`` and ``exclusions.json``.  Used to embed a new
+    video with a finished run's recipe (for example to query a retrieval index).
+    """
+    import tempfile
+
+    out = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="moviekit-extract-"))
+    runner = Runner(resolved, output=out, **options)
+    runner.prepare()
+    return runner.extract(videos)
+
+
 def run_recipe(resolved: ResolvedRecipe, **options: Any) -> dict[str, Any]:
     """Run a validated recipe; ``options`` are :class:`Runner`'s keyword arguments."""
     return Runner(resolved, **options).run()

@@ -47,3 +47,18 @@ def multi_hot(labels: list[list[str]], vocabulary: list[str]) -> np.ndarray:
             if label in index:
                 y[i, index[label]] = 1.0
     return y
+
+
+def mlp(dims: list[int], final_activation: bool = False, dropout: float = 0.0) -> Any:
+    """``torch.nn.Sequential`` of Linear layers ``dims[0] -> ... -> dims[-1]`` with ReLU (and
+    dropout) between them, and after the last one too when ``final_activation``."""
+    from torch import nn
+
+    layers: list[Any] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2 or final_activation:
+            layers.append(nn.ReLU())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)

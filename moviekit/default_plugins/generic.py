@@ -12,9 +12,9 @@ from pydantic import Field
 from moviekit import hookimpl
 from moviekit.components import Config, Encoder, Expert, FrameNeed, Head, Needs, Task, TaskResult
 from moviekit.errors import MoviekitError
-from moviekit.metrics import multilabel_metrics, per_class_metrics, random_baseline
 from moviekit.records import FrameBatch
-from moviekit.tensors import multi_hot, pad_features
+from moviekit.tensors import mlp, multi_hot
+from moviekit.training import TrainConfig, classification_report, feature_dims, fit_multilabel, predict_scores
 
 
 class ColorHistogram(Expert):
@@ -46,19 +46,6 @@ class ColorHistogram(Expert):
         return out
 
 
-def _mlp(dims: list[int], dropout: float = 0.0, final_activation: bool = False) -> Any:
-    from torch import nn
-
-    layers: list[Any] = []
-    for i in range(len(dims) - 1):
-        layers.append(nn.Linear(dims[i], dims[i + 1]))
-        if i < len(dims) - 2 or final_activation:
-            layers.append(nn.ReLU())
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
-
-
 class MeanPoolEncoder(Encoder):
     """Concatenates the modalities of each clip, averages over a video's clips, and projects."""
 
@@ -77,13 +64,13 @@ class MeanPoolEncoder(Encoder):
         from torch import nn
 
         total = sum(int(np.prod(d)) for d in dims.values())
-        mlp = _mlp([total, self.config.hidden, self.config.dim], self.config.dropout)
+        net = mlp([total, self.config.hidden, self.config.dim], dropout=self.config.dropout)
         order = sorted(dims)
 
         class Module(nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.mlp = mlp
+                self.mlp = net
 
             def forward(self, features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
                 x = torch.cat([features[m].flatten(2) for m in order], dim=-1)
@@ -104,7 +91,7 @@ class MLPHead(Head):
         dropout: float = Field(0.0, ge=0, lt=1)
 
     def build(self, in_dim: int, out_dim: int) -> Any:
-        return _mlp([in_dim, *self.config.hidden, out_dim], self.config.dropout)
+        return mlp([in_dim, *self.config.hidden, out_dim], dropout=self.config.dropout)
 
 
 class ExportFeatures(Task):
@@ -142,83 +129,28 @@ class MultilabelClassification(Task):
     name = "multilabel_classification"
     requires = frozenset({"encoder", "head"})
 
-    class Config(Config):
-        epochs: int = Field(30, ge=1)
-        lr: float = Field(1e-3, gt=0)
-        batch_size: int = Field(32, ge=1)
-        weight_decay: float = Field(0.0, ge=0)
-        threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold for predicted labels")
-        pos_weight: bool = Field(True, description="weight positives by negatives/positives per class")
-        max_clips: int | None = Field(None, description="cap on clips per video")
+    class Config(TrainConfig):
+        select_on_val: bool = Field(False, description="keep the epoch with the best validation AUPRC (macro) when a val split exists")
 
     def run(self, ctx) -> TaskResult:
-        import torch
-
         cfg = self.config
         train, test = ctx.split("train"), _eval_items(ctx, "test")
         if not train or not test:
             raise MoviekitError(f"needs train and test (or val) items; got {len(train)} train, {len(test)} test")
-        if train[0].features is None:
-            raise MoviekitError("items have no features: add experts (or use a features_dir dataset)")
-        dims = {m: a.shape[1:] for m, a in train[0].features.arrays.items()}
-        encoder = ctx.encoder.build(dims).to(ctx.device)
+        encoder = ctx.encoder.build(feature_dims(train)).to(ctx.device)
         head = ctx.head.build(ctx.encoder.output_dim(), len(ctx.vocabulary)).to(ctx.device)
-        params = list(encoder.parameters()) + list(head.parameters())
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        y_train = multi_hot([it.video.labels for it in train], ctx.vocabulary)
-        pos = y_train.sum(0)
-        pw = torch.tensor(np.where(pos > 0, (len(y_train) - pos) / np.maximum(pos, 1), 1.0), dtype=torch.float32) if cfg.pos_weight else None
-        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pw.to(ctx.device) if pw is not None else None)
-        scaler = ctx.grad_scaler()
-        gen = torch.Generator().manual_seed(ctx.seed)
-        losses = []
-        for _epoch in range(cfg.epochs):
-            encoder.train()
-            head.train()
-            order = torch.randperm(len(train), generator=gen).tolist()
-            total = 0.0
-            for s in range(0, len(order), cfg.batch_size):
-                batch = [train[i] for i in order[s : s + cfg.batch_size]]
-                feats, mask = pad_features(batch, max_clips=cfg.max_clips)
-                feats = {k: v.to(ctx.device) for k, v in feats.items()}
-                y = torch.from_numpy(multi_hot([it.video.labels for it in batch], ctx.vocabulary)).to(ctx.device)
-                with ctx.autocast():
-                    loss = loss_fn(head(encoder(feats, mask.to(ctx.device))).float(), y)
-                opt.zero_grad()
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                total += float(loss.detach()) * len(batch)
-            losses.append(total / len(train))
+        history = fit_multilabel(ctx, encoder, head, train, ctx.split("val"), cfg, tag="multilabel")
         scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
-        metrics = multilabel_metrics(y_test, scores, cfg.threshold)
-        metrics["random_baseline"] = random_baseline(y_test, cfg.threshold, ctx.seed)
-        metrics["train_loss"] = losses
+        metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
+        metrics["train_loss"] = history["train_loss"]
         ctx.shared["encoder_state"] = {k: v.cpu() for k, v in encoder.state_dict().items()}
         ctx.shared["head_state"] = {k: v.cpu() for k, v in head.state_dict().items()}
         (ctx.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        rows = per_class_metrics(y_test, scores, ctx.vocabulary, cfg.threshold)
         (ctx.out_dir / "per_class.json").write_text(json.dumps(rows, indent=1))
         summary = {k: v for k, v in metrics.items() if k.startswith(("auprc", "f1"))}
         summary["random_auprc_macro"] = metrics["random_baseline"]["auprc_macro"]
         return TaskResult(metrics=summary, files=["metrics.json", "per_class.json"])
-
-
-def predict_scores(encoder: Any, head: Any, items: list, ctx, batch_size: int = 64, max_clips: int | None = None) -> np.ndarray:
-    """Sigmoid scores of ``head(encoder(x))`` for items, in order."""
-    import torch
-
-    encoder.eval()
-    head.eval()
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(items), batch_size):
-            feats, mask = pad_features(items[s : s + batch_size], max_clips=max_clips)
-            feats = {k: v.to(ctx.device) for k, v in feats.items()}
-            with ctx.autocast():
-                out.append(torch.sigmoid(head(encoder(feats, mask.to(ctx.device))).float()).cpu().numpy())
-    return np.concatenate(out)
 
 
 @hookimpl

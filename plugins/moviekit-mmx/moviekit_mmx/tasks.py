@@ -1,0 +1,511 @@
+"""MMX-Trailer-20 tasks: coarse genre classification, the ablation, NT-Xent fine-grained
+fine-tuning, and faiss retrieval over the trailer embeddings.
+
+They pass the trained network along in ``ctx.shared["mmx"]`` and write their outputs
+into the run directory (see each task's docstring), where ``mmx_report`` finds them.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from moviekit import (
+    Config,
+    MoviekitError,
+    Task,
+    TaskResult,
+    TrainConfig,
+    batches,
+    classification_report,
+    embed_items,
+    feature_dims,
+    fit_multilabel,
+    mlp,
+    multi_hot,
+    pad_features,
+    predict_scores,
+    run_batched,
+    to_device,
+)
+
+HEADLINE = ("auprc_micro", "auprc_macro", "auprc_weighted", "precision_weighted", "recall_weighted", "f1_weighted")
+
+
+class GenreTrainConfig(TrainConfig):
+    """The paper's coarse-genre training: BCE with positive weights, Adam + AMSGrad, lr 3e-5, batch 32, 200 epochs, threshold 0.3."""
+
+    epochs: int = Field(200, ge=1)
+    lr: float = Field(3e-5, gt=0, description="learning rate")
+    batch_size: int = Field(32, ge=1)
+    amsgrad: bool = Field(True, description="Adam with the AMSGrad variant")
+    threshold: float = Field(0.3, gt=0, lt=1, description="sigmoid threshold for predicted genres")
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _eval_split(ctx: Any) -> list:
+    test = ctx.split("test") or ctx.split("val")
+    if not ctx.split("train") or not test:
+        raise MoviekitError(f"needs train and test (or val) items; got {len(ctx.split('train'))} train, {len(test)} test")
+    return test
+
+
+def _selection_split(ctx: Any) -> list:
+    """Validation items for model selection; none when val is also the evaluation split."""
+    return ctx.split("val") if ctx.split("test") else []
+
+
+def _check_sequences(ctx: Any, config: Any) -> None:
+    per_seq = getattr(config, "clips_per_sequence", None)
+    want = ctx.recipe.recipe.clips.sequence_length
+    if per_seq is not None and ctx.recipe.raw and per_seq != want:
+        raise MoviekitError(
+            f"encoder.clips_per_sequence={per_seq} differs from clips.sequence_length={want}; set both to the same value"
+        )
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _save_scores(path: Path, items: list, vocabulary: list[str], scores: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    y = multi_hot([it.video.labels for it in items], vocabulary)
+    np.savez(path, ids=np.array([it.id for it in items]), genres=np.array(vocabulary), y_true=y, scores=scores.astype(np.float32))
+
+
+def save_embeddings(path: Path, items: list, vectors: np.ndarray) -> None:
+    """``ids``, ``vectors``, ``labels`` ("|"-joined) and ``split`` of items, as an .npz file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        ids=np.array([it.id for it in items]),
+        vectors=vectors.astype(np.float32),
+        labels=np.array(["|".join(it.video.labels) for it in items]),
+        split=np.array([it.video.split or "" for it in items]),
+    )
+
+
+def _cpu_state(module: Any) -> dict[str, Any]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _model_record(ctx: Any, encoder_comp: Any, dims: dict, encoder: Any, head: Any | None = None) -> dict[str, Any]:
+    rec = {
+        "encoder": {"use": encoder_comp.name, **encoder_comp.config.model_dump(mode="json")},
+        "output_dim": encoder_comp.output_dim(),
+        "dims": {k: list(v) for k, v in dims.items()},
+        "encoder_state": _cpu_state(encoder),
+        "vocabulary": list(ctx.vocabulary),
+    }
+    if head is not None:
+        rec["head"] = {"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")}
+        rec["head_state"] = _cpu_state(head)
+    return rec
+
+
+def load_model(record: dict[str, Any], device: Any = "cpu") -> tuple[Any, Any | None]:
+    """Rebuild the encoder (and head, when saved) of a saved model record; eval mode."""
+    from moviekit import get_registry
+
+    reg = get_registry()
+    enc_cfg = dict(record["encoder"])
+    encoder = reg.create(enc_cfg.pop("use"), "encoder", **enc_cfg).build({k: tuple(v) for k, v in record["dims"].items()})
+    encoder.load_state_dict(record["encoder_state"])
+    head = None
+    if "head" in record:
+        head_cfg = dict(record["head"])
+        head_comp = reg.create(head_cfg.pop("use"), "head", **head_cfg)
+        head = head_comp.build(int(record["encoder"].get("output_dim", 2048)), len(record["vocabulary"]))
+        head.load_state_dict(record["head_state"])
+        head.to(device).eval()
+    return encoder.to(device).eval(), head
+
+
+def _shared_model(ctx: Any, space: str = "latest") -> tuple[dict[str, Any], Any]:
+    mmx = ctx.shared.get("mmx")
+    if not mmx:
+        raise MoviekitError("no trained MMX model in this run: put the mmx_genre task before this one")
+    rec = mmx["models"][mmx["latest"] if space == "latest" else space]
+    encoder, _ = load_model(rec, ctx.device)
+    return rec, encoder
+
+
+def _primary_labels(items: list) -> np.ndarray:
+    return np.array([it.video.labels[0] if it.video.labels else "" for it in items])
+
+
+def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float | None:
+    """Cosine silhouette of ``vectors`` grouped by ``labels``; None when undefined."""
+    from sklearn.metrics import silhouette_score
+
+    n_labels = len(set(labels.tolist()))
+    if n_labels < 2 or n_labels >= len(labels):
+        return None
+    return float(silhouette_score(vectors, labels, metric="cosine"))
+
+
+# -- tasks ---------------------------------------------------------------------------
+
+
+class GenreClassification(Task):
+    """Coarse multi-label genre classification (MMX-Trailer-20 §3.2): trains the encoder and genre MLP on the
+    train split and evaluates on test.
+
+    Writes ``metrics.json`` (AUPRC micro/macro/weighted, weighted P/R/F1 and the same under
+    ``random_baseline``), ``per_genre.csv`` (with support and a random-baseline column),
+    ``predictions.csv`` (label augmentation: given vs predicted genres for every trailer),
+    ``sequence_predictions.csv``, ``scores/model.npz``, ``embeddings/coarse.npz`` and ``models/coarse.pt``.
+    """
+
+    name = "mmx_genre"
+    requires = frozenset({"encoder", "head"})
+
+    class Config(GenreTrainConfig):
+        sequence_predictions: bool = Field(True, description="also predict genres for each sequence on its own (needs the mmx_gated encoder)")
+
+    def run(self, ctx) -> TaskResult:
+        cfg = self.config
+        _check_sequences(ctx, ctx.encoder.config)
+        train, val, test = ctx.split("train"), _selection_split(ctx), _eval_split(ctx)
+        dims = feature_dims(train)
+        encoder = ctx.encoder.build(dims).to(ctx.device)
+        head = ctx.head.build(ctx.encoder.output_dim(), len(ctx.vocabulary)).to(ctx.device)
+        history = fit_multilabel(ctx, encoder, head, train, val, cfg, tag="mmx-genre")
+        scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
+        y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
+        metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
+        metrics.update(history=history, train_items=len(train), selection_items=len(val), test_items=len(test))
+        out = ctx.out_dir
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        _write_csv(out / "per_genre.csv", [{"genre": r["label"], **{k: r[k] for k in ("support", "auprc", "precision", "recall", "f1", "random_auprc")}} for r in rows])
+        _save_scores(out / "scores" / "model.npz", test, ctx.vocabulary, scores)
+        files = ["metrics.json", "per_genre.csv", "scores/model.npz"]
+        files += self._label_augmentation(ctx, encoder, head)
+        if cfg.sequence_predictions and hasattr(encoder, "per_sequence"):
+            files += self._sequence_predictions(ctx, encoder, head)
+        vectors = embed_items(encoder, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
+        save_embeddings(out / "embeddings" / "coarse.npz", ctx.items, vectors)
+        record = _model_record(ctx, ctx.encoder, dims, encoder, head)
+        ctx.shared["mmx"] = {"models": {"coarse": record}, "latest": "coarse"}
+        import torch
+
+        (out / "models").mkdir(exist_ok=True)
+        torch.save(record, out / "models" / "coarse.pt")
+        files += ["embeddings/coarse.npz", "models/coarse.pt"]
+        summary = {k: metrics[k] for k in HEADLINE}
+        summary["random_auprc_macro"] = metrics["random_baseline"]["auprc_macro"]
+        summary["margin_auprc_macro"] = metrics["auprc_macro"] - summary["random_auprc_macro"]
+        return TaskResult(metrics=summary, files=files)
+
+    def _label_augmentation(self, ctx, encoder, head) -> list[str]:
+        thr = self.config.threshold
+        scores = predict_scores(encoder, head, ctx.items, ctx, self.config.batch_size, self.config.max_clips)
+        rows = []
+        for it, s in zip(ctx.items, scores):
+            predicted = [g for g, p in zip(ctx.vocabulary, s) if p >= thr]
+            given = list(it.video.labels)
+            rows.append(
+                {
+                    "id": it.id,
+                    "split": it.video.split or "",
+                    "given": "|".join(given),
+                    "predicted": "|".join(predicted),
+                    "added": "|".join(g for g in predicted if g not in given),
+                    "missed": "|".join(g for g in given if g not in predicted),
+                    "scores": json.dumps({g: round(float(p), 4) for g, p in zip(ctx.vocabulary, s)}),
+                }
+            )
+        _write_csv(ctx.out_dir / "predictions.csv", rows)
+        return ["predictions.csv"]
+
+    def _sequence_predictions(self, ctx, encoder, head) -> list[str]:
+        import torch
+
+        rows = []
+        for batch in batches(ctx.items, self.config.batch_size):
+            encoder.eval()
+            head.eval()
+            feats, mask = to_device(*pad_features(batch, max_clips=self.config.max_clips), ctx.device)
+            with torch.no_grad(), ctx.autocast():
+                emb, owners = encoder.per_sequence(feats, mask)
+                probs = torch.sigmoid(head(emb).float()).cpu().numpy()
+            L = encoder.cfg.clips_per_sequence
+            for (b, s), p in zip(owners, probs):
+                it = batch[b]
+                clips = it.clips[s * L : (s + 1) * L]
+                rows.append(
+                    {
+                        "id": it.id,
+                        "sequence": s,
+                        "start_time": round(clips[0].start_time, 3) if clips else "",
+                        "end_time": round(clips[-1].end_time, 3) if clips else "",
+                        "predicted": "|".join(g for g, q in zip(ctx.vocabulary, p) if q >= self.config.threshold),
+                        "top": "|".join(ctx.vocabulary[i] for i in np.argsort(-p)[:3]),
+                    }
+                )
+        _write_csv(ctx.out_dir / "sequence_predictions.csv", rows)
+        return ["sequence_predictions.csv"]
+
+
+class Ablation(Task):
+    """The paper's ablation (Table 2): each expert alone, gated pairs, naive concatenation vs collaborative
+    gating of all experts; each trained and evaluated like ``mmx_genre``. Writes ``ablation.csv`` and
+    ``scores/expert_<name>.npz`` for the single experts."""
+
+    name = "mmx_ablation"
+    requires = frozenset({"encoder", "head"})
+
+    class Config(GenreTrainConfig):
+        settings: list[str] | None = Field(
+            None,
+            description="settings as FUSION:EXPERT+EXPERT (fusion single|gated|concat); None runs every expert alone, "
+            "every gated pair, and all experts concatenated and gated",
+        )
+        pairs: bool = Field(True, description="include the gated pairs in the default settings")
+
+    def default_settings(self, modalities: list[str]) -> list[str]:
+        out = [f"single:{m}" for m in modalities]
+        if self.config.pairs and len(modalities) > 2:
+            out += [f"gated:{a}+{b}" for a, b in itertools.combinations(modalities, 2)]
+        if len(modalities) > 1:
+            out += [f"concat:{'+'.join(modalities)}", f"gated:{'+'.join(modalities)}"]
+        return out
+
+    def run(self, ctx) -> TaskResult:
+        cfg = self.config
+        _check_sequences(ctx, ctx.encoder.config)
+        train, val, test = ctx.split("train"), _selection_split(ctx), _eval_split(ctx)
+        dims = feature_dims(train)
+        base = list(getattr(ctx.encoder.config, "experts", None) or sorted(dims))
+        settings = cfg.settings or self.default_settings(base)
+        y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
+        rows, files = [], []
+        for setting in settings:
+            fusion, _, names = setting.partition(":")
+            experts = [n for n in names.split("+") if n]
+            if fusion not in ("single", "gated", "concat") or not experts or any(e not in dims for e in experts):
+                raise MoviekitError(f"mmx_ablation.settings: '{setting}' is not FUSION:EXPERT+... with fusion single|gated|concat and experts from {sorted(dims)}")
+            key = f"{ctx.task_key}-ablation-{setting}"
+            cached = ctx.store.get("mmx-ablation", key)
+            if cached is None:
+                comp = type(ctx.encoder)(ctx.encoder.config.model_copy(update={"experts": experts, "fusion": "gated" if fusion == "single" else fusion}))
+                encoder = comp.build(dims).to(ctx.device)
+                head = ctx.head.build(comp.output_dim(), len(ctx.vocabulary)).to(ctx.device)
+                fit_multilabel(ctx, encoder, head, train, val, cfg, tag=f"mmx-ablation-{setting}")
+                scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
+                ctx.store.put("mmx-ablation", key, scores)
+                ctx.log(f"ablation {setting}: done")
+            else:
+                scores = cached
+            metrics, _ = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
+            rows.append({"setting": setting, "experts": "|".join(experts), "fusion": fusion, **{k: round(metrics[k], 4) for k in HEADLINE}})
+            if fusion == "single":
+                _save_scores(ctx.out_dir / "scores" / f"expert_{experts[0]}.npz", test, ctx.vocabulary, scores)
+                files.append(f"scores/expert_{experts[0]}.npz")
+        baseline = metrics["random_baseline"]
+        rows.append({"setting": "random", "experts": "", "fusion": "random", **{k: round(baseline[k], 4) for k in HEADLINE}})
+        _write_csv(ctx.out_dir / "ablation.csv", rows)
+        result = {"settings": len(settings)}
+        by = {r["setting"]: r for r in rows}
+        everything = "+".join(base)
+        if f"gated:{everything}" in by and f"concat:{everything}" in by:
+            g, c = by[f"gated:{everything}"]["auprc_macro"], by[f"concat:{everything}"]["auprc_macro"]
+            result.update(gated_auprc_macro=g, concat_auprc_macro=c, gating_beats_concat=bool(g > c))
+        return TaskResult(metrics=result, files=["ablation.csv", *files])
+
+
+class FineGrained(Task):
+    """Fine-grained fine-tuning (MMX-Trailer-20 §3.3): NT-Xent (τ 0.5) between the embeddings of the two halves
+    of each trailer's sequences, through a projection head m, n → 128 that is dropped afterwards; lr 1e-4,
+    10 warm-up epochs then cosine annealing, 50 epochs. Records the cosine silhouette score of the trailer
+    embeddings (grouped by each trailer's first genre) per epoch in ``silhouette.csv``; writes
+    ``embeddings/fine.npz`` and ``models/fine.pt``."""
+
+    name = "mmx_finetune"
+
+    class Config(Config):
+        epochs: int = Field(50, ge=1)
+        lr: float = Field(1e-4, gt=0)
+        warmup_epochs: int = Field(10, ge=0, description="linear warm-up epochs before cosine annealing")
+        temperature: float = Field(0.5, gt=0, description="NT-Xent temperature τ")
+        batch_size: int = Field(32, ge=2, description="trailers per batch (2 halves each)")
+        projection: list[int] = Field(default_factory=lambda: [512, 128], description="sizes of the projection head m, n")
+        weight_decay: float = Field(0.0, ge=0)
+        max_clips: int | None = Field(None, ge=1)
+        silhouette_split: Literal["all", "train", "val", "test"] = Field("all", description="items the silhouette is computed on")
+
+    def run(self, ctx) -> TaskResult:
+        import torch
+
+        from .model import nt_xent
+
+        cfg = self.config
+        record, encoder = _shared_model(ctx, "coarse")
+        if not hasattr(encoder, "halves"):
+            raise MoviekitError("mmx_finetune needs the mmx_gated encoder (it splits trailers into halves of sequences)")
+        _check_sequences(ctx, encoder.cfg)
+        train = [it for it in ctx.split("train") if len(it.sequences) >= 2] or [it for it in ctx.items if len(it.sequences) >= 2]
+        if len(train) < 2:
+            raise MoviekitError("mmx_finetune needs at least 2 trailers with 2 or more sequences (lower clips.sequence_length?)")
+        skipped = len(ctx.split("train")) - len(train)
+        proj = mlp([encoder.cfg.output_dim, *cfg.projection]).to(ctx.device)
+        params = list(encoder.parameters()) + list(proj.parameters())
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        def factor(epoch: int) -> float:
+            if epoch < cfg.warmup_epochs:
+                return (epoch + 1) / (cfg.warmup_epochs + 1)
+            t = (epoch - cfg.warmup_epochs) / max(1, cfg.epochs - cfg.warmup_epochs)
+            return 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sil_items = ctx.items if cfg.silhouette_split == "all" else ctx.split(cfg.silhouette_split)
+        labels = _primary_labels(sil_items)
+
+        def sil() -> float | None:
+            return silhouette(embed_items(encoder, sil_items, ctx, cfg.batch_size, cfg.max_clips), labels)
+
+        rows = [{"epoch": 0, "loss": "", "silhouette": sil(), "lr": ""}]
+        gen = torch.Generator().manual_seed(ctx.seed)
+        scaler = ctx.grad_scaler()
+        for epoch in range(cfg.epochs):
+            encoder.train()
+            proj.train()
+            total, n = 0.0, 0
+            for batch in batches(train, cfg.batch_size, gen):
+                if len(batch) < 2:
+                    continue
+                feats, mask = to_device(*pad_features(batch, max_clips=cfg.max_clips), ctx.device)
+                with ctx.autocast():
+                    a, b, _ = encoder.halves(feats, mask)
+                    loss = nt_xent(proj(a), proj(b), cfg.temperature)
+                opt.zero_grad()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                total += float(loss.detach()) * len(batch)
+                n += len(batch)
+            rows.append({"epoch": epoch + 1, "loss": total / max(n, 1), "silhouette": sil(), "lr": opt.param_groups[0]["lr"]})
+            sched.step()
+        _write_csv(ctx.out_dir / "silhouette.csv", rows)
+        vectors = embed_items(encoder, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
+        save_embeddings(ctx.out_dir / "embeddings" / "fine.npz", ctx.items, vectors)
+        fine = {**record, "encoder_state": _cpu_state(encoder)}
+        fine.pop("head", None)
+        fine.pop("head_state", None)
+        ctx.shared["mmx"] = {"models": {**ctx.shared["mmx"]["models"], "fine": fine}, "latest": "fine"}
+        torch.save(fine, ctx.out_dir / "models" / "fine.pt")
+        first, last = rows[0]["silhouette"], rows[-1]["silhouette"]
+        metrics = {"final_loss": rows[-1]["loss"], "silhouette_before": first, "silhouette_after": last, "trailers": len(train)}
+        notes = [f"{skipped} train trailer(s) with fewer than 2 sequences were left out of the contrastive loss"] if skipped else []
+        return TaskResult(metrics=metrics, files=["silhouette.csv", "embeddings/fine.npz", "models/fine.pt"], notes=notes)
+
+
+def build_index(vectors: np.ndarray) -> Any:
+    """A faiss inner-product index over L2-normalised rows (cosine similarity)."""
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32).copy()
+    faiss.normalize_L2(x)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    return index
+
+
+def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of the ``k`` nearest rows of ``index`` to each query, by cosine."""
+    import faiss
+
+    q = np.ascontiguousarray(queries, dtype=np.float32).copy()
+    faiss.normalize_L2(q)
+    return index.search(q, min(k, index.ntotal))
+
+
+class Retrieval(Task):
+    """Cosine retrieval over the 2048-d trailer embeddings with faiss: writes ``index.faiss`` (+ ``index_ids.json``),
+    the top-k neighbours of every trailer (``retrieval.json``, ``neighbours.csv``), and a sanity check: the
+    share of trailers whose first-half embedding retrieves their own second half first (``half_top1``)."""
+
+    name = "mmx_retrieval"
+
+    class Config(Config):
+        space: Literal["latest", "coarse", "fine"] = Field("latest", description="which trained model's embeddings: the latest (fine after mmx_finetune)")
+        k: int = Field(10, ge=1, description="neighbours per trailer")
+        examples: int = Field(5, ge=0, description="query trailers shown in the report")
+        batch_size: int = Field(32, ge=1)
+        max_clips: int | None = Field(None, ge=1)
+
+    def run(self, ctx) -> TaskResult:
+        import faiss
+
+        cfg = self.config
+        mmx = ctx.shared.get("mmx") or {}
+        space = mmx.get("latest", "coarse") if cfg.space == "latest" else cfg.space
+        record, encoder = _shared_model(ctx, space)
+        items = ctx.items
+        vectors = embed_items(encoder, items, ctx, cfg.batch_size, cfg.max_clips)
+        index = build_index(vectors)
+        faiss.write_index(index, str(ctx.out_dir / "index.faiss"))
+        ids = [it.id for it in items]
+        (ctx.out_dir / "index_ids.json").write_text(json.dumps({"space": space, "ids": ids, "model": f"models/{space}.pt"}, indent=1))
+        scores, rows = search(index, vectors, cfg.k + 1)
+        neighbours: dict[str, list[dict[str, Any]]] = {}
+        table = []
+        for i, qid in enumerate(ids):
+            hits = [(int(r), float(s)) for r, s in zip(rows[i], scores[i]) if r >= 0 and int(r) != i][: cfg.k]
+            neighbours[qid] = [{"id": ids[r], "score": round(s, 5)} for r, s in hits]
+            for rank, (r, s) in enumerate(hits, 1):
+                table.append({"query": qid, "rank": rank, "neighbour": ids[r], "score": round(s, 5), "query_genres": "|".join(items[i].video.labels), "neighbour_genres": "|".join(items[r].video.labels)})
+        _write_csv(ctx.out_dir / "neighbours.csv", table)
+        jac = [_jaccard(items[i].video.labels, items[ids.index(n["id"])].video.labels) for i, q in enumerate(ids) for n in neighbours[q][:1]]
+        rng = np.random.default_rng(ctx.seed)
+        rand = [_jaccard(items[i].video.labels, items[(i + 1 + int(rng.integers(len(items) - 1))) % len(items)].video.labels) for i in range(len(items))] if len(items) > 1 else [0.0]
+        half = half_retrieval(encoder, items, ctx, cfg.batch_size, cfg.max_clips)
+        test = ctx.split("test")
+        examples = [it.id for it in (test or items)[: cfg.examples]]
+        payload = {"space": space, "metric": "cosine", "k": cfg.k, "neighbours": neighbours, "examples": examples, "half_top1": half}
+        (ctx.out_dir / "retrieval.json").write_text(json.dumps(payload, indent=1))
+        metrics = {"space": space, "half_top1": half, "top1_genre_jaccard": float(np.mean(jac)) if jac else 0.0, "random_genre_jaccard": float(np.mean(rand))}
+        return TaskResult(metrics=metrics, files=["index.faiss", "index_ids.json", "retrieval.json", "neighbours.csv"])
+
+
+def _jaccard(a: list[str], b: list[str]) -> float:
+    sa, sb = set(a), set(b)
+    return len(sa & sb) / len(sa | sb) if sa | sb else 0.0
+
+
+def half_retrieval(encoder: Any, items: list, ctx: Any, batch_size: int = 32, max_clips: int | None = None) -> float | None:
+    """Share of trailers whose first-half embedding has their own second half as nearest neighbour
+    among all second halves (trailers with 2 or more sequences); None when fewer than 2 qualify."""
+    usable = [it for it in items if len(it.sequences) >= 2]
+    if len(usable) < 2:
+        return None
+    both = run_batched(lambda f, m: _cat_halves(encoder, f, m), [encoder], usable, ctx, batch_size, max_clips)
+    d = both.shape[1] // 2
+    index = build_index(both[:, d:])
+    _, rows = search(index, both[:, :d], 1)
+    return float(np.mean(rows[:, 0] == np.arange(len(usable))))
+
+
+def _cat_halves(encoder: Any, feats: Any, mask: Any) -> Any:
+    import torch
+
+    a, b, _ = encoder.halves(feats, mask)
+    return torch.cat([a, b], dim=1)
+
+
+COMPONENTS = [GenreClassification, Ablation, FineGrained, Retrieval]
