@@ -324,6 +324,13 @@ class Task(Component):
     def run(self, ctx: TaskContext) -> TaskResult:
         raise NotImplementedError
 
+    @classmethod
+    def example_setup(cls, tmp_path: Path) -> dict[str, Any]:
+        """What the contract test needs around this task: ``{"encoder": {use: ..., **config},
+        "head": {...}, "before": [{use: TASK, **config}, ...]}`` (tasks run first, e.g. training
+        before a task that reuses the trained model).  Empty means the generic defaults."""
+        return {}
+
 
 KINDS: dict[str, type[Component]] = {
     cls.kind: cls for cls in (DatasetSource, Reader, Segmenter, Expert, Labeler, Encoder, Head, Task)

@@ -260,9 +260,17 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
         assert tuple(out.shape) == (2, 3), f"{cls.name}: head output {tuple(out.shape)} != (2, 3)"
         return out
     if isinstance(comp, Task):
-        encoder = reg.create("mean_pool", dim=16, hidden=32) if "encoder" in comp.requires else None
-        head = reg.create("mlp", hidden=[16]) if "head" in comp.requires else None
+        setup = cls.example_setup(tmp_path)
+
+        def make(kind: str, spec: dict[str, Any]) -> Any:
+            spec = dict(spec)
+            return reg.create(spec.pop("use"), kind, **spec)
+
+        encoder = make("encoder", setup.get("encoder", {"use": "mean_pool", "dim": 16, "hidden": 32}))
+        head = make("head", setup.get("head", {"use": "mlp", "hidden": [16]}))
         ctx = make_context(tmp_path, encoder=encoder, head=head)
+        for spec in setup.get("before", []):
+            make("task", spec).run(ctx)
         result = comp.run(ctx)
         assert isinstance(result, TaskResult), f"{cls.name}: run() must return a TaskResult"
         for rel in result.files:

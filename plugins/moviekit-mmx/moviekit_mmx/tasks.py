@@ -158,6 +158,17 @@ def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float | None:
     return float(silhouette_score(vectors, labels, metric="cosine"))
 
 
+def _sequences_of(item: Any, clips_per_sequence: int, max_clips: int | None = None) -> int:
+    n = item.features.num_clips if item.features is not None else len(item.clips)
+    return min(n, max_clips or n) // clips_per_sequence
+
+
+def _setup(*before: dict[str, Any]) -> dict[str, Any]:
+    from .model import GatedTrailerEncoder
+
+    return {"encoder": {"use": "mmx_gated", **GatedTrailerEncoder.example_config(None)}, "head": {"use": "mlp", "hidden": [16]}, "before": list(before)}
+
+
 # -- tasks ---------------------------------------------------------------------------
 
 
@@ -173,6 +184,14 @@ class GenreClassification(Task):
 
     name = "mmx_genre"
     requires = frozenset({"encoder", "head"})
+
+    @classmethod
+    def example_config(cls, tmp_path):
+        return {"epochs": 3}
+
+    @classmethod
+    def example_setup(cls, tmp_path):
+        return _setup()
 
     class Config(GenreTrainConfig):
         sequence_predictions: bool = Field(True, description="also predict genres for each sequence on its own (needs the mmx_gated encoder)")
@@ -199,7 +218,7 @@ class GenreClassification(Task):
             files += self._sequence_predictions(ctx, encoder, head)
         vectors = embed_items(encoder, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
         save_embeddings(out / "embeddings" / "coarse.npz", ctx.items, vectors)
-        record = _model_record(ctx, ctx.encoder, dims, encoder, head)
+        record = {**_model_record(ctx, ctx.encoder, dims, encoder, head), "threshold": cfg.threshold}
         ctx.shared["mmx"] = {"models": {"coarse": record}, "latest": "coarse"}
         import torch
 
@@ -269,6 +288,14 @@ class Ablation(Task):
     name = "mmx_ablation"
     requires = frozenset({"encoder", "head"})
 
+    @classmethod
+    def example_config(cls, tmp_path):
+        return {"epochs": 2}
+
+    @classmethod
+    def example_setup(cls, tmp_path):
+        return _setup()
+
     class Config(GenreTrainConfig):
         settings: list[str] | None = Field(
             None,
@@ -337,6 +364,14 @@ class FineGrained(Task):
 
     name = "mmx_finetune"
 
+    @classmethod
+    def example_config(cls, tmp_path):
+        return {"epochs": 2, "warmup_epochs": 1}
+
+    @classmethod
+    def example_setup(cls, tmp_path):
+        return _setup({"use": "mmx_genre", "epochs": 2})
+
     class Config(Config):
         epochs: int = Field(50, ge=1)
         lr: float = Field(1e-4, gt=0)
@@ -358,7 +393,8 @@ class FineGrained(Task):
         if not hasattr(encoder, "halves"):
             raise MoviekitError("mmx_finetune needs the mmx_gated encoder (it splits trailers into halves of sequences)")
         _check_sequences(ctx, encoder.cfg)
-        train = [it for it in ctx.split("train") if len(it.sequences) >= 2] or [it for it in ctx.items if len(it.sequences) >= 2]
+        L = encoder.cfg.clips_per_sequence
+        train = [it for it in ctx.split("train") if _sequences_of(it, L, cfg.max_clips) >= 2]
         if len(train) < 2:
             raise MoviekitError("mmx_finetune needs at least 2 trailers with 2 or more sequences (lower clips.sequence_length?)")
         skipped = len(ctx.split("train")) - len(train)
@@ -442,6 +478,10 @@ class Retrieval(Task):
 
     name = "mmx_retrieval"
 
+    @classmethod
+    def example_setup(cls, tmp_path):
+        return _setup({"use": "mmx_genre", "epochs": 2})
+
     class Config(Config):
         space: Literal["latest", "coarse", "fine"] = Field("latest", description="which trained model's embeddings: the latest (fine after mmx_finetune)")
         k: int = Field(10, ge=1, description="neighbours per trailer")
@@ -461,7 +501,7 @@ class Retrieval(Task):
         index = build_index(vectors)
         faiss.write_index(index, str(ctx.out_dir / "index.faiss"))
         ids = [it.id for it in items]
-        (ctx.out_dir / "index_ids.json").write_text(json.dumps({"space": space, "ids": ids, "model": f"models/{space}.pt"}, indent=1))
+        (ctx.out_dir / "index_ids.json").write_text(json.dumps({"space": space, "ids": ids, "labels": {it.id: it.video.labels for it in items}, "model": f"models/{space}.pt"}, indent=1))
         scores, rows = search(index, vectors, cfg.k + 1)
         neighbours: dict[str, list[dict[str, Any]]] = {}
         table = []
@@ -491,7 +531,7 @@ def _jaccard(a: list[str], b: list[str]) -> float:
 def half_retrieval(encoder: Any, items: list, ctx: Any, batch_size: int = 32, max_clips: int | None = None) -> float | None:
     """Share of trailers whose first-half embedding has their own second half as nearest neighbour
     among all second halves (trailers with 2 or more sequences); None when fewer than 2 qualify."""
-    usable = [it for it in items if len(it.sequences) >= 2]
+    usable = [it for it in items if _sequences_of(it, encoder.cfg.clips_per_sequence, max_clips) >= 2]
     if len(usable) < 2:
         return None
     both = run_batched(lambda f, m: _cat_halves(encoder, f, m), [encoder], usable, ctx, batch_size, max_clips)

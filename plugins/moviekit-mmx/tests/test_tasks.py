@@ -1,0 +1,165 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+from moviekit import Clip, FeatureSet, Item, Video, get_registry
+from moviekit.testing import make_context, tiny_items
+from moviekit_mmx.model import GatedTrailerEncoder
+from moviekit_mmx.tasks import Ablation, FineGrained, GenreClassification, Retrieval, half_retrieval, load_model
+
+DIMS = {"visual": (16,), "audio": (4, 8)}
+
+
+def encoder(**kw):
+    return GatedTrailerEncoder(**{**GatedTrailerEncoder.example_config(None), "clips_per_sequence": 3, **kw})
+
+
+def head():
+    return get_registry().create("mlp", "head", hidden=[32])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A genre model and its fine-tuned version on small learnable items."""
+    tmp = tmp_path_factory.mktemp("mmx")
+    items = tiny_items(n=32, modalities=DIMS, n_clips=12, seed=3)
+    ctx = make_context(tmp, items, encoder=encoder(), head=head())
+    genre = GenreClassification(epochs=40, lr=1e-3).run(ctx)
+    fine = FineGrained(epochs=4, warmup_epochs=1, batch_size=8).run(ctx)
+    return ctx, genre, fine
+
+
+def test_genre_metrics_beat_random_and_match_sklearn(trained):
+    ctx, genre, _ = trained
+    out = ctx.out_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    keys = ["auprc_micro", "auprc_macro", "auprc_weighted", "precision_weighted", "recall_weighted", "f1_weighted"]
+    for k in keys:
+        assert k in metrics and k in metrics["random_baseline"]
+    assert metrics["auprc_macro"] > metrics["random_baseline"]["auprc_macro"] + 0.1
+    s = np.load(out / "scores" / "model.npz")
+    y, sc = s["y_true"], s["scores"]
+    present = y.sum(0) > 0
+    assert metrics["auprc_macro"] == pytest.approx(average_precision_score(y[:, present], sc[:, present], average="macro"))
+    assert metrics["auprc_micro"] == pytest.approx(average_precision_score(y[:, present], sc[:, present], average="micro"))
+    p, r, f, _ = precision_recall_fscore_support(y, sc >= 0.3, average="weighted", zero_division=0)
+    assert (metrics["precision_weighted"], metrics["recall_weighted"], metrics["f1_weighted"]) == pytest.approx((p, r, f))
+    rows = list(csv.DictReader((out / "per_genre.csv").open()))
+    assert [r["genre"] for r in rows] == ctx.vocabulary
+    assert [int(r["support"]) for r in rows] == y.sum(0).astype(int).tolist()
+    assert genre.metrics["margin_auprc_macro"] == pytest.approx(metrics["auprc_macro"] - metrics["random_baseline"]["auprc_macro"])
+
+
+def test_label_augmentation_and_sequence_predictions(trained):
+    ctx, _, _ = trained
+    rows = list(csv.DictReader((ctx.out_dir / "predictions.csv").open()))
+    assert [r["id"] for r in rows] == [it.id for it in ctx.items]
+    for r in rows:
+        given, pred = set(filter(None, r["given"].split("|"))), set(filter(None, r["predicted"].split("|")))
+        assert set(filter(None, r["added"].split("|"))) == pred - given
+        assert set(filter(None, r["missed"].split("|"))) == given - pred
+    seq = list(csv.DictReader((ctx.out_dir / "sequence_predictions.csv").open()))
+    assert len(seq) == 4 * len(ctx.items)  # 12 clips / 3 per sequence
+
+
+def test_saved_model_reloads_to_the_same_embeddings(trained):
+    import torch
+
+    from moviekit import embed_items
+
+    ctx, _, _ = trained
+    coarse = np.load(ctx.out_dir / "embeddings" / "coarse.npz")
+    enc, hd = load_model(torch.load(ctx.out_dir / "models" / "coarse.pt", weights_only=False))
+    assert hd is not None
+    again = embed_items(enc, ctx.items, ctx)
+    assert np.allclose(again, coarse["vectors"], atol=1e-5)
+    assert coarse["vectors"].shape == (len(ctx.items), 16)
+
+
+def test_finetune_writes_silhouette_per_epoch_and_changes_embeddings(trained):
+    ctx, _, fine = trained
+    rows = list(csv.DictReader((ctx.out_dir / "silhouette.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == list(range(5))
+    assert all(r["silhouette"] not in ("", "None") for r in rows)
+    coarse = np.load(ctx.out_dir / "embeddings" / "coarse.npz")["vectors"]
+    fine_v = np.load(ctx.out_dir / "embeddings" / "fine.npz")["vectors"]
+    assert not np.allclose(coarse, fine_v)
+    assert ctx.shared["mmx"]["latest"] == "fine" and "head" not in ctx.shared["mmx"]["models"]["fine"]
+    lrs = [float(r["lr"]) for r in rows[1:]]
+    assert lrs[0] < lrs[1]  # warm-up, then cosine decay
+    assert lrs[-1] < lrs[1]
+
+
+def test_retrieval_index_neighbours_and_halves(trained):
+    import faiss
+
+    ctx, _, _ = trained
+    res = Retrieval(k=3).run(ctx)
+    data = json.loads((ctx.out_dir / "retrieval.json").read_text())
+    assert data["space"] == "fine" and set(data["neighbours"]) == {it.id for it in ctx.items}
+    for q, hits in data["neighbours"].items():
+        assert len(hits) == 3 and q not in [h["id"] for h in hits]
+        assert [h["score"] for h in hits] == sorted([h["score"] for h in hits], reverse=True)
+    index = faiss.read_index(str(ctx.out_dir / "index.faiss"))
+    assert index.ntotal == len(ctx.items)
+    fine = np.load(ctx.out_dir / "embeddings" / "fine.npz")
+    v = fine["vectors"] / np.linalg.norm(fine["vectors"], axis=1, keepdims=True)
+    sims = v @ v.T
+    np.fill_diagonal(sims, -2)
+    q0 = ctx.items[0].id
+    assert data["neighbours"][q0][0]["id"] == ctx.items[int(sims[0].argmax())].id
+    assert res.metrics["half_top1"] is not None
+
+
+def distinct_items(n=12, n_clips=12, seed=0):
+    """Trailers whose clips share a trailer-specific signature: each half identifies its trailer."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        sig = {m: rng.standard_normal(d) * 3 for m, d in DIMS.items()}
+        arrays = {m: (sig[m] + 0.1 * rng.standard_normal((n_clips, *d))).astype(np.float32) for m, d in DIMS.items()}
+        vid = f"t{i}"
+        clips = [Clip(video_id=vid, index=j, shot_index=j, start_frame=j * 10, end_frame=j * 10 + 9, start_time=j, end_time=j + 0.9) for j in range(n_clips)]
+        items.append(Item(video=Video(id=vid, labels=["a"] if i % 2 else ["b"], split="train" if i % 3 else "test"), clips=clips, features=FeatureSet(video_id=vid, arrays=arrays)))
+    return items
+
+
+def test_retrieval_finds_own_other_half(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    items = distinct_items()
+    ctx = make_context(tmp_path, items, encoder=encoder(), head=head())
+    GenreClassification(epochs=5, lr=1e-3).run(ctx)
+    res = Retrieval(k=2).run(ctx)
+    assert res.metrics["half_top1"] == 1.0
+    # and the check can fail: trailers that all look alike do not find their own halves
+    same = distinct_items(seed=1)
+    for it in same:
+        for m in it.features.arrays:
+            it.features.arrays[m] = np.random.default_rng(int(it.id[1:])).standard_normal(it.features.arrays[m].shape).astype(np.float32)
+    _, enc = __import__("moviekit_mmx.tasks", fromlist=["_shared_model"])._shared_model(ctx, "coarse")
+    assert half_retrieval(enc, same, ctx) < 0.5
+
+
+def test_ablation_rows_and_expert_scores(tmp_path):
+    items = tiny_items(n=16, modalities={"visual": (16,), "audio": (4, 8), "motion": (5,)}, n_clips=9, seed=2)
+    ctx = make_context(tmp_path, items, encoder=encoder(), head=head())
+    res = Ablation(epochs=3, lr=1e-3).run(ctx)
+    rows = list(csv.DictReader((ctx.out_dir / "ablation.csv").open()))
+    settings = [r["setting"] for r in rows]
+    assert settings == [
+        "single:audio", "single:motion", "single:visual",
+        "gated:audio+motion", "gated:audio+visual", "gated:motion+visual",
+        "concat:audio+motion+visual", "gated:audio+motion+visual", "random",
+    ]  # fmt: skip
+    for m in ("audio", "motion", "visual"):
+        assert (ctx.out_dir / "scores" / f"expert_{m}.npz").is_file()
+    g = float(rows[settings.index("gated:audio+motion+visual")]["auprc_macro"])
+    c = float(rows[settings.index("concat:audio+motion+visual")]["auprc_macro"])
+    assert res.metrics["gating_beats_concat"] == (g > c)
+    with pytest.raises(Exception, match="FUSION:EXPERT"):
+        Ablation(epochs=1, settings=["mix:visual"]).run(ctx)
