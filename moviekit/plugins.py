@@ -210,9 +210,18 @@ class Registry:
         """Let each plugin add commands; a plugin that raises is reported, not fatal."""
         problems = []
         for impl in self.pm.hook.register_commands.get_hookimpls():
+            commands = list(getattr(cli, "registered_commands", []))
+            groups = list(getattr(cli, "registered_groups", []))
             try:
                 impl.function(cli=cli)
+                if hasattr(cli, "registered_commands"):
+                    import typer.main
+
+                    typer.main.get_command(cli)  # builds every command now, so a broken one fails here
             except Exception as e:  # noqa: BLE001
+                if hasattr(cli, "registered_commands"):
+                    cli.registered_commands[:] = commands
+                    cli.registered_groups[:] = groups
                 problems.append(f"{impl.plugin_name}: register_commands raised {type(e).__name__}: {e}")
                 info = self.plugins.get(impl.plugin_name)
                 if info is not None:

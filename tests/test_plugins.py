@@ -147,3 +147,31 @@ def test_unknown_component_suggests_close_name():
     with pytest.raises(UnknownComponentError) as e:
         reg.get("mlp", "expert")
     assert "is a head, not a expert" in str(e.value) or "is a head" in str(e.value)
+
+
+BAD_COMMAND = """
+from __future__ import annotations
+import moviekit
+
+moviekit_api = "1.0"
+
+
+@moviekit.hookimpl
+def register_commands(cli):
+    @cli.command("fine-cmd")
+    def fine() -> None:
+        print("fine")
+
+    @cli.command("bad-cmd")
+    def bad(x: NotImported) -> None:  # the annotation cannot be resolved when typer builds the command
+        pass
+"""
+
+
+def test_plugin_command_that_cannot_be_built_is_dropped_not_fatal(fake_plugin):
+    site = fake_plugin("moviekit-badcmd", "mk_badcmd", BAD_COMMAND)
+    res = run_cli("list", "plugins", pythonpath=site)
+    assert res.returncode == 0, res.stderr
+    assert "mk_badcmd: register_commands raised" in res.stderr and "NotImported" in res.stderr
+    assert run_cli("fine-cmd", pythonpath=site).returncode != 0  # the plugin's commands are all withdrawn
+    assert run_cli("validate", "--help", pythonpath=site).returncode == 0

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Annotated, Any, Optional
 
 import numpy as np
+import typer
 
 
 def query_run(run_dir: Path, video_id: str | None = None, video: Path | None = None, k: int = 10) -> dict[str, Any]:
@@ -76,7 +77,6 @@ def query_run(run_dir: Path, video_id: str | None = None, video: Path | None = N
 
 
 def add_commands(cli: Any) -> None:
-    import typer
     from rich.console import Console
     from rich.table import Table
 
