@@ -9,7 +9,8 @@ then measures, each in its own subprocess so that peak memory figures are separa
 2. PySceneDetect alone: ``scenedetect.detect(path, ContentDetector(min_scene_len=...))``
    (its OpenCV backend, as the ``scenedetect`` command line uses);
 3. moviekit's peak RSS on the full video and on one a quarter as long, to show that memory does
-   not grow with the length of the video.
+   not grow with the length of the video;
+4. the PyAV reader alone (decoding and RGB conversion for the segmenter, no detection).
 
 Usage: ``python benchmarks/bench_segment.py [--minutes 30] [--fps 24] [--cut-every 4]``.
 """
@@ -107,6 +108,22 @@ def measure(which: str, path: str) -> dict:
     if which == "moviekit":
         shots = segment_file(path, "scenedetect")
         frames, n_shots = shots[-1].end_frame, len(shots)
+    elif which == "reader":
+        # The PyAV reader alone, with the segmenter's need (every frame, full size, RGB).
+        from moviekit.components import Sink
+        from moviekit.default_plugins.media import PyAVReader
+        from moviekit.default_plugins.segmenters import SceneDetectSegmenter
+        from moviekit.records import Video
+
+        class Count(Sink):
+            frames_seen = 0
+
+            def frames(self, batch) -> None:
+                self.frames_seen += len(batch)
+
+        sink = Count()
+        PyAVReader({}).read(Video(id="bench", path=path), [(SceneDetectSegmenter({}).needs(), sink)])
+        frames, n_shots = sink.frames_seen, 0
     elif which == "pyscenedetect":
         # The moviekit segmenter's defaults are the CLI's: min_scene_len 0.6 s, not the
         # Python API's 15 frames; both are 14-15 frames at 24 fps, far below the shot length.
@@ -146,12 +163,15 @@ def main() -> None:
     mk = run_child("moviekit", full)
     sd = run_child("pyscenedetect", full)
     mk_q = run_child("moviekit", quarter)
+    rd = run_child("reader", full)
 
     def line(label: str, r: dict) -> str:
         return f"{label:<34} {r['frames']:>8} frames {r['seconds']:>8.1f} s {r['frames'] / r['seconds']:>8.1f} frames/s  {r['shots']:>5} shots  peak RSS {r['maxrss_mib']:>7.1f} MiB"
 
     print(line("moviekit (PyAV + scenedetect)", mk))
     print(line("PySceneDetect alone (detect())", sd))
+    label = "moviekit's PyAV reader alone"
+    print(f"{label:<34} {rd['frames']:>8} frames {rd['seconds']:>8.1f} s {rd['frames'] / rd['seconds']:>8.1f} frames/s  (decoding + RGB frames, no detection)")
     print(f"\nspeed ratio moviekit / PySceneDetect: {(mk['frames'] / mk['seconds']) / (sd['frames'] / sd['seconds']):.2f}x")
     same = mk["shots"] == sd["shots"]
     print(f"same number of shots: {'yes' if same else 'NO'} (moviekit {mk['shots']}, PySceneDetect {sd['shots']}, generated {expected})")

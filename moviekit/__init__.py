@@ -40,6 +40,7 @@ from .records import (
     Track,
     Video,
 )
+from .device import resolve_device
 from .recipe import load_recipe
 from .runner import TaskContext, extract_videos, run_recipe
 from .metrics import multilabel_metrics, per_class_metrics, random_baseline
@@ -61,6 +62,7 @@ from .weights import resolve_weights
 __version__ = "0.1.0"
 
 __all__ = [
+    "resolve_device",
     "extract_videos",
     "load_recipe",
     "run_recipe",

@@ -1,7 +1,17 @@
-"""Decoding with PyAV: one pass per video, fanned out to every consumer."""
+"""Decoding with PyAV: one pass per video, fanned out to every consumer.
+
+Each distinct output size is converted from the decoded picture once per frame by its own
+swscale context (kept for the whole video), straight to RGB at the consumer's size, and
+copied once into the batch handed to the consumer.  Rotation metadata (the display matrix a
+phone writes) is applied, so frames come out upright, as players and OpenCV show them.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +23,131 @@ from moviekit.components import AudioNeed, Config, FrameNeed, Needs, Reader, Sin
 from moviekit.errors import ItemError
 from moviekit.records import AudioChunk, FrameBatch, Video
 
+logger = logging.getLogger(__name__)
+
 #: Number of decode passes started, for tests that check one decode per video.
 DECODE_PASSES = 0
 
+#: Packets probe() demuxes at most while looking for the first frame (for its display matrix).
+_PROBE_PACKETS = 64
+
+
+# -- orientation (display matrix) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How to turn a decoded ``(H, W, C)`` picture upright: transpose, then flip axes.
+
+    The flips are applied after the transpose, to the rows and columns of the result.
+    """
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_cols: bool = False
+
+    @property
+    def identity(self) -> bool:
+        return not (self.transpose or self.flip_rows or self.flip_cols)
+
+    def display_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` as shown, for a coded picture of ``width`` x ``height``."""
+        return (height, width) if self.transpose else (width, height)
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        """The upright picture (a view of ``img``; not contiguous unless this is the identity)."""
+        out = img.swapaxes(0, 1) if self.transpose else img
+        if self.flip_rows:
+            out = out[::-1]
+        if self.flip_cols:
+            out = out[:, ::-1]
+        return out
+
+
+def orientation_from_matrix(matrix: Sequence[int]) -> Orientation:
+    """The :class:`Orientation` of an FFmpeg display matrix (9 ints, ``AV_PKT_DATA_DISPLAYMATRIX``).
+
+    FFmpeg maps a source point ``(x, y)`` to ``(a*x + c*y, b*x + d*y)`` (plus a translation),
+    with ``a, b, c, d = m[0], m[1], m[3], m[4]`` in 16.16 fixed point.  Quarter turns and
+    mirrors are exact; any other angle is snapped to the nearest quarter turn (with a warning).
+    """
+    a, b, c, d = (float(matrix[i]) for i in (0, 1, 3, 4))
+    straight, crossed = abs(a) + abs(d), abs(b) + abs(c)
+    if straight == 0.0 and crossed == 0.0:
+        return Orientation()
+    if min(abs(a), abs(d)) > 1e-3 * straight and min(abs(b), abs(c)) > 1e-3 * crossed:
+        degrees = math.degrees(math.atan2(b, a))
+        logger.warning("display matrix rotates by %.1f degrees; using the nearest quarter turn", degrees)
+    if straight >= crossed:
+        # x' = a*x, y' = d*y: a negative coefficient mirrors that axis.
+        return Orientation(transpose=False, flip_rows=d < 0, flip_cols=a < 0)
+    # x' = c*y, y' = b*x: rows become columns; the signs say which way each runs.
+    return Orientation(transpose=True, flip_rows=b < 0, flip_cols=c < 0)
+
+
+def frame_orientation(frame: Any) -> Orientation:
+    """The orientation of a decoded PyAV frame, from its display-matrix side data."""
+    from av.sidedata.sidedata import Type
+
+    try:
+        sd = frame.side_data.get(Type.DISPLAYMATRIX)
+    except (AttributeError, KeyError):  # pragma: no cover - older PyAV
+        sd = None
+    if sd is None:
+        return Orientation()
+    raw = bytes(sd)
+    if len(raw) < 36:
+        return Orientation()
+    return orientation_from_matrix(np.frombuffer(raw[:36], dtype=np.int32).tolist())
+
+
+def rotation_degrees(o: Orientation) -> int:
+    """Counter-clockwise rotation of ``o`` ignoring mirroring (0, 90, 180 or 270), for probe()."""
+    if o.transpose:
+        return 90 if o.flip_rows else 270
+    return 180 if (o.flip_rows and o.flip_cols) else 0
+
+
+# -- fan-out ---------------------------------------------------------------------------------
+
+
+class _Converter:
+    """Decoded picture -> upright RGB at one output size, with its own swscale context.
+
+    Reusing one context per size saves setting swscale up again for every frame (what
+    ``frame.to_ndarray(format=...)`` does); the pixels are the same.
+    """
+
+    def __init__(self, size: tuple[int, int] | None, orientation: Orientation):
+        from av.video.reformatter import VideoReformatter
+
+        self.reformatter = VideoReformatter()
+        self.orientation = orientation
+        if size is None:
+            self.width = self.height = None
+        else:
+            # The consumer's size is as displayed; swscale works on the coded picture.
+            self.width, self.height = orientation.display_size(*size)
+
+    def __call__(self, frame: Any) -> np.ndarray:
+        rgb = self.reformatter.reformat(frame, width=self.width, height=self.height, format="rgb24").to_ndarray()
+        return self.orientation.apply(rgb)
+
 
 class _FrameFan:
-    """Collects sampled, resized frames for one consumer and flushes full batches."""
+    """Collects sampled frames for one consumer into a preallocated batch and flushes it when full."""
 
     def __init__(self, need: FrameNeed, sink: Sink):
         self.need = need
         self.sink = sink
         self.next_time = -np.inf
-        self.frames: list[np.ndarray] = []
-        self.indices: list[int] = []
-        self.times: list[float] = []
+        self.buf: np.ndarray | None = None
+        self.n = 0
+        self.indices = np.empty(need.batch, np.int64)
+        self.times = np.empty(need.batch, np.float64)
 
     def wants(self, t: float) -> bool:
+        """Frames are picked by presentation time: the first at or after each ``1/fps`` step."""
         if self.need.fps is None:
             return True
         if t + 1e-6 >= self.next_time:
@@ -40,18 +159,23 @@ class _FrameFan:
         return False
 
     def add(self, img: np.ndarray, index: int, t: float) -> None:
-        self.frames.append(img)
-        self.indices.append(index)
-        self.times.append(t)
-        if len(self.frames) >= self.need.batch:
+        if self.buf is not None and self.buf.shape[1:] != img.shape:
+            self.flush()  # the picture size changed mid-stream: a batch holds one size
+        if self.buf is None:
+            self.buf = np.empty((self.need.batch, *img.shape), np.uint8)
+        self.buf[self.n] = img
+        self.indices[self.n] = index
+        self.times[self.n] = t
+        self.n += 1
+        if self.n >= self.need.batch:
             self.flush()
 
     def flush(self) -> None:
-        if self.frames:
-            self.sink.frames(
-                FrameBatch(frames=np.stack(self.frames), indices=np.asarray(self.indices, np.int64), times=np.asarray(self.times, np.float64))
-            )
-            self.frames, self.indices, self.times = [], [], []
+        if self.n and self.buf is not None:
+            n = self.n
+            # A new buffer for every batch: a sink may keep the one it was given.
+            self.sink.frames(FrameBatch(frames=self.buf[:n], indices=self.indices[:n].copy(), times=self.times[:n].copy()))
+        self.buf, self.n = None, 0
 
 
 class _AudioFan:
@@ -81,11 +205,15 @@ class _AudioFan:
 class PyAVReader(Reader):
     """Decodes video and audio with PyAV (bundled FFmpeg) in a single streaming pass.
 
-    Frames carry exact presentation timestamps; each consumer gets frames at
-    its own rate and size, and audio resampled to mono float32 at its rate.
+    Frames carry exact presentation timestamps (variable frame rate included: ``fps``
+    sampling picks frames by time); each consumer gets frames at its own rate and size,
+    upright when the file has rotation metadata, and audio resampled to mono float32 at
+    its rate.  A file without audio gives audio consumers nothing, and no error.
     """
 
     name = "pyav"
+    #: 2: rotation metadata is applied (frames and probe()'s width/height).
+    version = "2"
 
     class Config(Config):
         threads: int = Field(0, ge=0, description="decoder threads; 0 lets FFmpeg choose")
@@ -100,6 +228,21 @@ class PyAVReader(Reader):
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
             raise ItemError(video.id, "decode", f"{path}: cannot open as a video ({type(e).__name__}: {e})") from e
 
+    @staticmethod
+    def _first_frame(container: Any, vs: Any) -> Any:
+        """The first decoded frame (for its display matrix), or None if none comes soon."""
+        import av
+
+        try:
+            for i, packet in enumerate(container.demux(vs)):
+                for frame in packet.decode():
+                    return frame
+                if i >= _PROBE_PACKETS:
+                    break
+        except av.error.FFmpegError:
+            pass  # read() reports undecodable files
+        return None
+
     def probe(self, video: Video) -> dict[str, Any]:
         with self._open(video) as container:
             if not container.streams.video:
@@ -113,14 +256,23 @@ class PyAVReader(Reader):
                 duration = container.duration / 1_000_000
             else:
                 duration = 0.0
-            return {
+            info = {
                 "fps": fps,
                 "num_frames": int(vs.frames) if vs.frames else int(round(duration * fps)),
                 "duration": duration,
                 "width": vs.codec_context.width,
                 "height": vs.codec_context.height,
                 "has_audio": bool(container.streams.audio),
+                "rotation": 0,
             }
+            first = self._first_frame(container, vs)
+            if first is not None:
+                if not info["width"] or not info["height"]:
+                    info["width"], info["height"] = first.width, first.height
+                orientation = frame_orientation(first)
+                info["width"], info["height"] = orientation.display_size(info["width"], info["height"])
+                info["rotation"] = rotation_degrees(orientation)
+            return info
 
     def read(self, video: Video, consumers: list[tuple[Needs, Sink]]) -> None:
         import av
@@ -145,22 +297,26 @@ class PyAVReader(Reader):
                     resamplers[rate] = av.AudioResampler(format="flt", layout="mono", rate=rate)
             if not streams:
                 return
+            fallback_rate = float(vs.average_rate or 25)
+            # One converter per distinct output size, made when the first frame shows the orientation.
+            converters: dict[tuple[int, int] | None, _Converter] | None = None
             index = 0
             try:
                 for packet in container.demux(*streams):
                     for frame in packet.decode():
                         if packet.stream.type == "video":
-                            t = float(frame.time) if frame.time is not None else index / float(vs.average_rate or 25)
-                            wanted = [f for f in frame_fans if f.wants(t)]
-                            converted: dict[Any, np.ndarray] = {}
-                            for fan in wanted:
-                                size = fan.need.size
-                                if size not in converted:
-                                    if size is None:
-                                        converted[size] = frame.to_ndarray(format="rgb24")
-                                    else:
-                                        converted[size] = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
-                                fan.add(converted[size], index, t)
+                            t = float(frame.time) if frame.time is not None else index / fallback_rate
+                            if converters is None:
+                                orientation = frame_orientation(frame)
+                                converters = {size: _Converter(size, orientation) for size in {f.need.size for f in frame_fans}}
+                            converted: dict[tuple[int, int] | None, np.ndarray] = {}
+                            for fan in frame_fans:
+                                if fan.wants(t):
+                                    size = fan.need.size
+                                    img = converted.get(size)
+                                    if img is None:
+                                        img = converted[size] = converters[size](frame)
+                                    fan.add(img, index, t)
                             index += 1
                         else:
                             t = float(frame.time) if frame.time is not None else 0.0

@@ -22,7 +22,7 @@ has another default the field's description says so.
 
 Frame numbers are the reader's decode-order indices, while the CLI derives them from
 timestamps (``round(t * fps)``); the two agree for constant-frame-rate video, not always for
-variable-rate video.  OpenCV also applies rotation metadata, which PyAV does not.
+variable-rate video.  Both apply rotation metadata (the reader rotates frames upright as OpenCV does).
 """
 
 from __future__ import annotations

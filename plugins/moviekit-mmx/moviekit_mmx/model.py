@@ -97,11 +97,12 @@ def _modules() -> dict[str, type]:
             proj = {}
             for m in self.modalities:
                 shape = tuple(dims[m])
+                norm = [nn.LayerNorm(shape[-1], elementwise_affine=False)] if cfg.input_norm else []
                 if len(shape) == 1:
-                    proj[m] = nn.Linear(shape[0], E)
+                    proj[m] = nn.Sequential(*norm, nn.Linear(shape[0], E))
                 elif len(shape) == 2:
                     vlad = NetVLAD(shape[1], cfg.netvlad_clusters)
-                    proj[m] = nn.Sequential(vlad, nn.Linear(vlad.out_dim, E))
+                    proj[m] = nn.Sequential(*norm, vlad, nn.Linear(vlad.out_dim, E))
                 else:
                     raise ValueError(f"expert '{m}' has clip features of shape {shape}; expected (D,) or (descriptors, D)")
             self.proj = nn.ModuleDict(proj)
@@ -206,6 +207,7 @@ class GatedTrailerEncoder(Encoder):
     class Config(Config):
         experts: list[str] | None = Field(None, description="modalities to use, in this order; None uses every expert of the recipe")
         fusion: Literal["gated", "concat"] = Field("gated", description="collaborative gating, or naive concatenation through an MLP (the ablation's baseline); one expert is passed straight to its GEM")
+        input_norm: bool = Field(True, description="standardise each expert feature (each descriptor for sets) over its dimensions before projecting; experts' raw scales differ by orders of magnitude")
         expert_dim: int = Field(768, ge=1, description="each expert's clip feature is projected to this size")
         netvlad_clusters: int = Field(16, ge=1, description="NetVLAD clusters for experts that give descriptor sets (audio)")
         gating_hidden: int = Field(768, ge=1, description="hidden size of the pairwise g and the attention h MLPs")

@@ -120,7 +120,7 @@ def distinct_items(n=12, n_clips=12, seed=0):
     items = []
     for i in range(n):
         sig = {m: rng.standard_normal(d) * 3 for m, d in DIMS.items()}
-        arrays = {m: (sig[m] + 0.1 * rng.standard_normal((n_clips, *d))).astype(np.float32) for m, d in DIMS.items()}
+        arrays = {m: (sig[m] + 0.02 * rng.standard_normal((n_clips, *d))).astype(np.float32) for m, d in DIMS.items()}
         vid = f"t{i}"
         clips = [Clip(video_id=vid, index=j, shot_index=j, start_frame=j * 10, end_frame=j * 10 + 9, start_time=j, end_time=j + 0.9) for j in range(n_clips)]
         items.append(Item(video=Video(id=vid, labels=["a"] if i % 2 else ["b"], split="train" if i % 3 else "test"), clips=clips, features=FeatureSet(video_id=vid, arrays=arrays)))
