@@ -458,10 +458,12 @@ class MMXReport(Task):
                 if y[:, j].any():
                     p, r, _ = precision_recall_curve(y[:, j], s[:, j])
                     ax.plot(r, p, lw=0.9, alpha=0.75, color=cmap(j % 20), drawstyle="steps-post", label=g)
-            p, r, _ = precision_recall_curve(y.ravel(), s.ravel())
-            ap = average_precision_score(y.ravel(), s.ravel())
+            present = y.any(axis=0)  # genres without a positive are left out, as in metrics.json
+            yp, sp = y[:, present], s[:, present]
+            p, r, _ = precision_recall_curve(yp.ravel(), sp.ravel())
+            ap = average_precision_score(yp.ravel(), sp.ravel())
             ax.plot(r, p, lw=2.8, color="black", drawstyle="steps-post", label=f"micro (AP {ap:.3f})")
-            ax.axhline(y.mean(), color="grey", ls="--", lw=1, label=f"random ({y.mean():.2f})")
+            ax.axhline(yp.mean(), color="grey", ls="--", lw=1, label=f"random ({yp.mean():.2f})")
             ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="Recall", ylabel="Precision")
             ax.set_title(f"{title} — micro AUPRC {ap:.3f}", fontsize=11)
             ax.grid(alpha=0.3)
