@@ -247,8 +247,8 @@ def _make_clips(vid: str, indices: list[int], clip_rows: dict[tuple[str, int], d
 def write_features_dir(root: str | Path, items: Iterable[Item]) -> Path:
     """Write items' features in the ``features_dir`` layout; returns ``root``.
 
-    Writes ``<root>/<modality>/<video id>/<clip index>.npy`` (float32, one ``(d,)`` row per
-    clip, named by the item's clip index when it has one clip record per feature row, else
+    Writes ``<root>/<modality>/<video id>/<clip index>.npy`` (float32, one ``(d,)`` row, or
+    ``(t, d)`` descriptors, per clip, named by the item's clip index when it has one clip record per feature row, else
     by row number), ``<root>/labels.csv`` (video, labels, split) and ``<root>/clips.csv``
     for items with clip records.  Item metadata and shot indices are not stored.
     """
@@ -265,8 +265,8 @@ def write_features_dir(root: str | Path, items: Iterable[Item]) -> Path:
         if len(set(indices)) != n:
             raise MoviekitError(f"{vid}: clip indices are not unique")
         for m, arr in item.features.arrays.items():
-            if arr.ndim != 2:
-                raise MoviekitError(f"{vid}: modality '{m}' must be (clips, d) to write, got {arr.shape}")
+            if arr.ndim not in (2, 3):
+                raise MoviekitError(f"{vid}: modality '{m}' must be (clips, d) or (clips, t, d) to write, got {arr.shape}")
             folder = root / m / vid
             folder.mkdir(parents=True, exist_ok=True)
             for idx, row in zip(indices, arr, strict=True):
