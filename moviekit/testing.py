@@ -277,3 +277,14 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
             assert (ctx.out_dir / rel).exists(), f"{cls.name}: reported file {rel} was not written"
         return result
     raise AssertionError(f"{cls.name}: unknown component kind {cls.kind}")
+
+
+def offline_env(monkeypatch: Any, tmp_path: Path) -> None:
+    """Make a test offline, with empty weights and cache folders, so that no hub is reached.
+
+    Use it in an autouse fixture: ``offline_env(monkeypatch, tmp_path)``.
+    """
+    monkeypatch.setenv("MOVIEKIT_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(Path(tmp_path) / "weights"))
+    monkeypatch.setenv("MOVIEKIT_CACHE", str(Path(tmp_path) / "cache"))

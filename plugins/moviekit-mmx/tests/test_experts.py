@@ -17,11 +17,9 @@ INFO = {"fps": 12.0, "num_frames": 24, "duration": 2.0, "width": 64, "height": 4
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path):
-    """No test may reach a hub: offline, with empty weights folders and cache."""
-    monkeypatch.setenv("MOVIEKIT_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("MOVIEKIT_CACHE", str(tmp_path / "cache"))
+    from moviekit.testing import offline_env
+
+    offline_env(monkeypatch, tmp_path)
 
 
 def batch(frames, times=None, start=0) -> FrameBatch:

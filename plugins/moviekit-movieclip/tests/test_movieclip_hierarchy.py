@@ -41,10 +41,9 @@ UNRELATED = [
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("MOVIEKIT_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("MOVIEKIT_CACHE", str(tmp_path / "cache"))
+    from moviekit.testing import offline_env
+
+    offline_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path):
-    """No test may reach a hub: offline, with empty weights folders and cache."""
-    monkeypatch.setenv("MOVIEKIT_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("MOVIEKIT_CACHE", str(tmp_path / "cache"))
+    from moviekit.testing import offline_env
+
+    offline_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")
