@@ -105,3 +105,40 @@ def available_offline(spec: WeightsSpec) -> tuple[bool, str]:
         return p.exists(), str(p)
     found = _local(spec, tried)
     return (True, str(found)) if found else (False, "; ".join(tried))
+
+
+#: File suffixes taken for a checkpoint inside a weights folder (safetensors first).
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
+
+
+def component_weights_help(component: str, spec: WeightsSpec, key: str, detail: str) -> str:
+    """An error message that names the component, the config key that sets its weights and $MOVIEKIT_WEIGHTS."""
+    return (
+        f"{component}: cannot load its weights '{spec.name}'.\n{detail}\n"
+        f"Fix: set `{key}` in the {component} config to a local checkpoint file or a folder holding one "
+        f"(in a recipe `--set <section>.{key}=/path/to/weights`), or put the files in $MOVIEKIT_WEIGHTS/{spec.name} "
+        "($MOVIEKIT_WEIGHTS may list several folders separated by ':')."
+    )
+
+
+def resolve_checkpoint(spec: WeightsSpec, component: str, key: str = "weights", hint: str = "") -> Path:
+    """:func:`resolve_weights`, then the checkpoint file when it resolves to a folder.
+
+    In a folder the spec's ``filenames`` come first, then any file with a
+    :data:`CHECKPOINT_SUFFIXES` suffix (``.safetensors`` first).  Errors name the
+    component and its config ``key``; ``hint`` is appended to a not-found reason.
+    """
+    try:
+        path = resolve_weights(spec)
+    except WeightsNotFoundError as e:
+        raise WeightsNotFoundError(component_weights_help(component, spec, key, f"{e}{hint}")) from e
+    if path.is_file():
+        return path
+    for name in spec.filenames:
+        if (path / name).is_file():
+            return path / name
+    found = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES), key=lambda p: (p.suffix != ".safetensors", str(p)))
+    if not found:
+        detail = f"The folder {path} holds no checkpoint file ({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})."
+        raise WeightsNotFoundError(component_weights_help(component, spec, key, detail))
+    return found[0]

@@ -128,3 +128,21 @@ def test_doctor_and_show_run():
     assert '"dim"' in r.stdout
     r = run_cli("show", "mean_pol")
     assert r.returncode == 2 and "did you mean 'mean_pool'" in r.stderr
+
+
+def test_resolve_checkpoint_picks_the_file_and_names_component_and_key(tmp_path, monkeypatch):
+    from moviekit import WeightsNotFoundError, WeightsSpec, resolve_checkpoint
+
+    monkeypatch.setenv("MOVIEKIT_OFFLINE", "1")
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    (folder / "model.pt").write_bytes(b"1")
+    (folder / "model.safetensors").write_bytes(b"2")
+    assert resolve_checkpoint(WeightsSpec(name="w", path=str(folder)), "my_expert").name == "model.safetensors"
+    assert resolve_checkpoint(WeightsSpec(name="w", path=str(folder), filenames=("model.pt",)), "my_expert").name == "model.pt"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsNotFoundError, match=r"my_expert[\s\S]*holds no checkpoint[\s\S]*`ckpt`[\s\S]*\$MOVIEKIT_WEIGHTS/w"):
+        resolve_checkpoint(WeightsSpec(name="w", path=str(tmp_path / "empty")), "my_expert", "ckpt")
+    with pytest.raises(WeightsNotFoundError, match=r"my_expert: cannot load[\s\S]*extra hint"):
+        resolve_checkpoint(WeightsSpec(name="w", path=str(tmp_path / "missing")), "my_expert", hint=" extra hint")

@@ -39,14 +39,12 @@ from moviekit import (
     Sink,
     Track,
     Video,
-    WeightsNotFoundError,
     WeightsSpec,
-    resolve_weights,
+    resolve_checkpoint,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
 
 # ---------------------------------------------------------------------------------------------
 # shared helpers
@@ -56,40 +54,6 @@ def _torch_device(spec: str) -> Any:
     from moviekit import resolve_device
 
     return resolve_device(spec)
-
-
-def _resolve(component: str, spec: WeightsSpec, key: str, hint: str = "") -> Path:
-    """:func:`resolve_weights`, with an error that names the component, its config key and $MOVIEKIT_WEIGHTS."""
-    try:
-        return resolve_weights(spec)
-    except WeightsNotFoundError as e:
-        raise WeightsNotFoundError(_weights_help(component, spec, key, f"{e}{hint}")) from e
-
-
-def _weights_help(component: str, spec: WeightsSpec, key: str, detail: str) -> str:
-    return (
-        f"{component}: cannot load its weights '{spec.name}'.\n{detail}\n"
-        f"Fix: set `{key}` in the {component} config to a local checkpoint file or folder "
-        f"(recipe: `experts: {{<key>: {{use: {component}, {key}: /path/to/weights}}}}`, or "
-        f"`--set experts.<key>.{key}=/path/to/weights`), or put the files in $MOVIEKIT_WEIGHTS/{spec.name} "
-        "($MOVIEKIT_WEIGHTS may list several folders separated by ':')."
-    )
-
-
-def _checkpoint_file(component: str, spec: WeightsSpec, key: str, path: Path, prefer: tuple[str, ...] = ()) -> Path:
-    """``path`` itself when it is a file, else the checkpoint inside the folder (``prefer`` names first)."""
-    if path.is_file():
-        return path
-    for name in prefer:
-        if (path / name).is_file():
-            return path / name
-    found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES)
-    found.sort(key=lambda p: p.suffix != ".safetensors")
-    if found:
-        return found[0]
-    raise WeightsNotFoundError(
-        _weights_help(component, spec, key, f"The folder {path} holds no checkpoint file ({', '.join('*' + s for s in _CHECKPOINT_SUFFIXES)}).")
-    )
 
 
 def _load_state_dict(file: Path) -> dict[str, Any]:
@@ -211,8 +175,7 @@ def _build_open_clip(component: str, key: str, arch: str, pretrained: str | None
     hint = ""
     if pretrained and not tag_cfg and not Path(pretrained).expanduser().exists():
         hint = f"\n'{pretrained}' is neither an existing path nor an open_clip tag of {arch} (tags: {open_clip.list_pretrained_tags_by_model(arch)})."
-    path = _resolve(component, spec, key, hint)
-    file = _checkpoint_file(component, spec, key, path, prefer=spec.filenames)
+    file = resolve_checkpoint(spec, component, key, hint)
     pp = {k: tuple(tag_cfg[k]) for k in ("mean", "std") if k in tag_cfg}
     model = open_clip.create_model(arch, pretrained=str(file), device=device, force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)), force_preprocess_cfg=pp or None)
     model.eval()
@@ -330,7 +293,7 @@ class MmxAppearance(Expert):
         if kind == "efficientnet_lite0":
             from efficientnet_lite_pytorch import EfficientNet
 
-            file = _checkpoint_file(self.name, spec, "weights", _resolve(self.name, spec, "weights"), prefer=spec.filenames)
+            file = resolve_checkpoint(spec, self.name, "weights")
             w, h = cfg.size
             model = EfficientNet.from_name("efficientnet-lite0", image_size=(h, w))
             _load_into(self.name, model, file)
@@ -341,7 +304,7 @@ class MmxAppearance(Expert):
         elif kind == "timm":
             import timm
 
-            file = _checkpoint_file(self.name, spec, "weights", _resolve(self.name, spec, "weights"), prefer=spec.filenames)
+            file = resolve_checkpoint(spec, self.name, "weights")
             model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(file)}, num_classes=0)
             model.eval().to(device)
             pcfg = getattr(model, "pretrained_cfg", {}) or {}
@@ -513,7 +476,7 @@ class MmxScene(Expert):
             import torchvision
 
             spec = self.weights()[0]
-            file = _checkpoint_file(self.name, spec, "pretrained", _resolve(self.name, spec, "pretrained"), prefer=spec.filenames)
+            file = resolve_checkpoint(spec, self.name, "pretrained")
             model = torchvision.models.resnet18(weights=None, num_classes=365)
             _load_into(self.name, model, file)
             model.fc = torch.nn.Identity()
@@ -767,7 +730,7 @@ class MmxMotion(Expert):
 
         arch = self.config.encoder.partition(":")[2]
         spec = self.weights()[0]
-        file = _checkpoint_file(self.name, spec, "weights", _resolve(self.name, spec, "weights"), prefer=spec.filenames)
+        file = resolve_checkpoint(spec, self.name, "weights")
         model = torchvision.models.get_model(arch, weights=None)
         _load_into(self.name, model, file, drop_prefixes=("fc.",))
         model.fc = torch.nn.Identity()
@@ -1038,7 +1001,7 @@ class MmxAudio(Expert):
         if net is not None:
             return net
         spec = self.weights()[0]
-        file = _checkpoint_file(self.name, spec, "weights", _resolve(self.name, spec, "weights"), prefer=spec.filenames)
+        file = resolve_checkpoint(spec, self.name, "weights")
         model = _vggish_network()
         _load_into(self.name, model, file)
         device = _torch_device(self.config.device)

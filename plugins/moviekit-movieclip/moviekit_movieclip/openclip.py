@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moviekit import MoviekitError, WeightsNotFoundError, WeightsSpec, resolve_weights
+from moviekit import MoviekitError, WeightsSpec, resolve_checkpoint
 
-_CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 #: Marker in a model name that says it is a random model for tests (see :mod:`.testing`).
 TEST_ONLY_MARK = "TEST-ONLY"
 
@@ -61,28 +60,6 @@ def weights_spec(arch: str, pretrained: str | None) -> tuple[WeightsSpec, dict[s
     return spec, tag_cfg
 
 
-def _help(component: str, key: str, spec: WeightsSpec, detail: str) -> str:
-    return (
-        f"{component}: cannot load the CLIP weights '{spec.name}'.\n{detail}\n"
-        f"Fix: set `{key}` in the {component} config to a local open_clip checkpoint (a .safetensors/.bin/.pt state dict, "
-        f"or a folder holding one), e.g. `--set <section>.{key}=/path/to/open_clip_model.safetensors`, or put the file in "
-        f"$MOVIEKIT_WEIGHTS/{spec.name}/ ($MOVIEKIT_WEIGHTS may list several folders separated by ':')."
-    )
-
-
-def checkpoint_file(component: str, key: str, spec: WeightsSpec, path: Path) -> Path:
-    """``path`` when it is a file, else the checkpoint inside the folder (the spec's file names first)."""
-    if path.is_file():
-        return path
-    for name in spec.filenames:
-        if (path / name).is_file():
-            return path / name
-    found = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES), key=lambda p: (p.suffix != ".safetensors", str(p)))
-    if not found:
-        raise WeightsNotFoundError(_help(component, key, spec, f"The folder {path} holds no checkpoint ({', '.join('*' + s for s in _CHECKPOINT_SUFFIXES)})."))
-    return found[0]
-
-
 @dataclass
 class LoadedClip:
     """An open_clip model in eval mode with its tokenizer and evaluation image transform."""
@@ -100,14 +77,10 @@ def load_open_clip(component: str, key: str, arch: str, pretrained: str | None, 
 
     model_config(arch)
     spec, tag_cfg = weights_spec(arch, pretrained)
-    try:
-        path = resolve_weights(spec)
-    except WeightsNotFoundError as e:
-        hint = ""
-        if not tag_cfg and pretrained and not Path(pretrained).expanduser().exists():
-            hint = f"\n'{pretrained}' is neither an existing path nor a pretrained tag of {arch} (tags: {open_clip.list_pretrained_tags_by_model(arch)})."
-        raise WeightsNotFoundError(_help(component, key, spec, f"{e}{hint}")) from e
-    file = checkpoint_file(component, key, spec, path)
+    hint = ""
+    if not tag_cfg and pretrained and not Path(pretrained).expanduser().exists():
+        hint = f"\n'{pretrained}' is neither an existing path nor a pretrained tag of {arch} (tags: {open_clip.list_pretrained_tags_by_model(arch)})."
+    file = resolve_checkpoint(spec, component, key, hint)
     pp = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
     if TEST_ONLY_MARK in arch:
         warnings.warn(f"{component}: {arch} is a tiny RANDOM open_clip model for tests only; its labels mean nothing", stacklevel=2)
