@@ -33,10 +33,27 @@ CLIP_FILE_RE = re.compile(r"^\d+$")
 CLIPS_CSV_COLUMNS = ("video", "clip", "start_frame", "end_frame", "start_time", "end_time")
 
 
+class _ListingSource:
+    """Mixin of sources that skip bad videos: ``problems`` (video id -> why it was left out) and
+    the vocabulary of the videos last listed, or of the config."""
+
+    def __init__(self, config: Any = None, **fields: Any):
+        super().__init__(config, **fields)
+        #: Video id -> why it was left out, filled by :meth:`items`.
+        self.problems: dict[str, str] = {}
+        self._listed: list[Video] | None = None
+
+    def vocabulary(self) -> list[str]:
+        if self.config.vocabulary:
+            return list(self.config.vocabulary)
+        listed = self._listed if self._listed is not None else self.items()
+        return sorted({label for v in listed for label in v.labels})
+
+
 # -- features_dir ------------------------------------------------------------------
 
 
-class FeaturesDir(VideoFolder):
+class FeaturesDir(_ListingSource, VideoFolder):
     """Precomputed per-clip expert features: `<root>/<modality>/<video id>/<clip index>.npy`.
 
     Each `.npy` holds one clip's feature, shape `(d,)`, or `(t, d)` which is pooled over `t`
@@ -63,12 +80,6 @@ class FeaturesDir(VideoFolder):
         modalities: list[str] | None = Field(None, description="modality subfolders to read; None reads every subfolder of root")
         temporal_reduce: Literal["mean", "max"] = Field("mean", description="how a (t, d) array is pooled over t into (d,)")
         dims: dict[str, int] | None = Field(None, description="expected feature size per modality; videos that differ are reported in `problems`. Default: the first readable video fixes each modality's size")
-
-    def __init__(self, config: Any = None, **fields: Any):
-        super().__init__(config, **fields)
-        #: Video id -> why it was left out, filled by :meth:`items`.
-        self.problems: dict[str, str] = {}
-        self._listed: list[Video] | None = None
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict:
@@ -206,12 +217,6 @@ class FeaturesDir(VideoFolder):
         if not np.isfinite(a).all():
             raise _VideoProblem(f"{path}: non-finite values")
         return a
-
-    def vocabulary(self) -> list[str]:
-        if self.config.vocabulary:
-            return list(self.config.vocabulary)
-        listed = self._listed if self._listed is not None else self.items()
-        return sorted({label for v in listed for label in v.labels})
 
 
 class _VideoProblem(Exception):
@@ -393,7 +398,7 @@ def write_movieclip_json(path: str | Path, labels_by_video: dict[str, list[Label
     return path
 
 
-class MovieClipJSON(DatasetSource):
+class MovieClipJSON(_ListingSource, DatasetSource):
     """Videos from a MovieCLIP tags JSON (video id -> shot file -> frames, times, {label: score}).
 
     Each video id becomes one item whose labels are the union of its shots' labels scoring
@@ -411,12 +416,6 @@ class MovieClipJSON(DatasetSource):
         path: Path = Field(description="the MovieCLIP tags JSON (video id -> shot file name -> shot)")
         videos_root: Path | None = Field(None, description="folder holding <video id>.mp4 (or another video extension); sets each item's path")
         min_score: float = Field(0.0, description="a shot label counts towards the video's labels when its score is at least this; 0.0 keeps every listed label")
-
-    def __init__(self, config: Any = None, **fields: Any):
-        super().__init__(config, **fields)
-        #: Video id -> why it was left out, filled by :meth:`items`.
-        self.problems: dict[str, str] = {}
-        self._listed: list[Video] | None = None
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict:
@@ -458,12 +457,6 @@ class MovieClipJSON(DatasetSource):
             out.append(Video(id=vid, path=self._video_path(vid), labels=video_labels, split=splits[vid], metadata=meta))
         self._listed = out
         return out
-
-    def vocabulary(self) -> list[str]:
-        if self.config.vocabulary:
-            return list(self.config.vocabulary)
-        listed = self._listed if self._listed is not None else self.items()
-        return sorted({label for v in listed for label in v.labels})
 
 
 @hookimpl
