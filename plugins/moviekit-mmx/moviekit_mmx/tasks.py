@@ -64,6 +64,22 @@ def _selection_split(ctx: Any) -> list:
     return ctx.split("val") if ctx.split("test") else []
 
 
+def _train_splits(ctx: Any) -> tuple[list, list, list, dict[str, tuple[int, ...]]]:
+    """Train, selection and evaluation items and the feature dims, after checking the sequence length."""
+    _check_sequences(ctx, ctx.encoder.config)
+    train = ctx.split("train")
+    test = _eval_split(ctx)
+    return train, _selection_split(ctx), test, feature_dims(train)
+
+
+def _fit(ctx: Any, comp: Any, dims: dict, train: list, val: list, cfg: Any, tag: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Build ``comp``'s encoder and the recipe's head, and train them for multi-label genres."""
+    encoder = comp.build(dims).to(ctx.device)
+    head = ctx.head.build(comp.output_dim(), len(ctx.vocabulary)).to(ctx.device)
+    history = fit_multilabel(ctx, encoder, head, train, val, cfg, tag=tag)
+    return encoder, head, history
+
+
 def _check_sequences(ctx: Any, config: Any) -> None:
     per_seq = getattr(config, "clips_per_sequence", None)
     want = ctx.recipe.recipe.clips.sequence_length
@@ -198,13 +214,11 @@ class GenreClassification(Task):
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
-        _check_sequences(ctx, ctx.encoder.config)
-        train, val, test = ctx.split("train"), _selection_split(ctx), _eval_split(ctx)
-        dims = feature_dims(train)
-        encoder = ctx.encoder.build(dims).to(ctx.device)
-        head = ctx.head.build(ctx.encoder.output_dim(), len(ctx.vocabulary)).to(ctx.device)
-        history = fit_multilabel(ctx, encoder, head, train, val, cfg, tag="mmx-genre")
-        scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
+        train, val, test, dims = _train_splits(ctx)
+        encoder, head, history = _fit(ctx, ctx.encoder, dims, train, val, cfg, tag="mmx-genre")
+        all_scores = predict_scores(encoder, head, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
+        row = {it.id: i for i, it in enumerate(ctx.items)}
+        scores = all_scores[[row[it.id] for it in test]]
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
         metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
         metrics.update(history=history, train_items=len(train), selection_items=len(val), test_items=len(test))
@@ -213,7 +227,7 @@ class GenreClassification(Task):
         _write_csv(out / "per_genre.csv", [{"genre": r["label"], **{k: r[k] for k in ("support", "auprc", "precision", "recall", "f1", "random_auprc")}} for r in rows])
         _save_scores(out / "scores" / "model.npz", test, ctx.vocabulary, scores)
         files = ["metrics.json", "per_genre.csv", "scores/model.npz"]
-        files += self._label_augmentation(ctx, encoder, head)
+        files += self._label_augmentation(ctx, all_scores)
         if cfg.sequence_predictions and hasattr(encoder, "per_sequence"):
             files += self._sequence_predictions(ctx, encoder, head)
         vectors = embed_items(encoder, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
@@ -230,9 +244,8 @@ class GenreClassification(Task):
         summary["margin_auprc_macro"] = metrics["auprc_macro"] - summary["random_auprc_macro"]
         return TaskResult(metrics=summary, files=files)
 
-    def _label_augmentation(self, ctx, encoder, head) -> list[str]:
+    def _label_augmentation(self, ctx, scores: np.ndarray) -> list[str]:
         thr = self.config.threshold
-        scores = predict_scores(encoder, head, ctx.items, ctx, self.config.batch_size, self.config.max_clips)
         rows = []
         for it, s in zip(ctx.items, scores):
             predicted = [g for g, p in zip(ctx.vocabulary, s) if p >= thr]
@@ -314,25 +327,24 @@ class Ablation(Task):
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
-        _check_sequences(ctx, ctx.encoder.config)
-        train, val, test = ctx.split("train"), _selection_split(ctx), _eval_split(ctx)
-        dims = feature_dims(train)
+        train, val, test, dims = _train_splits(ctx)
         base = list(getattr(ctx.encoder.config, "experts", None) or sorted(dims))
         settings = cfg.settings or self.default_settings(base)
-        y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
-        rows, files = [], []
-        for setting in settings:
+        parsed = []
+        for setting in settings:  # every setting is checked before any is trained
             fusion, _, names = setting.partition(":")
             experts = [n for n in names.split("+") if n]
             if fusion not in ("single", "gated", "concat") or not experts or any(e not in dims for e in experts):
                 raise MoviekitError(f"mmx_ablation.settings: '{setting}' is not FUSION:EXPERT+... with fusion single|gated|concat and experts from {sorted(dims)}")
+            parsed.append((setting, fusion, experts))
+        y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
+        rows, files = [], []
+        for setting, fusion, experts in parsed:
             key = f"{ctx.task_key}-ablation-{setting}"
             cached = ctx.store.get("mmx-ablation", key)
             if cached is None:
                 comp = type(ctx.encoder)(ctx.encoder.config.model_copy(update={"experts": experts, "fusion": "gated" if fusion == "single" else fusion}))
-                encoder = comp.build(dims).to(ctx.device)
-                head = ctx.head.build(comp.output_dim(), len(ctx.vocabulary)).to(ctx.device)
-                fit_multilabel(ctx, encoder, head, train, val, cfg, tag=f"mmx-ablation-{setting}")
+                encoder, head, _ = _fit(ctx, comp, dims, train, val, cfg, tag=f"mmx-ablation-{setting}")
                 scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
                 ctx.store.put("mmx-ablation", key, scores)
                 ctx.log(f"ablation {setting}: done")
@@ -504,14 +516,17 @@ class Retrieval(Task):
         (ctx.out_dir / "index_ids.json").write_text(json.dumps({"space": space, "ids": ids, "labels": {it.id: it.video.labels for it in items}, "model": f"models/{space}.pt"}, indent=1))
         scores, rows = search(index, vectors, cfg.k + 1)
         neighbours: dict[str, list[dict[str, Any]]] = {}
+        top1: dict[int, int] = {}  # query row -> nearest other row
         table = []
         for i, qid in enumerate(ids):
             hits = [(int(r), float(s)) for r, s in zip(rows[i], scores[i]) if r >= 0 and int(r) != i][: cfg.k]
             neighbours[qid] = [{"id": ids[r], "score": round(s, 5)} for r, s in hits]
+            if hits:
+                top1[i] = hits[0][0]
             for rank, (r, s) in enumerate(hits, 1):
                 table.append({"query": qid, "rank": rank, "neighbour": ids[r], "score": round(s, 5), "query_genres": "|".join(items[i].video.labels), "neighbour_genres": "|".join(items[r].video.labels)})
         _write_csv(ctx.out_dir / "neighbours.csv", table)
-        jac = [_jaccard(items[i].video.labels, items[ids.index(n["id"])].video.labels) for i, q in enumerate(ids) for n in neighbours[q][:1]]
+        jac = [_jaccard(items[i].video.labels, items[top].video.labels) for i, top in top1.items()]
         rng = np.random.default_rng(ctx.seed)
         rand = [_jaccard(items[i].video.labels, items[(i + 1 + int(rng.integers(len(items) - 1))) % len(items)].video.labels) for i in range(len(items))] if len(items) > 1 else [0.0]
         half = half_retrieval(encoder, items, ctx, cfg.batch_size, cfg.max_clips)

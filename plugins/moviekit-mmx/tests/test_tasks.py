@@ -112,6 +112,9 @@ def test_retrieval_index_neighbours_and_halves(trained):
     q0 = ctx.items[0].id
     assert data["neighbours"][q0][0]["id"] == ctx.items[int(sims[0].argmax())].id
     assert res.metrics["half_top1"] is not None
+    labels = {it.id: set(it.video.labels) for it in ctx.items}
+    jac = [len(labels[q] & labels[h[0]["id"]]) / len(labels[q] | labels[h[0]["id"]]) for q, h in data["neighbours"].items()]
+    assert res.metrics["top1_genre_jaccard"] == pytest.approx(np.mean(jac))
 
 
 def distinct_items(n=12, n_clips=12, seed=0):
