@@ -57,11 +57,12 @@ from .training import (
     run_batched,
     to_device,
 )
-from .weights import resolve_checkpoint, resolve_weights
+from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "open_clip_weights_spec",
     "resolve_checkpoint",
     "resolve_device",
     "extract_videos",

@@ -19,7 +19,6 @@ model's NetVLAD.  The learnable projection to 768-d lives in the model, not here
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +39,7 @@ from moviekit import (
     Track,
     Video,
     WeightsSpec,
+    open_clip_weights_spec,
     resolve_checkpoint,
 )
 
@@ -126,28 +126,6 @@ def _run_batches(fn: Any, frames: np.ndarray, batch: int, size: tuple[int, int],
 # --- open_clip -------------------------------------------------------------------------------
 
 
-def _open_clip_spec(arch: str, pretrained: str | None) -> tuple[WeightsSpec, dict[str, Any]]:
-    """Weights spec for an open_clip ``arch`` and its pretrained tag config (empty for a local path)."""
-    import open_clip
-
-    tag_cfg: dict[str, Any] = {}
-    if pretrained and not Path(pretrained).expanduser().exists():
-        tag_cfg = dict(open_clip.get_pretrained_cfg(arch, pretrained) or {})
-    if not tag_cfg:
-        return WeightsSpec(name=f"open_clip-{arch}", description=f"open_clip {arch} checkpoint", path=pretrained), {}
-    hub, filenames = None, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-    hf = str(tag_cfg.get("hf_hub") or "")
-    if hf.endswith("/"):  # 'org/repo/': the default file names
-        hub = hf.rstrip("/")
-    elif hf:  # 'org/repo/filename'
-        hub, fname = os.path.split(hf)
-        filenames = (fname,)
-    elif tag_cfg.get("url"):
-        hub, filenames = tag_cfg["url"], (tag_cfg["url"].rsplit("/", 1)[-1],)
-    tag = pretrained.replace("/", "-") if pretrained else ""
-    return WeightsSpec(name=f"open_clip-{arch}-{tag}", description=f"open_clip {arch} '{pretrained}'", hub=hub, filenames=filenames), tag_cfg
-
-
 def _open_clip_dim(arch: str) -> int:
     import open_clip
 
@@ -171,7 +149,7 @@ def _build_open_clip(component: str, key: str, arch: str, pretrained: str | None
     import open_clip
 
     _open_clip_dim(arch)
-    spec, tag_cfg = _open_clip_spec(arch, pretrained)
+    spec, tag_cfg = open_clip_weights_spec(arch, pretrained)
     hint = ""
     if pretrained and not tag_cfg and not Path(pretrained).expanduser().exists():
         hint = f"\n'{pretrained}' is neither an existing path nor an open_clip tag of {arch} (tags: {open_clip.list_pretrained_tags_by_model(arch)})."
@@ -265,7 +243,7 @@ class MmxAppearance(Expert):
             elif pcfg is not None and pcfg.url:
                 hub, filenames = pcfg.url, (pcfg.url.rsplit("/", 1)[-1],)
             return [WeightsSpec(name=f"timm-{name}", description=f"timm {name} ImageNet weights", path=self.config.weights, hub=hub, filenames=filenames)]
-        spec, _ = _open_clip_spec(name, self.config.weights)
+        spec, _ = open_clip_weights_spec(name, self.config.weights)
         return [spec]
 
     def feature_shape(self) -> tuple[int, ...]:
@@ -443,7 +421,7 @@ class MmxScene(Expert):
         if cfg.backend == "gist":
             return []
         if cfg.backend == "open_clip":
-            return [_open_clip_spec(cfg.model, self._pretrained())[0]]
+            return [open_clip_weights_spec(cfg.model, self._pretrained())[0]]
         return [
             WeightsSpec(
                 name="resnet18_places365",

@@ -10,13 +10,12 @@ the files.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moviekit import MoviekitError, WeightsSpec, resolve_checkpoint
+from moviekit import MoviekitError, WeightsSpec, open_clip_weights_spec, resolve_checkpoint
 
 #: Marker in a model name that says it is a random model for tests (see :mod:`.testing`).
 TEST_ONLY_MARK = "TEST-ONLY"
@@ -36,28 +35,9 @@ def model_config(arch: str) -> dict[str, Any]:
 
 def weights_spec(arch: str, pretrained: str | None) -> tuple[WeightsSpec, dict[str, Any]]:
     """The weights spec of ``arch`` with ``pretrained`` (a tag or a local path) and the tag's config (empty for a path)."""
-    import open_clip
-
     if not pretrained:
         raise MoviekitError(f"open_clip {arch}: `pretrained` is required (a pretrained tag such as 'openai', or a local checkpoint)")
-    if Path(pretrained).expanduser().exists():
-        return WeightsSpec(name=f"open_clip-{arch}", description=f"open_clip {arch} checkpoint", path=pretrained), {}
-    tag_cfg = dict(open_clip.get_pretrained_cfg(arch, pretrained) or {})
-    if not tag_cfg:  # neither a path nor a tag: resolve_weights reports the missing path
-        return WeightsSpec(name=f"open_clip-{arch}", description=f"open_clip {arch} checkpoint", path=pretrained), {}
-    hub, filenames = None, ("open_clip_model.safetensors",)
-    hf = str(tag_cfg.get("hf_hub") or "")
-    if hf.endswith("/"):
-        hub = hf.rstrip("/")
-    elif hf:
-        hub, fname = os.path.split(hf)
-        filenames = (fname,)
-    elif tag_cfg.get("url"):
-        hub = str(tag_cfg["url"])
-        filenames = (hub.rsplit("/", 1)[-1],)
-    tag = pretrained.replace("/", "-")
-    spec = WeightsSpec(name=f"open_clip-{arch}-{tag}", description=f"open_clip {arch} pretrained '{pretrained}'", hub=hub, filenames=filenames)
-    return spec, tag_cfg
+    return open_clip_weights_spec(arch, pretrained)
 
 
 @dataclass
