@@ -51,8 +51,9 @@ def query_run(run_dir: Path, video_id: str | None = None, video: Path | None = N
         resolved = load_recipe(run_dir / "resolved.yaml", ["clips.min_clips=1"])
         items = extract_videos(resolved, [Video(id=Path(video).stem, path=Path(video))], output=run_dir / "queries")
         if not items:
-            failures = (run_dir / "queries" / "failures.jsonl").read_text().strip()
-            raise MoviekitError(f"{video}: could not extract features: {failures or 'no clips found'}")
+            lines = (run_dir / "queries" / "failures.jsonl").read_text().splitlines()
+            reasons = "; ".join(json.loads(line)["error"] for line in lines if line.strip())
+            raise MoviekitError(f"{video}: could not extract features: {reasons or 'no clips found'}")
         ctx = SimpleNamespace(device=torch.device("cpu"), autocast=contextlib.nullcontext)
         encoder, _ = load_model(torch.load(run_dir / meta["model"], weights_only=False))
         query = embed_items(encoder, items, ctx)

@@ -166,3 +166,20 @@ def test_ablation_rows_and_expert_scores(tmp_path):
     assert res.metrics["gating_beats_concat"] == (g > c)
     with pytest.raises(Exception, match="FUSION:EXPERT"):
         Ablation(epochs=1, settings=["mix:visual"]).run(ctx)
+
+
+def test_mmx_retrieve_by_id_matches_the_run_and_suggests_ids(trained):
+    from moviekit import MoviekitError
+    from moviekit_mmx.commands import query_run
+
+    ctx, _, _ = trained
+    Retrieval(k=4).run(ctx)
+    data = json.loads((ctx.out_dir / "retrieval.json").read_text())
+    q = ctx.items[2].id
+    got = query_run(ctx.out_dir, video_id=q, k=4)
+    assert [n["id"] for n in got["neighbours"]] == [n["id"] for n in data["neighbours"][q]]
+    assert got["neighbours"][0]["genres"] == next(it.video.labels for it in ctx.items if it.id == got["neighbours"][0]["id"])
+    with pytest.raises(MoviekitError, match=f"did you mean {q}"):
+        query_run(ctx.out_dir, video_id=q + "x", k=4)
+    with pytest.raises(MoviekitError, match="exactly one of --id or --video"):
+        query_run(ctx.out_dir, k=4)
