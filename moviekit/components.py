@@ -126,6 +126,12 @@ class Component:
         """A small config for contract tests (override when a field is required)."""
         return {}
 
+    @classmethod
+    def check_recipe(cls, config: Config, recipe: Any) -> list[str]:
+        """Problems with ``config`` in the context of the whole validated ``recipe`` (a
+        :class:`~moviekit.recipe.Recipe`), reported at this component's key before a run starts."""
+        return []
+
     def needs(self) -> Needs:
         """Inputs this component wants from the shared decode (streaming kinds only)."""
         return Needs()

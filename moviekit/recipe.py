@@ -296,6 +296,8 @@ def validate(data: dict[str, Any], source: str = "<recipe>", registry: Registry 
         for section in sorted(rc.cls.requires):
             if not getattr(recipe, section, None):
                 problems.append((f"tasks[{i}]", f"task '{spec.use}' needs a `{section}` section, which the recipe does not have"))
+    for rc in components.values():
+        problems += [(rc.path, f"{msg} [{rc.cls.kind} '{rc.cls.name}']") for msg in rc.cls.check_recipe(rc.config, recipe)]
     if recipe.experts and recipe.segmenter is None:
         problems.append(("segmenter", "experts pool features per clip, so the recipe needs a segmenter"))
     if problems:

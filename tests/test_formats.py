@@ -99,6 +99,24 @@ def test_temporal_arrays_are_pooled(tmp_path):
     assert set(vmax.features.arrays) == {"visual"}
 
 
+
+def test_descriptor_sets_kept_with_temporal_reduce_none(tmp_path):
+    root = tmp_path / "f"
+    sets = {0: np.arange(8, dtype=np.float32).reshape(4, 2) + 1, 1: np.ones((2, 2), np.float32)}
+    for i, a in sets.items():
+        (root / "audio" / "v").mkdir(parents=True, exist_ok=True)
+        np.save(root / "audio" / "v" / f"{i}.npy", a)
+    [v] = FeaturesDir(root=root, temporal_reduce="none").items()
+    audio = v.features.arrays["audio"]
+    assert audio.shape == (2, 4, 2)
+    np.testing.assert_array_equal(audio[0], sets[0])
+    np.testing.assert_array_equal(audio[1, :2], sets[1])
+    assert not audio[1, 2:].any()  # the shorter clip is padded with zero rows
+    # a modality mixing (d,) clips and (t, d) sets is reported, not guessed at
+    np.save(root / "audio" / "v" / "2.npy", np.ones(2, np.float32))
+    src = FeaturesDir(root=root, temporal_reduce="none")
+    assert src.items() == [] and "descriptor sets" in src.problems["v"]
+
 def test_mismatched_clip_sets_use_intersection(tmp_path):
     root = tmp_path / "f"
     for m, idx in (("visual", [0, 1, 2, 3]), ("audio", [1, 2, 3, 5])):

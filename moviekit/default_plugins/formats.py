@@ -57,7 +57,8 @@ class FeaturesDir(_ListingSource, VideoFolder):
     """Precomputed per-clip expert features: `<root>/<modality>/<video id>/<clip index>.npy`.
 
     Each `.npy` holds one clip's feature, shape `(d,)`, or `(t, d)` which is pooled over `t`
-    (`temporal_reduce`).  Labels come from a CSV like `video_folder`'s (`video` = video id,
+    (`temporal_reduce` mean or max) or kept as a set of `t` descriptors (`none`: clips with fewer
+    rows are padded with zero rows, which set-aggregating encoders such as NetVLAD ignore).  Labels come from a CSV like `video_folder`'s (`video` = video id,
     `|`-separated `labels`, optional `split`); without one every video folder is an
     unlabelled item split deterministically.  Clip boundaries come from an optional
     `<root>/clips.csv` (`video,clip,start_frame,end_frame,start_time,end_time`); clips
@@ -78,7 +79,9 @@ class FeaturesDir(_ListingSource, VideoFolder):
         labels_csv: Path | None = Field(None, description="labels file (video,labels,split); default <root>/labels.csv when it exists, else every video folder unlabelled")
         clips_csv: Path | None = Field(None, description="clip boundaries (video,clip,start_frame,end_frame,start_time,end_time); default <root>/clips.csv when it exists, else placeholders")
         modalities: list[str] | None = Field(None, description="modality subfolders to read; None reads every subfolder of root")
-        temporal_reduce: Literal["mean", "max"] = Field("mean", description="how a (t, d) array is pooled over t into (d,)")
+        temporal_reduce: Literal["mean", "max", "none"] = Field(
+            "mean", description="how a (t, d) array is pooled over t into (d,); none keeps it as t descriptors (zero rows pad shorter clips)"
+        )
         dims: dict[str, int] | None = Field(None, description="expected feature size per modality; videos that differ are reported in `problems`. Default: the first readable video fixes each modality's size")
 
     @classmethod
@@ -152,7 +155,7 @@ class FeaturesDir(_ListingSource, VideoFolder):
                 log.warning("features_dir: skipping %s: %s", vid, e)
                 continue
             for m, a in arrays.items():
-                dims.setdefault(m, a.shape[1])
+                dims.setdefault(m, a.shape[-1])
             meta = dict(base.metadata)
             if dropped:
                 meta["dropped_clips"] = dropped
@@ -189,12 +192,17 @@ class FeaturesDir(_ListingSource, VideoFolder):
         arrays = {}
         for m, by_index in files.items():
             rows = [self._load_clip(by_index[i]) for i in kept]
-            sizes = {r.shape[0] for r in rows}
+            sizes = {r.shape[-1] for r in rows}
             if len(sizes) > 1:
                 raise _VideoProblem(f"modality '{m}': clips have different feature sizes {sorted(sizes)}")
             size = sizes.pop()
             if m in dims and dims[m] != size:
                 raise _VideoProblem(f"modality '{m}': feature size {size}, expected {dims[m]}")
+            if len({r.ndim for r in rows}) > 1:
+                raise _VideoProblem(f"modality '{m}': some clips are (d,) and some (t, d) descriptor sets")
+            if rows[0].ndim == 2:  # descriptor sets (temporal_reduce: none): pad to the longest
+                t = max(r.shape[0] for r in rows)
+                rows = [np.pad(r, ((0, t - r.shape[0]), (0, 0))) for r in rows]
             arrays[m] = np.stack(rows).astype(np.float32, copy=False)
         return arrays, kept, dropped
 
@@ -208,10 +216,11 @@ class FeaturesDir(_ListingSource, VideoFolder):
         if a.ndim == 2:
             if a.shape[0] == 0:
                 raise _VideoProblem(f"{path}: temporal array with no rows {a.shape}")
-            a = a.mean(axis=0) if self.config.temporal_reduce == "mean" else a.max(axis=0)
+            if self.config.temporal_reduce != "none":
+                a = a.mean(axis=0) if self.config.temporal_reduce == "mean" else a.max(axis=0)
         elif a.ndim != 1:
             raise _VideoProblem(f"{path}: expected shape (d,) or (t, d), got {a.shape}")
-        if a.shape[0] == 0:
+        if a.shape[-1] == 0:
             raise _VideoProblem(f"{path}: empty feature")
         a = a.astype(np.float32)
         if not np.isfinite(a).all():

@@ -95,14 +95,32 @@ class MLPHead(Head):
 
 
 class ExportFeatures(Task):
-    """Writes every item's per-clip features to `features.npz` and clips to `items.json`."""
+    """Writes every item's per-clip features to `features.npz` and clips to `items.json`, and the same
+    features as a `features_dir` folder (`features/`) that a later recipe reads back with
+    `dataset: {use: features_dir, root: <run>/features}` (add `temporal_reduce: none` to keep
+    descriptor sets such as audio frames) instead of decoding the videos again."""
 
     name = "export_features"
 
     class Config(Config):
         filename: str = Field("features.npz", description="file in the run directory")
+        features_dir: str | None = Field("features", description="also write the features_dir layout to this folder of the run directory; null skips it")
 
     def run(self, ctx) -> TaskResult:
+        files = self._npz(ctx)
+        if self.config.features_dir:
+            import shutil
+
+            from .formats import write_features_dir
+
+            folder = ctx.out_dir / self.config.features_dir
+            shutil.rmtree(folder, ignore_errors=True)  # no stale videos from an earlier run into this directory
+            write_features_dir(folder, [it for it in ctx.items if it.features is not None and it.features.arrays])
+            files.append(self.config.features_dir)
+        arrays = sum(len(it.features.arrays) for it in ctx.items if it.features is not None)
+        return TaskResult(metrics={"items": len(ctx.items), "arrays": arrays}, files=files)
+
+    def _npz(self, ctx) -> list[str]:
         arrays: dict[str, np.ndarray] = {}
         index = []
         for it in ctx.items:
@@ -112,7 +130,7 @@ class ExportFeatures(Task):
             index.append({"id": it.id, "labels": it.video.labels, "split": it.video.split, "clips": [c.model_dump() for c in it.clips]})
         np.savez_compressed(ctx.out_dir / self.config.filename, **arrays)
         (ctx.out_dir / "items.json").write_text(json.dumps(index, indent=1))
-        return TaskResult(metrics={"items": len(index), "arrays": len(arrays)}, files=[self.config.filename, "items.json"])
+        return [self.config.filename, "items.json"]
 
 
 def _eval_items(ctx, split: str) -> list:

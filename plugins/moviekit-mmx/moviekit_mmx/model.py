@@ -224,6 +224,13 @@ class GatedTrailerEncoder(Encoder):
     def output_dim(self) -> int:
         return self.config.output_dim
 
+    @classmethod
+    def check_recipe(cls, config: Any, recipe: Any) -> list[str]:
+        want = recipe.clips.sequence_length
+        if config.clips_per_sequence != want:
+            return [f"clips_per_sequence={config.clips_per_sequence} differs from clips.sequence_length={want}; set both to the same value"]
+        return []
+
     def build(self, dims: dict[str, tuple[int, ...]]) -> Any:
         missing = [m for m in (self.config.experts or []) if m not in dims]
         if missing:

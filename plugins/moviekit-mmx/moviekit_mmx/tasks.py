@@ -65,8 +65,7 @@ def _selection_split(ctx: Any) -> list:
 
 
 def _train_splits(ctx: Any) -> tuple[list, list, list, dict[str, tuple[int, ...]]]:
-    """Train, selection and evaluation items and the feature dims, after checking the sequence length."""
-    _check_sequences(ctx, ctx.encoder.config)
+    """Train, selection and evaluation items and the feature dims."""
     train = ctx.split("train")
     test = _eval_split(ctx)
     return train, _selection_split(ctx), test, feature_dims(train)
@@ -78,15 +77,6 @@ def _fit(ctx: Any, comp: Any, dims: dict, train: list, val: list, cfg: Any, tag:
     head = ctx.head.build(comp.output_dim(), len(ctx.vocabulary)).to(ctx.device)
     history = fit_multilabel(ctx, encoder, head, train, val, cfg, tag=tag)
     return encoder, head, history
-
-
-def _check_sequences(ctx: Any, config: Any) -> None:
-    per_seq = getattr(config, "clips_per_sequence", None)
-    want = ctx.recipe.recipe.clips.sequence_length
-    if per_seq is not None and ctx.recipe.raw and per_seq != want:
-        raise MoviekitError(
-            f"encoder.clips_per_sequence={per_seq} differs from clips.sequence_length={want}; set both to the same value"
-        )
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -404,7 +394,6 @@ class FineGrained(Task):
         record, encoder = _shared_model(ctx, "coarse")
         if not hasattr(encoder, "halves"):
             raise MoviekitError("mmx_finetune needs the mmx_gated encoder (it splits trailers into halves of sequences)")
-        _check_sequences(ctx, encoder.cfg)
         L = encoder.cfg.clips_per_sequence
         train = [it for it in ctx.split("train") if _sequences_of(it, L, cfg.max_clips) >= 2]
         if len(train) < 2:

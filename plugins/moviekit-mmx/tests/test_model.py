@@ -159,3 +159,20 @@ def test_nt_xent_matches_reference(tau):
     assert got == pytest.approx(reference_nt_xent(z1, z2, tau), rel=1e-5)
     # identical pairs far from the others give a lower loss than random pairs
     assert float(nt_xent(torch.from_numpy(z1), torch.from_numpy(z1), tau)) < got
+
+
+def test_recipe_validation_catches_a_sequence_length_mismatch():
+    from moviekit import RecipeError
+    from moviekit.recipe import validate
+
+    data = {
+        "dataset": {"use": "synthetic_trailers"},
+        "segmenter": {"use": "fixed_length"},
+        "experts": {"colour": {"use": "color_histogram"}},
+        "clips": {"sequence_length": 9},
+        "encoder": {"use": "mmx_gated", "clips_per_sequence": 3},
+    }
+    with pytest.raises(RecipeError, match=r"encoder.*clips_per_sequence=3 differs from clips.sequence_length=9"):
+        validate(data)
+    data["clips"]["sequence_length"] = 3
+    assert validate(data).recipe.encoder.use == "mmx_gated"
