@@ -156,15 +156,15 @@ def fit_multilabel(ctx: Any, encoder: Any, head: Any, train: list[Item], val: li
 def classification_report(y_true: np.ndarray, scores: np.ndarray, vocabulary: list[str], threshold: float, seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Global metrics with a ``random_baseline`` entry, and per-class rows with ``random_auprc``.
 
-    The random baseline scores the same targets with uniform random numbers; its
-    per-class AUPRC is the class's prevalence in expectation.
+    The random baseline is the expectation for uniform random scores on the same targets
+    (:func:`~moviekit.metrics.random_baseline`): exact for AUPRC, averaged over seeded draws for
+    the thresholded metrics.
     """
-    from .metrics import multilabel_metrics, per_class_metrics
+    from .metrics import expected_random_ap, multilabel_metrics, per_class_metrics, random_baseline
 
     metrics = multilabel_metrics(y_true, scores, threshold)
-    rng_scores = np.random.default_rng(seed).random(np.shape(y_true))
-    metrics["random_baseline"] = multilabel_metrics(y_true, rng_scores, threshold)
+    metrics["random_baseline"] = random_baseline(y_true, threshold, seed)
     rows = per_class_metrics(y_true, scores, vocabulary, threshold)
-    for row, rnd in zip(rows, per_class_metrics(y_true, rng_scores, vocabulary, threshold)):
-        row["random_auprc"] = rnd["auprc"]
+    for row in rows:
+        row["random_auprc"] = expected_random_ap(len(y_true), row["support"])
     return metrics, rows

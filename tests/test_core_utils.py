@@ -88,6 +88,36 @@ def test_metrics_match_sklearn_definitions():
     assert rb["auprc_macro"] < 0.6
 
 
+@pytest.mark.parametrize("n,k", [(6, 1), (14, 3), (40, 20), (1, 1)])
+def test_expected_random_ap_matches_simulated_sklearn(n, k):
+    from sklearn.metrics import average_precision_score
+
+    from moviekit.metrics import expected_random_ap
+
+    rng = np.random.default_rng(n * 100 + k)
+    y = np.zeros(n, int)
+    y[:k] = 1
+    sims = [average_precision_score(y, rng.random(n)) for _ in range(2000)]
+    assert expected_random_ap(n, k) == pytest.approx(np.mean(sims), abs=4 * np.std(sims) / np.sqrt(len(sims)) + 1e-9)
+    if n > 1:
+        assert expected_random_ap(n, k) > k / n  # on small sets random ranking beats the prevalence
+
+
+def test_random_baseline_is_the_expectation_of_random_scores():
+    rng = np.random.default_rng(1)
+    y = (rng.random((12, 5)) < 0.3).astype(int)
+    y[0] = 1
+    y[:, 4] = 0  # a class without positives is left out, as for the model
+    rb = random_baseline(y, threshold=0.3, draws=200)
+    sims = [multilabel_metrics(y, rng.random(y.shape), 0.3) for _ in range(600)]
+    for key in ("auprc_micro", "auprc_macro", "auprc_weighted", "recall_weighted", "f1_weighted"):
+        vals = [m[key] for m in sims]
+        # AUPRC is exact; the thresholded metrics are themselves means of 200 draws
+        error = np.std(vals) * np.sqrt(1 / len(vals) + (1 / 200 if key.startswith(("recall", "f1")) else 0))
+        assert rb[key] == pytest.approx(np.mean(vals), abs=4 * error + 1e-9), key
+    assert rb["classes_scored"] == 4 and rb["draws"] == 200
+
+
 def test_weights_resolution_and_actionable_error(tmp_path, monkeypatch):
     spec = WeightsSpec(name="tiny-net", description="a test net", hub="org/tiny-net")
     monkeypatch.setenv("MOVIEKIT_OFFLINE", "1")

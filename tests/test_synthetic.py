@@ -267,7 +267,7 @@ def test_config_validation():
     assert all(f.description for f in fields.values())
     d = SyntheticTrailers.Config()
     assert (d.n, d.seed, d.min_seconds, d.max_seconds, d.width, d.height, d.fps, d.audio_rate, d.root) == (
-        48, 0, 10.0, 20.0, 160, 96, 12, 16000, None
+        96, 0, 10.0, 20.0, 160, 96, 12, 16000, None
     )
 
 
