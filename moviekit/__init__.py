@@ -58,6 +58,7 @@ from .training import (
     to_device,
 )
 from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
+from .default_plugins.formats import write_movieclip_json
 
 __version__ = "0.1.0"
 
@@ -127,4 +128,5 @@ __all__ = [
     "pad_features",
     "pool_track",
     "resolve_weights",
+    "write_movieclip_json",
 ]

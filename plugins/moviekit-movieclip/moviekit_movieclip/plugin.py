@@ -1,4 +1,4 @@
-"""Entry point of moviekit-movieclip: registers its components with moviekit."""
+"""Entry point of moviekit-movieclip: registers its components and the `moviekit movieclip` commands with moviekit."""
 
 import moviekit
 
@@ -8,8 +8,15 @@ moviekit_api = "1.0"
 
 @moviekit.hookimpl
 def register_components(register):
-    from . import hierarchy, labeler
+    from . import heads, hierarchy, labeler, scenes, shotscale
 
-    for module in (labeler, hierarchy):
+    for module in (labeler, hierarchy, scenes, shotscale, heads):
         for cls in module.COMPONENTS:
             register(cls)
+
+
+@moviekit.hookimpl
+def register_commands(cli):
+    from .commands import add_commands
+
+    add_commands(cli)

@@ -178,9 +178,13 @@ def test_unknown_tag_or_path_and_arch(tiny):
 
 def test_registered_and_configs_documented():
     reg = get_registry()
-    assert components_of("moviekit-movieclip") == ["movieclip_clip", "movieclip_hierarchy"]
-    for cls in (MovieclipClip, MovieclipHierarchy):
-        assert reg.get(cls.name) is cls
+    names = components_of("moviekit-movieclip")
+    assert names == [
+        "movieclip_clip", "movieclip_downstream", "movieclip_fc", "movieclip_frames",
+        "movieclip_hierarchy", "movieclip_scene_classifier", "movieclip_shot_scale",
+    ]  # fmt: skip
+    assert reg.get(MovieclipClip.name) is MovieclipClip and reg.get(MovieclipHierarchy.name) is MovieclipHierarchy
+    for cls in (reg.get(n) for n in names):
         for field, info in cls.Config.model_fields.items():
             assert info.description, f"{cls.name}.{field} has no description"
 

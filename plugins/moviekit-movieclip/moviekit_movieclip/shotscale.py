@@ -1,0 +1,375 @@
+"""Shot-scale classification and its join with the CLIP scene labels (supplementary Sec. 3.3.2).
+
+Five MovieShots scale classes: ECS (extreme close-up), CS (close-up), MS (medium),
+FS (full), LS (long).  The paper trains a 2-layer LSTM (hidden 512) on per-frame
+features of pretrained ViT-B/16 sampled at 4 fps, then predicts the scale of
+every MovieCLIP shot and compares the scale distribution of low-confidence
+shots (top-1 CLIPSceneScore <= 0.2) with high-confidence ones (top-1 >= 0.4 and
+top-k >= 0.1, k = 2..5).
+
+Shot-scale labels file (``labels_file``): a UTF-8 CSV file.  Blank lines and
+lines starting with ``#`` are ignored; the first other line is the header.
+Columns:
+
+* ``video`` (required): the video id (``Video.id`` of the run's items);
+* ``shot``: the 0-based shot index in the video (``Shot.index``), or instead
+* ``start`` and ``end``: the shot's time span in seconds (matched to the clip
+  that overlaps it most);
+* ``scale`` (required): one of ECS, CS, MS, FS, LS (case-insensitive);
+* ``split`` (optional): train, val or test; empty or absent: the video's split
+  (a video without a split trains).
+
+Each row needs either ``shot`` or both ``start`` and ``end``.  Errors name the
+file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from moviekit import Config, Item, Labels, MoviekitError, Task, TaskResult, resolve_device
+
+from .heads import train_loop
+from .scenes import lstm_classifier, sequence_inputs
+
+#: The MovieShots scale classes, from the closest to the widest framing.
+SCALES = ("ECS", "CS", "MS", "FS", "LS")
+SCALE_NAMES = {"ECS": "extreme close-up shot", "CS": "close-up shot", "MS": "medium shot", "FS": "full shot", "LS": "long shot"}
+
+
+@dataclass(frozen=True)
+class ScaleLabel:
+    video: str
+    scale: str
+    shot: int | None = None
+    start: float | None = None
+    end: float | None = None
+    split: str | None = None
+    line: int = 0
+
+
+def read_shot_scale_labels(path: str | Path) -> list[ScaleLabel]:
+    """Parse a shot-scale labels file (format in the module docstring); errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise MoviekitError(f"shot-scale labels file {path} not found")
+    header: list[str] | None = None
+    out: list[ScaleLabel] = []
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        row = [c.strip() for c in next(csv.reader([raw]))]
+        if header is None:
+            header = [c.lower() for c in row]
+            missing = [c for c in ("video", "scale") if c not in header]
+            if missing:
+                raise MoviekitError(f"{path}:{lineno}: the header lacks the column(s) {', '.join(missing)} (expected video, shot or start/end, scale[, split])")
+            if "shot" not in header and not {"start", "end"} <= set(header):
+                raise MoviekitError(f"{path}:{lineno}: the header needs a 'shot' column or both 'start' and 'end'")
+            continue
+        if len(row) != len(header):
+            raise MoviekitError(f"{path}:{lineno}: {len(row)} fields but the header has {len(header)}")
+        rec = dict(zip(header, row))
+        if not rec["video"]:
+            raise MoviekitError(f"{path}:{lineno}: empty video id")
+        scale = rec["scale"].upper()
+        if scale not in SCALES:
+            raise MoviekitError(f"{path}:{lineno}: scale {rec['scale']!r} is not one of {', '.join(SCALES)}")
+        shot = start = end = None
+        if rec.get("shot"):
+            try:
+                shot = int(rec["shot"])
+            except ValueError:
+                raise MoviekitError(f"{path}:{lineno}: shot {rec['shot']!r} is not an integer (the 0-based shot index)") from None
+            if shot < 0:
+                raise MoviekitError(f"{path}:{lineno}: shot {shot} is negative")
+        elif rec.get("start") and rec.get("end"):
+            try:
+                start, end = float(rec["start"]), float(rec["end"])
+            except ValueError:
+                raise MoviekitError(f"{path}:{lineno}: start/end {rec['start']!r}, {rec['end']!r} are not numbers (seconds)") from None
+            if not end > start >= 0:
+                raise MoviekitError(f"{path}:{lineno}: need 0 <= start < end, got start={start}, end={end}")
+        else:
+            raise MoviekitError(f"{path}:{lineno}: give the shot index or both start and end")
+        split = rec.get("split") or None
+        if split is not None and split not in ("train", "val", "test"):
+            raise MoviekitError(f"{path}:{lineno}: split {split!r} is not train, val or test")
+        out.append(ScaleLabel(rec["video"], scale, shot, start, end, split, lineno))
+    if header is None:
+        raise MoviekitError(f"{path}: empty labels file (expected a header line such as 'video,shot,scale')")
+    return out
+
+
+def match_clip(item: Item, label: ScaleLabel) -> int | None:
+    """Index in ``item.clips`` of the clip a label refers to (by shot index, or by largest time overlap)."""
+    if label.shot is not None:
+        return next((j for j, c in enumerate(item.clips) if c.shot_index == label.shot), None)
+    best, best_overlap = None, 0.0
+    for j, c in enumerate(item.clips):
+        overlap = min(c.end_time, label.end) - max(c.start_time, label.start)
+        if overlap > best_overlap:
+            best, best_overlap = j, overlap
+    return best
+
+
+# -- joining with the CLIP scene labels --------------------------------------------------------
+
+
+def join_scales_with_clip(predictions: Iterable[dict[str, Any]], shot_labels: Iterable[Labels]) -> list[dict[str, Any]]:
+    """Per-shot scale predictions (dicts with ``video``, ``shot``, ``scale``) joined with the shots'
+    CLIP :class:`~moviekit.Labels` (``movieclip_clip`` output: top-k CLIPSceneScores in ``scores``).
+
+    Each joined row: video, shot, scale, top1_label, top1_score, topk_scores (ranks 2..k, best
+    first) and labels (the CLIP multi-label assignment).  Shots without CLIP scores are left out.
+    """
+    by_key = {(lab.video_id, lab.shot_index): lab for lab in shot_labels}
+    out = []
+    for p in predictions:
+        lab = by_key.get((p["video"], int(p["shot"])))
+        if lab is None or not lab.scores:
+            continue
+        ranked = sorted(lab.scores.items(), key=lambda kv: -kv[1])
+        out.append({
+            "video": p["video"], "shot": int(p["shot"]), "scale": p["scale"],
+            "top1_label": ranked[0][0], "top1_score": float(ranked[0][1]),
+            "topk_scores": [float(v) for _, v in ranked[1:]], "labels": list(lab.labels),
+        })
+    return out
+
+
+def confidence_group(row: dict[str, Any], low: float = 0.2, high: float = 0.4, topk: float = 0.1, rule: Literal["any", "all"] = "any") -> str | None:
+    """``low`` (top-1 <= ``low``), ``high`` (top-1 >= ``high`` and ``rule`` of ranks 2..k >= ``topk``) or None."""
+    if row["top1_score"] <= low:
+        return "low"
+    rest = row["topk_scores"]
+    ok = (any if rule == "any" else all)(s >= topk for s in rest) if rest else False
+    if row["top1_score"] >= high and ok:
+        return "high"
+    return None
+
+
+def _counts_row(name: str, scales: list[str]) -> dict[str, Any]:
+    n = len(scales)
+    row: dict[str, Any] = {"group": name, "n": n}
+    for s in SCALES:
+        row[s] = scales.count(s)
+    for s in SCALES:
+        row[f"{s}_share"] = row[s] / n if n else 0.0
+    row["CS+ECS_share"] = (row["CS"] + row["ECS"]) / n if n else 0.0
+    row["FS+LS_share"] = (row["FS"] + row["LS"]) / n if n else 0.0
+    return row
+
+
+def scale_scene_tables(joined: list[dict[str, Any]], low: float = 0.2, high: float = 0.4, topk: float = 0.1, rule: Literal["any", "all"] = "any") -> dict[str, list[dict[str, Any]]]:
+    """Scale statistics of joined shots, as in the supplementary's Fig. 7.
+
+    ``by_confidence``: rows ``all``, ``low`` and ``high`` (see :func:`confidence_group`) with the
+    count and share of each scale and the CS+ECS and FS+LS shares.  ``by_label``: the same per
+    top-1 CLIP label (column ``group`` holds the label), most frequent label first.
+    """
+    groups: dict[str, list[str]] = {"all": [], "low": [], "high": []}
+    labels: dict[str, list[str]] = {}
+    for r in joined:
+        groups["all"].append(r["scale"])
+        g = confidence_group(r, low, high, topk, rule)
+        if g:
+            groups[g].append(r["scale"])
+        labels.setdefault(r["top1_label"], []).append(r["scale"])
+    by_conf = [_counts_row(name, scales) for name, scales in groups.items()]
+    by_label = [_counts_row(lab, sc) for lab, sc in sorted(labels.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    return {"by_confidence": by_conf, "by_label": by_label}
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields or (list(rows[0]) if rows else ["group"]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+# -- frame features ------------------------------------------------------------------------------
+
+
+#: Loaded frame encoders, so that a run's items share one model.
+_CLIP_CACHE: dict[tuple[str, str, str], Any] = {}
+
+
+def open_clip_frame_features(frames: np.ndarray, model: str = "ViT-B-16", pretrained: str = "openai", device: str = "auto", batch: int = 64) -> np.ndarray:
+    """``(n, T, dim)`` L2-normalised open_clip image embeddings of uint8 ``(n, T, H, W, 3)`` frames."""
+    import torch
+    from PIL import Image
+
+    from .openclip import load_open_clip
+
+    key = (model, pretrained, str(resolve_device(device)))
+    clip = _CLIP_CACHE.get(key)
+    if clip is None:
+        clip = _CLIP_CACHE[key] = load_open_clip("movieclip_shot_scale", "clip_pretrained", model, pretrained, resolve_device(device))
+    flat = np.asarray(frames).reshape(-1, *np.asarray(frames).shape[-3:])
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(flat), batch):
+            x = torch.stack([clip.preprocess(Image.fromarray(np.ascontiguousarray(f))) for f in flat[s : s + batch]])
+            out.append(clip.model.encode_image(x.to(clip.device), normalize=True).float().cpu().numpy())
+    emb = np.concatenate(out)
+    return emb.reshape(*np.asarray(frames).shape[:2], -1).astype(np.float32)
+
+
+# -- the task ----------------------------------------------------------------------------------
+
+
+class MovieclipShotScale(Task):
+    """Shot-scale classifier (ECS/CS/MS/FS/LS): a 2-layer LSTM (hidden 512) over per-frame features of each shot, trained from a MovieShots-style labels file; predicts every shot's scale and joins the predictions with the CLIP scene labels.
+
+    Inputs come from the ``features`` modality: raw frames from a
+    ``movieclip_frames`` expert (the paper: 4 fps, set ``fps: 4`` there), encoded
+    per frame by ``frame_encoder`` (``open_clip`` ViT-B-16, the paper's ViT-B/16
+    backbone, or ``thumbnail``, a cheap 8x8 colour layout), or precomputed
+    per-frame ``(T, D)`` / per-clip ``(D,)`` features.  Labels: ``labels_file``
+    (format: module docstring of ``moviekit_movieclip.shotscale``).  Training:
+    cross-entropy, Adam (lr 1e-3; the paper gives no optimiser), on the train
+    rows; accuracy and macro F1 on the test rows.  Writes
+    ``<out>_predictions.csv`` (every clip's scale and class probabilities),
+    ``<out>_metrics.json`` and, when the items carry CLIP labels,
+    ``<out>_by_confidence.csv`` and ``<out>_by_label.csv`` (scale shares of
+    low / high CLIPSceneScore shots and per top-1 scene label).
+    """
+
+    name = "movieclip_shot_scale"
+    version = "1"
+    returns = "TaskResult; <out>_predictions.csv, <out>_metrics.json, <out>_by_confidence.csv, <out>_by_label.csv"
+
+    class Config(Config):
+        labels_file: str = Field(description="MovieShots-style CSV: video, shot (or start,end seconds), scale[, split]")
+        features: str = Field("frames", description="modality: per-clip frames (movieclip_frames), (T, D) per-frame or (D,) per-clip features")
+        frame_encoder: Literal["open_clip", "thumbnail"] = Field("open_clip", description="per-frame features of raw frames: open_clip image model, or a cheap thumbnail")
+        clip_model: str = Field("ViT-B-16", description="open_clip architecture of the frame encoder (the paper: ViT-B/16)")
+        clip_pretrained: str = Field("openai", description="open_clip pretrained tag or local checkpoint")
+        device: str = Field("auto", description="device of the frame encoder")
+        hidden: int = Field(512, ge=1, description="LSTM hidden size (the paper: 512)")
+        layers: int = Field(2, ge=1, description="LSTM layers (the paper: 2)")
+        epochs: int = Field(30, ge=1, description="training epochs (not given in the paper)")
+        lr: float = Field(1e-3, gt=0, description="Adam learning rate (not given in the paper)")
+        batch_size: int = Field(32, ge=1, description="shots per training batch (not given in the paper)")
+        grid: int = Field(8, ge=1, description="thumbnail grid of the cheap frame feature")
+        low_threshold: float = Field(0.2, ge=0, le=1, description="low-confidence shots: top-1 CLIPSceneScore <= this")
+        high_threshold: float = Field(0.4, ge=0, le=1, description="high-confidence shots: top-1 CLIPSceneScore >= this ...")
+        topk_threshold: float = Field(0.1, ge=0, le=1, description="... and ranks 2..k >= this")
+        topk_rule: Literal["any", "all"] = Field("any", description="high-confidence shots need any (or all) of ranks 2..k above topk_threshold")
+        out: str = Field("shot_scale", description="prefix of the output files")
+
+    @classmethod
+    def example_config(cls, tmp_path: Path) -> dict[str, Any]:
+        # the contract's items are v000..v011 with 10 clips (shot j = clip j) and 'visual' features
+        path = Path(tmp_path) / "shot_scales.csv"
+        rows = ["video,shot,scale"] + [f"v{i:03d},{j},{SCALES[(i + j) % 5]}" for i in range(12) for j in range(3)]
+        path.write_text("\n".join(rows) + "\n")
+        return {"labels_file": str(path), "features": "visual", "epochs": 2, "hidden": 8}
+
+    def inputs(self, arrays: np.ndarray) -> np.ndarray:
+        a = np.asarray(arrays)
+        if a.ndim == 5 and self.config.frame_encoder == "open_clip":
+            cfg = self.config
+            return open_clip_frame_features(a, cfg.clip_model, cfg.clip_pretrained, cfg.device)
+        return sequence_inputs(a, self.config.grid)
+
+    def run(self, ctx: Any) -> TaskResult:
+        import torch
+
+        cfg = self.config
+        items = ctx.items
+        if not items:
+            raise MoviekitError(f"{self.name}: the run has no items (all failed or were excluded: see failures.jsonl and exclusions.json)")
+        for it in items:
+            if it.features is None or cfg.features not in it.features.arrays:
+                has = sorted(it.features.arrays) if it.features else []
+                raise MoviekitError(f"{self.name}: `features`: item {it.id} has no '{cfg.features}' features (has {has})")
+        labels = read_shot_scale_labels(cfg.labels_file)
+        by_id = {it.id: i for i, it in enumerate(items)}
+        train, test, unmatched = [], [], 0
+        for lab in labels:
+            i = by_id.get(lab.video)
+            j = match_clip(items[i], lab) if i is not None else None
+            if j is None:
+                unmatched += 1
+                continue
+            split = lab.split or items[i].video.split or "train"
+            (test if split == "test" else train if split == "train" else []).append((i, j, SCALES.index(lab.scale)))
+        notes = [f"{unmatched} of {len(labels)} labelled shots are not among the run's clips"] if unmatched else []
+        if not train:
+            raise MoviekitError(f"{self.name}: `labels_file`: no labelled training shot of {cfg.labels_file} is among the run's clips (check video ids, shot indices or times)")
+
+        # per-frame sequences of every clip, computed once
+        try:
+            seqs = [self.inputs(np.asarray(it.features.arrays[cfg.features])) for it in items]
+        finally:
+            _CLIP_CACHE.clear()  # the frame encoder is only needed here
+        x_train = torch.from_numpy(np.stack([seqs[i][j] for i, j, _ in train]))
+        y_train = torch.tensor([y for *_, y in train])
+        torch.manual_seed(ctx.seed)
+        model = lstm_classifier(x_train.shape[-1], len(SCALES), cfg.hidden, cfg.layers).to(ctx.device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step(idx: list[int]) -> Any:
+            return loss_fn(model(x_train[idx].to(ctx.device)), y_train[idx].to(ctx.device))
+
+        history = train_loop(model, step, len(x_train), opt, cfg.epochs, cfg.batch_size, ctx.seed)
+        model.eval()
+        predictions = []
+        probs_all: dict[tuple[int, int], np.ndarray] = {}
+        with torch.no_grad():
+            for i, it in enumerate(items):
+                if len(seqs[i]) == 0:
+                    continue
+                probs = torch.softmax(model(torch.from_numpy(seqs[i]).to(ctx.device)), -1).cpu().numpy()
+                for j, c in enumerate(it.clips):
+                    probs_all[(i, j)] = probs[j]
+                    row = {"video": it.id, "shot": c.shot_index, "clip": c.index, "start": c.start_time, "end": c.end_time, "scale": SCALES[int(probs[j].argmax())]}
+                    row.update({f"p_{s}": float(probs[j][k]) for k, s in enumerate(SCALES)})
+                    predictions.append(row)
+        metrics: dict[str, Any] = {"n_train": len(train), "n_test": len(test), "train_loss_first": history["step_loss"][0], "train_loss_last": history["step_loss"][-1]}
+        if test:
+            from sklearn.metrics import accuracy_score, f1_score
+
+            y_true = [y for *_, y in test]
+            y_pred = [int(probs_all[(i, j)].argmax()) for i, j, _ in test]
+            metrics["accuracy"] = float(accuracy_score(y_true, y_pred))
+            metrics["f1_macro"] = float(f1_score(y_true, y_pred, average="macro", labels=list(range(len(SCALES))), zero_division=0))
+        else:
+            notes.append("no test rows in the labels file (split column or test-split videos): no accuracy")
+        files = []
+        pred_name = f"{cfg.out}_predictions.csv"
+        write_csv(Path(ctx.out_dir) / pred_name, predictions, ["video", "shot", "clip", "start", "end", "scale", *[f"p_{s}" for s in SCALES]])
+        files.append(pred_name)
+        shot_labels = [lab for it in items for lab in it.shot_labels]
+        if shot_labels:
+            joined = join_scales_with_clip(predictions, shot_labels)
+            tables = scale_scene_tables(joined, cfg.low_threshold, cfg.high_threshold, cfg.topk_threshold, cfg.topk_rule)
+            for key, rows in tables.items():
+                name = f"{cfg.out}_{key}.csv"
+                write_csv(Path(ctx.out_dir) / name, rows)
+                files.append(name)
+            metrics["joined_shots"] = len(joined)
+            for row in tables["by_confidence"]:
+                metrics[f"{row['group']}_n"] = row["n"]
+        else:
+            notes.append("the items have no CLIP shot labels (no movieclip_clip labeler): no scale-vs-scene tables")
+        metrics_name = f"{cfg.out}_metrics.json"
+        (Path(ctx.out_dir) / metrics_name).write_text(json.dumps(metrics, indent=2))
+        files.append(metrics_name)
+        ctx.shared[f"{self.name}.{cfg.out}"] = predictions
+        return TaskResult(metrics=metrics, files=files, notes=notes)
+
+
+COMPONENTS = [MovieclipShotScale]
