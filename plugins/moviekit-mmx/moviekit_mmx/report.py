@@ -356,7 +356,7 @@ class MMXReport(Task):
         wide = _table(header, table_rows, "wide")
         foot = (
             '<p class="caption">Per-genre AUPRC on the evaluation split, laid out like Table 2 of the paper; the last four columns are the global weighted metrics. '
-            "The random row scores the same targets with uniform random numbers (its AUPRC is the genre's prevalence in expectation)."
+            "The random row is the expectation for uniformly random scores on the same targets (exact for AUPRC; on a small test set it is well above the genre's prevalence)."
         )
         if computed:
             thr = _num(m.get("threshold"))
