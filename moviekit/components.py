@@ -79,6 +79,7 @@ class WeightsSpec(BaseModel):
     hub: str | None = Field(None, description="hub id or URL, downloaded only when online")
     filenames: tuple[str, ...] = ()
     required: bool = True
+    config_key: str = Field("weights", description="the component's config field that takes a local path to these weights")
 
 
 class Sink:

@@ -24,12 +24,12 @@ import yaml
 
 from .clips import make_clips, make_sequences
 from .components import Component, DatasetSource, Encoder, Expert, Head, Labeler, Reader, Segmenter, Task, TaskResult
-from .errors import ItemError, MoviekitError
+from .errors import ItemError, MoviekitError, WeightsNotFoundError
 from .plugins import Registry, get_registry
 from .recipe import ResolvedRecipe
 from .records import FeatureSet, Item, Video
 from .store import ArtifactStore, atomic_write_text, file_hash, hash_key
-from .weights import cache_root
+from .weights import cache_root, resolve_weights
 
 
 class Reporter:
@@ -189,10 +189,32 @@ class Runner:
         atomic_write_text(self.out_dir / "resolved.yaml", yaml.safe_dump(self.resolved.resolved_dict(), sort_keys=False))
         atomic_write_text(self.out_dir / "versions.json", json.dumps(environment_versions(self.registry), indent=2))
 
+    def check_weights(self) -> None:
+        """Resolve the weights of every component that reads the videos, before any data work.
+
+        Missing weights are a problem of the whole run, not of one video: the run stops at once
+        with the actionable message, prefixed by the recipe key, instead of failing every video.
+        (A rerun whose features are all cached still needs the weights to be findable.)
+        """
+        paths = ["segmenter", "labeler", *(f"experts.{k}" for k in self.recipe.experts)]
+        for path in paths:
+            comp = self.build(path)
+            if comp is None:
+                continue
+            for spec in comp.weights():
+                if not spec.required:
+                    continue
+                try:
+                    resolve_weights(spec)
+                except WeightsNotFoundError as e:
+                    hint = f"set `{path}.{spec.config_key}` (`--set {path}.{spec.config_key}=/path/to/{spec.name}`)"
+                    raise WeightsNotFoundError(f"{path} ({comp.name}): {e}\n  - in this recipe: {hint}") from None
+
     def run(self) -> dict[str, Any]:
         from .device import resolve_device, seed_everything
 
         self.prepare()
+        self.check_weights()
         seed_everything(self.recipe.run.seed)
         device = resolve_device(self.recipe.run.device)
         dataset: DatasetSource = self.build("dataset")
@@ -386,6 +408,7 @@ def extract_videos(resolved: ResolvedRecipe, videos: list[Video], output: Path |
     out = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="moviekit-extract-"))
     runner = Runner(resolved, output=out, **options)
     runner.prepare()
+    runner.check_weights()
     return runner.extract(videos)
 
 

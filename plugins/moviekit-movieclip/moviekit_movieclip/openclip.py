@@ -10,12 +10,15 @@ the files.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from moviekit import MoviekitError, WeightsSpec, open_clip_weights_spec, resolve_checkpoint
+
+from .testing import TINY_MODEL
 
 #: Marker in a model name that says it is a random model for tests (see :mod:`.testing`).
 TEST_ONLY_MARK = "TEST-ONLY"
@@ -25,6 +28,15 @@ def model_config(arch: str) -> dict[str, Any]:
     import open_clip
 
     cfg = open_clip.get_model_config(arch)
+    if cfg is None and arch == TINY_MODEL:
+        # the random test-only model is selectable by name wherever a model is named (a recipe's
+        # `--set labeler.model=...` included), as in `moviekit movieclip label`; open_clip keeps the
+        # config in memory, so the folder it is read from can go at once
+        from .testing import register_tiny_model
+
+        with tempfile.TemporaryDirectory(prefix="movieclip-tiny-") as tmp:
+            register_tiny_model(tmp)
+        cfg = open_clip.get_model_config(arch)
     if cfg is None:
         raise MoviekitError(
             f"open_clip has no architecture {arch!r}: pick one of open_clip.list_models() (e.g. 'ViT-B-32'), "

@@ -58,7 +58,9 @@ from moviekit import (
     pos_weights,
 )
 
+from .csvfile import iter_csv_records
 from .heads import train_loop, warmup_cosine, write_report
+from .openclip import TEST_ONLY_MARK
 
 # -- the paper's settings ---------------------------------------------------------------------
 
@@ -361,48 +363,23 @@ TEST_LIST_COLUMNS = ("video", "shot", "labels")
 
 def read_test_list(path: str | Path, vocabulary: Iterable[str] | None = None) -> list[VerifiedShot]:
     """Parse a human-verified test list (format in the module docstring); errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise MoviekitError(f"test list {path} not found")
     vocab = set(vocabulary) if vocabulary is not None else None
-    header: list[str] | None = None
     out: list[VerifiedShot] = []
     seen: dict[tuple[str, int], int] = {}
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        row = [c.strip() for c in next(csv.reader([raw]))]
-        if header is None:
-            header = [c.lower() for c in row]
-            missing = [c for c in TEST_LIST_COLUMNS if c not in header]
-            if missing:
-                raise MoviekitError(f"{path}:{lineno}: the header must name the columns {', '.join(TEST_LIST_COLUMNS)}; missing {', '.join(missing)}")
-            continue
-        if len(row) != len(header):
-            raise MoviekitError(f"{path}:{lineno}: {len(row)} fields but the header has {len(header)}")
-        rec = dict(zip(header, row))
-        if not rec["video"]:
-            raise MoviekitError(f"{path}:{lineno}: empty video id")
-        try:
-            shot = int(rec["shot"])
-        except ValueError:
-            raise MoviekitError(f"{path}:{lineno}: shot {rec['shot']!r} is not an integer (the 0-based shot index)") from None
-        if shot < 0:
-            raise MoviekitError(f"{path}:{lineno}: shot {shot} is negative")
+    for rec in iter_csv_records(path, TEST_LIST_COLUMNS, what="test list", example=",".join(TEST_LIST_COLUMNS)):
+        shot = rec.shot_index()
         labels = tuple(lab.strip() for lab in rec["labels"].split(";") if lab.strip())
         if not labels:
-            raise MoviekitError(f"{path}:{lineno}: no labels (leave shots marked 'Not relevant' out of the list)")
+            raise rec.error("no labels (leave shots marked 'Not relevant' out of the list)")
         if vocab is not None:
             unknown = [lab for lab in labels if lab not in vocab]
             if unknown:
-                raise MoviekitError(f"{path}:{lineno}: label(s) {', '.join(map(repr, unknown))} not in the classifier's vocabulary")
+                raise rec.error(f"label(s) {', '.join(map(repr, unknown))} not in the classifier's vocabulary")
         key = (rec["video"], shot)
         if key in seen:
-            raise MoviekitError(f"{path}:{lineno}: video {key[0]} shot {shot} is already listed on line {seen[key]}")
-        seen[key] = lineno
-        out.append(VerifiedShot(rec["video"], shot, labels, lineno))
-    if header is None:
-        raise MoviekitError(f"{path}: empty test list (expected a header line 'video,shot,labels')")
+            raise rec.error(f"video {key[0]} shot {shot} is already listed on line {seen[key]}")
+        seen[key] = rec.line
+        out.append(VerifiedShot(rec["video"], shot, labels, rec.line))
     return out
 
 
@@ -535,6 +512,27 @@ class MovieclipFrames(Expert):
 
 
 # -- the task ---------------------------------------------------------------------------------
+
+
+def label_provenance(resolved: Any) -> dict[str, Any] | None:
+    """Which labeler (and model) made a run's shot labels, from its resolved recipe; None without a labeler.
+
+    A test-only model (name with ``TEST-ONLY``) is flagged, so that the metrics of a classifier trained
+    on its meaningless labels say so where the model is named.
+    """
+    rc = resolved.component("labeler") if resolved is not None and hasattr(resolved, "component") else None
+    if rc is None:
+        return None
+    out: dict[str, Any] = {"labeler": rc.cls.name}
+    model = getattr(rc.config, "model", None)
+    if model is None:
+        return out
+    out["model"] = str(model)
+    out["pretrained"] = getattr(rc.config, "pretrained", None)
+    out["test_only"] = TEST_ONLY_MARK in str(model)
+    if out["test_only"]:
+        out["warning"] = f"the shot labels come from {model}, a tiny RANDOM open_clip model for tests only: they and these scores are meaningless"
+    return out
 
 
 @dataclass
@@ -771,10 +769,14 @@ class MovieclipSceneClassifier(Task):
         scores = np.concatenate(scores)
         m_ap = mean_average_precision(y_test, scores)
         metrics, rows = classification_report(y_test, scores, vocab, cfg.threshold, ctx.seed)
+        labels_from = label_provenance(getattr(ctx, "recipe", None)) if cfg.label_source == "clip" else None
+        if labels_from and labels_from.get("test_only"):
+            ctx.log(f"{self.name}: {labels_from['warning']}")
         metrics.update(
             {
                 "map": m_ap,
                 "model": cfg.model,
+                **({"labels_from": labels_from} if labels_from else {}),
                 "n_train": len(train),
                 "n_test": len(test),
                 "test_source": "test_list" if verified is not None else "test_split",

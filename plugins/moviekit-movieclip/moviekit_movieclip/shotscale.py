@@ -37,6 +37,7 @@ from pydantic import Field
 
 from moviekit import Config, Item, Labels, MoviekitError, Task, TaskResult, resolve_device
 
+from .csvfile import iter_csv_records
 from .heads import train_loop
 from .scenes import lstm_classifier, sequence_inputs
 
@@ -56,56 +57,39 @@ class ScaleLabel:
     line: int = 0
 
 
+def _shot_or_span(header: list[str]) -> str | None:
+    if "shot" not in header and not {"start", "end"} <= set(header):
+        return "the header needs a 'shot' column or both 'start' and 'end'"
+    return None
+
+
 def read_shot_scale_labels(path: str | Path) -> list[ScaleLabel]:
     """Parse a shot-scale labels file (format in the module docstring); errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise MoviekitError(f"shot-scale labels file {path} not found")
-    header: list[str] | None = None
     out: list[ScaleLabel] = []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        row = [c.strip() for c in next(csv.reader([raw]))]
-        if header is None:
-            header = [c.lower() for c in row]
-            missing = [c for c in ("video", "scale") if c not in header]
-            if missing:
-                raise MoviekitError(f"{path}:{lineno}: the header lacks the column(s) {', '.join(missing)} (expected video, shot or start/end, scale[, split])")
-            if "shot" not in header and not {"start", "end"} <= set(header):
-                raise MoviekitError(f"{path}:{lineno}: the header needs a 'shot' column or both 'start' and 'end'")
-            continue
-        if len(row) != len(header):
-            raise MoviekitError(f"{path}:{lineno}: {len(row)} fields but the header has {len(header)}")
-        rec = dict(zip(header, row))
-        if not rec["video"]:
-            raise MoviekitError(f"{path}:{lineno}: empty video id")
+    records = iter_csv_records(
+        path, ("video", "scale"), what="shot-scale labels file", example="video,shot,scale",
+        expected="video, shot or start/end, scale[, split]", check_header=_shot_or_span,
+    )  # fmt: skip
+    for rec in records:
         scale = rec["scale"].upper()
         if scale not in SCALES:
-            raise MoviekitError(f"{path}:{lineno}: scale {rec['scale']!r} is not one of {', '.join(SCALES)}")
+            raise rec.error(f"scale {rec['scale']!r} is not one of {', '.join(SCALES)}")
         shot = start = end = None
         if rec.get("shot"):
-            try:
-                shot = int(rec["shot"])
-            except ValueError:
-                raise MoviekitError(f"{path}:{lineno}: shot {rec['shot']!r} is not an integer (the 0-based shot index)") from None
-            if shot < 0:
-                raise MoviekitError(f"{path}:{lineno}: shot {shot} is negative")
+            shot = rec.shot_index()
         elif rec.get("start") and rec.get("end"):
             try:
                 start, end = float(rec["start"]), float(rec["end"])
             except ValueError:
-                raise MoviekitError(f"{path}:{lineno}: start/end {rec['start']!r}, {rec['end']!r} are not numbers (seconds)") from None
+                raise rec.error(f"start/end {rec['start']!r}, {rec['end']!r} are not numbers (seconds)") from None
             if not end > start >= 0:
-                raise MoviekitError(f"{path}:{lineno}: need 0 <= start < end, got start={start}, end={end}")
+                raise rec.error(f"need 0 <= start < end, got start={start}, end={end}")
         else:
-            raise MoviekitError(f"{path}:{lineno}: give the shot index or both start and end")
+            raise rec.error("give the shot index or both start and end")
         split = rec.get("split") or None
         if split is not None and split not in ("train", "val", "test"):
-            raise MoviekitError(f"{path}:{lineno}: split {split!r} is not train, val or test")
-        out.append(ScaleLabel(rec["video"], scale, shot, start, end, split, lineno))
-    if header is None:
-        raise MoviekitError(f"{path}: empty labels file (expected a header line such as 'video,shot,scale')")
+            raise rec.error(f"split {split!r} is not train, val or test")
+        out.append(ScaleLabel(rec["video"], scale, shot, start, end, split, rec.line))
     return out
 
 
