@@ -272,3 +272,24 @@ def test_default_min_clips_excludes_short_videos(tmp_path, registry):
     assert set(items) == {"ten", "twelve"}
     assert len(items["ten"]["clips"]) == 10 and len(items["twelve"]["clips"]) == 12
     assert (tmp_path / "out" / "failures.jsonl").read_text() == ""
+
+
+def test_missing_weights_stop_the_run_before_any_data_work(tmp_path, registry, monkeypatch):
+    from moviekit.components import WeightsSpec
+    from moviekit.errors import WeightsNotFoundError
+
+    monkeypatch.setenv("MOVIEKIT_OFFLINE", "1")
+    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(tmp_path / "weights"))
+    luma = registry.get("test_luma", "expert")
+    spec = WeightsSpec(name="luma-net", hub="org/luma-net", config_key="checkpoint")
+    monkeypatch.setattr(luma, "weights", lambda self: [spec])
+    root = make_video_folder(tmp_path / "videos", n=2)
+    runner = Runner(validate(recipe(root, tmp_path / "cache"), registry=registry), output=tmp_path / "out", registry=registry)
+    with pytest.raises(WeightsNotFoundError) as e:
+        runner.run()
+    msg = str(e.value)
+    assert msg.startswith("experts.luma (test_luma):") and "luma-net" in msg and "--set experts.luma.checkpoint=" in msg
+    assert runner.decodes == 0 and "dataset" not in runner.stats
+    # weights the component marks optional do not stop it
+    monkeypatch.setattr(luma, "weights", lambda self: [spec.model_copy(update={"required": False})])
+    assert Runner(validate(recipe(root, tmp_path / "cache"), registry=registry), output=tmp_path / "out2", registry=registry).run()["failures"] == 0
