@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -220,7 +219,7 @@ def label_videos(
     """
     import yaml
 
-    from moviekit import MoviekitError, RecipeError, Video, WeightsNotFoundError, extract_videos, load_recipe
+    from moviekit import MoviekitError, RecipeError, Video, WeightsNotFoundError, extract_videos, load_recipe, resolve_weights
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -252,14 +251,11 @@ def label_videos(
         resolved = load_recipe(recipe_path)
     except RecipeError as e:
         raise MoviekitError(_option_problems(e.problems)) from e
-    labeler = resolved.component("labeler").build()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=f".*{TEST_ONLY_MARK}.*", category=UserWarning)  # the run warns once
-            labeler.text_embeddings()  # loads the weights: fails here, before decoding, when they are missing
+        for spec in resolved.component("labeler").build().weights():  # finds the checkpoint, loads nothing
+            resolve_weights(spec)
     except WeightsNotFoundError as e:
         raise WeightsNotFoundError(f"{e}{_weights_hint(model)}") from e
-    del labeler
     settings = resolved.component("labeler").config.model_dump(mode="json")
     settings["pretrained"] = shown or settings["pretrained"]
     run = LabelRun(
