@@ -112,7 +112,7 @@ def fit_multilabel(ctx: Any, encoder: Any, head: Any, train: list[Item], val: li
     start = 0
     ckpt = ctx.checkpoint_path(tag)
     if ckpt.exists():
-        state = torch.load(ckpt, map_location=ctx.device, weights_only=False)
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)  # load_state_dict moves tensors; the RNG state must stay on the CPU
         encoder.load_state_dict(state["encoder"])
         head.load_state_dict(state["head"])
         opt.load_state_dict(state["opt"])

@@ -1,4 +1,4 @@
-"""Downstream heads of the MovieCLIP paper (supplementary Sec. 4.3) and the small training loop the plugin's tasks share.
+"""Downstream heads of the MovieCLIP paper (supplementary Sec. 4.3), and the schedule and report helpers the plugin's tasks share.
 
 * ``M_scene``: multi-label visual scene recognition on HVU web videos (248 HVU scene classes).
 * ``M_trailer``: multi-label genre classification of Moviescope trailers (13 genres).
@@ -25,6 +25,8 @@ from pydantic import Field
 
 from moviekit import Config, Head, MoviekitError, Task, TaskResult, classification_report, mlp, multi_hot, pos_weights
 
+from .training import train_loop
+
 #: Input width of M_scene and M_trailer (features of the MovieCLIP-trained Swin-B).
 FEATURE_DIM = 1024
 #: Output sizes: HVU scene classes (M_scene) and Moviescope genres (M_trailer).
@@ -33,69 +35,7 @@ PRESET_OUTPUTS = {"scene": 248, "trailer": 13}
 DOWNSTREAM_SETTINGS = {"batch_size": 256, "lr": 1e-4, "gamma": 0.85, "milestones": (5, 50)}
 
 
-# -- a small shared training loop ------------------------------------------------------------
-
-
-def clip_gradients(params: list[Any], max_norm: float | None) -> None:
-    import torch
-
-    if max_norm:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-
-
-def train_loop(
-    model: Any,
-    step_fn: Callable[[list[int]], Any],
-    n: int,
-    optimizer: Any,
-    epochs: int,
-    batch_size: int,
-    seed: int = 0,
-    scheduler: Any = None,
-    scheduler_per: Literal["epoch", "iter"] = "epoch",
-    clip_grad: float | None = None,
-    max_steps: int | None = None,
-) -> dict[str, Any]:
-    """Minibatch training: ``step_fn(indices)`` returns the loss of those samples.
-
-    Samples are shuffled with a seeded generator every epoch; the scheduler is
-    stepped after every epoch or every iteration.  ``max_steps`` stops early
-    (for smoke tests).  Returns ``{"step_loss": [...], "epoch_loss": [...]}``.
-    """
-    import torch
-
-    if n == 0:
-        raise MoviekitError("no training samples")
-    gen = torch.Generator().manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    history: dict[str, Any] = {"step_loss": [], "epoch_loss": []}
-    steps = 0
-    for _epoch in range(epochs):
-        model.train()
-        order = torch.randperm(n, generator=gen).tolist()
-        total, count = 0.0, 0
-        for s in range(0, n, batch_size):
-            idx = order[s : s + batch_size]
-            loss = step_fn(idx)
-            optimizer.zero_grad()
-            loss.backward()
-            clip_gradients(params, clip_grad)
-            optimizer.step()
-            if scheduler is not None and scheduler_per == "iter":
-                scheduler.step()
-            value = float(loss.detach())
-            history["step_loss"].append(value)
-            total += value * len(idx)
-            count += len(idx)
-            steps += 1
-            if max_steps is not None and steps >= max_steps:
-                break
-        history["epoch_loss"].append(total / max(count, 1))
-        if scheduler is not None and scheduler_per == "epoch":
-            scheduler.step()
-        if max_steps is not None and steps >= max_steps:
-            break
-    return history
+# -- schedules and reports ----------------------------------------------------------------------
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -197,6 +137,7 @@ class MovieclipDownstream(Task):
         milestones: list[int] = Field(default_factory=lambda: list(DOWNSTREAM_SETTINGS["milestones"]), description="epochs after which the learning rate decays (the paper: 5 and 50)")
         pos_weight: bool = Field(True, description="per-class positive weights (negatives/positives) in the BCE")
         threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold of the thresholded metrics")
+        checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last one)")
         warn_dim: bool = Field(True, description="note when the input is not 1024-d")
         out: str = Field("downstream", description="prefix of the output files")
 
@@ -241,12 +182,16 @@ class MovieclipDownstream(Task):
         xt, yt = torch.from_numpy(x_train).to(ctx.device), torch.from_numpy(y_train).to(ctx.device)
 
         def step(idx: list[int]) -> Any:
-            return loss_fn(model(xt[idx]), yt[idx])
+            return loss_fn(model(xt[idx]).float(), yt[idx])
 
-        history = train_loop(model, step, len(xt), opt, cfg.epochs, cfg.batch_size, ctx.seed, sched, "epoch")
+        history = train_loop(
+            model, step, len(xt), opt, cfg.epochs, cfg.batch_size, ctx, ctx.seed, sched, "epoch",
+            checkpoint_every=cfg.checkpoint_every, tag=f"{cfg.out}-train",
+        )
         model.eval()
         with torch.no_grad():
-            scores = torch.sigmoid(model(torch.from_numpy(x_test).to(ctx.device))).cpu().numpy()
+            with ctx.autocast():
+                scores = torch.sigmoid(model(torch.from_numpy(x_test).to(ctx.device)).float()).cpu().numpy()
         metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
         metrics.update({"final_train_loss": history["epoch_loss"][-1], "epochs": len(history["epoch_loss"]), "head": head.config.model_dump(), "in_dim": in_dim})
         files = write_report(ctx.out_dir, cfg.out, metrics, rows)

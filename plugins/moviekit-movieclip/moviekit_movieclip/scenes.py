@@ -26,12 +26,14 @@ vocabulary.  Errors name the file and line.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
+import math
 import sys
 import types
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,8 +61,9 @@ from moviekit import (
 )
 
 from .csvfile import iter_csv_records
-from .heads import train_loop, warmup_cosine, write_report
+from .heads import warmup_cosine, write_report
 from .openclip import TEST_ONLY_MARK
+from .training import train_loop
 
 # -- the paper's settings ---------------------------------------------------------------------
 
@@ -69,43 +72,54 @@ KINETICS_STD = (58.395, 57.12, 57.375)
 
 #: Per-model defaults from the supplementary (Sec. 4.1, 4.2).  ``epochs`` of SlowFast and
 #: everything of ``lstm`` are not in the paper: SlowFast uses mmaction2's Kinetics schedule
-#: (256 epochs, warm-up 34 epochs), the LSTM baseline Adam (lr 1e-3) for 30 epochs.
+#: (256 epochs, warm-up 34 epochs), the LSTM baseline Adam (lr 1e-3) for 30 epochs, no crops
+#: and the mean over the stored temporal views at test time.  Training crops (``train_crop``):
+#: I3D multi-scale crop, TimeSformer RandomRescale(256, 320) + RandomCrop(224), the others
+#: RandomResizedCrop.  Testing: ``test_clips`` x ``test_crops`` (ThreeCrop) views, probabilities
+#: averaged; ``test_scale`` is the test crop's size over the training input size (256/224 for
+#: the 3D CNNs, whose ThreeCrop is 256).
 PAPER_SETTINGS: dict[str, dict[str, Any]] = {
     "i3d": {
         "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False,
         "schedule": "step", "milestones": [20, 40], "warmup_epochs": 0.0,
         "batch_size": 32, "epochs": 38, "clip_len": 32, "frame_interval": 2, "input_size": 224,
         "mean": KINETICS_MEAN, "std": KINETICS_STD, "clip_grad": 40.0,
+        "train_crop": "multiscale", "test_clips": 10, "test_crops": 3, "test_scale": 256 / 224,
     },
     "slowfast": {
         "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False,
         "schedule": "cosine", "milestones": [], "warmup_epochs": 34.0,
         "batch_size": 32, "epochs": 256, "clip_len": 32, "frame_interval": 2, "input_size": 224,
         "mean": KINETICS_MEAN, "std": KINETICS_STD, "clip_grad": 40.0,
+        "train_crop": "random_resized", "test_clips": 10, "test_crops": 3, "test_scale": 256 / 224,
     },
     "r2plus1d": {
         "optimizer": "adam", "lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
         "schedule": "step", "milestones": [20, 40], "warmup_epochs": 0.0,
         "batch_size": 16, "epochs": 15, "clip_len": 8, "frame_interval": 8, "input_size": 224,
         "mean": KINETICS_MEAN, "std": KINETICS_STD, "clip_grad": 40.0,
+        "train_crop": "random_resized", "test_clips": 10, "test_crops": 3, "test_scale": 256 / 224,
     },
     "timesformer": {
         "optimizer": "sgd", "lr": 5e-3, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": True,
         "schedule": "step", "milestones": [5, 10], "warmup_epochs": 0.0,
         "batch_size": 8, "epochs": 15, "clip_len": 8, "frame_interval": 32, "input_size": 224,
         "mean": (127.5, 127.5, 127.5), "std": (127.5, 127.5, 127.5), "clip_grad": 40.0,
+        "train_crop": "rescale_crop", "test_clips": 1, "test_crops": 3, "test_scale": 1.0,
     },
     "swin": {
         "optimizer": "adamw", "lr": 1e-4, "betas": (0.9, 0.999), "weight_decay": 0.05,
         "schedule": "cosine", "milestones": [], "warmup_epochs": 2.5,
         "batch_size": 32, "epochs": 9, "clip_len": 32, "frame_interval": 2, "input_size": 224,
         "mean": KINETICS_MEAN, "std": KINETICS_STD, "clip_grad": 40.0,
+        "train_crop": "random_resized", "test_clips": 4, "test_crops": 3, "test_scale": 1.0,
     },
     "lstm": {
         "optimizer": "adam", "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
         "schedule": "none", "milestones": [], "warmup_epochs": 0.0,
         "batch_size": 32, "epochs": 30, "clip_len": 32, "frame_interval": 2, "input_size": None,
         "mean": None, "std": None, "clip_grad": None,
+        "train_crop": "none", "test_clips": 10, "test_crops": 1, "test_scale": 1.0,
     },
 }
 MMACTION_MODELS = ("i3d", "slowfast", "r2plus1d", "timesformer", "swin")
@@ -438,20 +452,26 @@ class MovieclipFrames(Expert):
 
     The reader hands every frame (or frames at ``fps`` when set); every
     ``frame_interval``-th is kept, resized (squashed) to ``size`` x ``size``.
-    Each clip (shot) gets ``clip_len`` consecutive kept frames centred in it
-    (looped when the shot is shorter), as uint8 ``(clip_len, size, size, 3)``.
+    Each clip (shot) gets ``test_clips`` views of ``clip_len`` consecutive kept
+    frames, centred in ``test_clips`` equal segments of the shot (one view: centred
+    in the shot; looped when the shot is shorter), stored one after the other as
+    uint8 ``(test_clips * clip_len, size, size, 3)``.  The scene classifier trains
+    on one view drawn at random and averages its test scores over the views (the
+    paper's multi-clip testing: 10 clips for I3D / SlowFast / R(2+1)D, 4 for Swin,
+    1 for TimeSformer; fewer stored views are evenly subsampled).
     The defaults are the I3D / SlowFast / Swin settings (32 frames, interval 2,
     224); R(2+1)D uses 8 frames at interval 8, TimeSformer 8 at interval 32.
     Memory: the kept frames of a video (``size``² x 3 bytes each) during its
-    decode, and ``clip_len`` x ``size``² x 3 bytes per shot afterwards, so lower
-    ``size`` for large datasets.  Use it with ``movieclip_scene_classifier``
+    decode, and ``test_clips`` x ``clip_len`` x ``size``² x 3 bytes per shot
+    afterwards (about 48 MB per shot with the defaults), so lower ``size`` or
+    ``test_clips`` for large datasets (``test_clips: 1`` keeps one clip per shot).  Use it with ``movieclip_scene_classifier``
     (and ``movieclip_shot_scale``); generic feature tasks cannot use raw frames.
     """
 
     name = "movieclip_frames"
     version = "1"
     modality = "frames"
-    returns = "Track of (clip_len, size, size, 3) uint8 windows; per clip (clip_len, size, size, 3) uint8 frames"
+    returns = "Track of (test_clips * clip_len, size, size, 3) uint8 windows; per clip (test_clips * clip_len, size, size, 3) uint8 frames"
 
     class Config(Config):
         clip_len: int = Field(32, ge=1, description="frames per clip (I3D/SlowFast/Swin: 32; R(2+1)D, TimeSformer: 8)")
@@ -459,24 +479,25 @@ class MovieclipFrames(Expert):
         fps: float | None = Field(None, gt=0, description="sample frames at this rate instead of by frame_interval (the shot-scale model uses 4)")
         size: int = Field(224, ge=8, description="frames are resized (squashed) to size x size")
         batch: int = Field(16, ge=1, description="frames per batch asked of the reader")
+        test_clips: int = Field(10, ge=1, description="temporal views (clips) kept per shot, evenly spaced, for multi-clip testing (the paper: 10 for I3D/SlowFast/R(2+1)D, 4 Swin, 1 TimeSformer); memory grows with it")
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
-        return {"clip_len": 4, "size": 16}
+        return {"clip_len": 4, "size": 16, "test_clips": 2}
 
     def needs(self) -> Needs:
         cfg = self.config
         return Needs(frames=FrameNeed(fps=cfg.fps, size=(cfg.size, cfg.size), batch=cfg.batch))
 
     def feature_shape(self) -> tuple[int, ...]:
-        return (self.config.clip_len, self.config.size, self.config.size, 3)
+        return (self.config.test_clips * self.config.clip_len, self.config.size, self.config.size, 3)
 
     def open(self, video: Video, info: dict[str, Any]) -> Sink:
         return _FramesSink(self)
 
     def windows(self, frames: list[np.ndarray], times: list[np.ndarray]) -> Track:
-        """Kept frames packed into rows of ``clip_len`` (the last padded with its last frame); a row's time is its first frame's."""
-        t = self.config.clip_len
+        """Kept frames packed into rows of ``test_clips * clip_len`` (the last padded with its last frame); a row's time is its first frame's."""
+        t = self.feature_shape()[0]
         if not frames:
             return Track(times=np.zeros(0), values=np.zeros((0, *self.feature_shape()), np.uint8))
         f = np.concatenate(frames)
@@ -488,27 +509,126 @@ class MovieclipFrames(Expert):
         return Track(times=ts[::t].copy(), values=f.reshape(n_rows, t, *f.shape[1:]))
 
     def pool(self, track: Track, clips: list[Clip]) -> np.ndarray:
-        t = self.config.clip_len
+        t, k = self.config.clip_len, self.config.test_clips
         shape = track.values.shape[1:] if len(track.values) else self.feature_shape()
         out = np.zeros((len(clips), *shape), np.uint8)
         if len(track.times) == 0:
             return out
         frames = track.values.reshape(-1, *shape[1:])
-        rows = np.asarray(track.times, np.float64)
-        dt = (rows[1] - rows[0]) / t if len(rows) > 1 else 0.0
-        ftimes = (rows[:, None] + dt * np.arange(t)[None, :]).reshape(-1)
+        rows, row_len = np.asarray(track.times, np.float64), shape[0]
+        dt = (rows[1] - rows[0]) / row_len if len(rows) > 1 else 0.0
+        ftimes = (rows[:, None] + dt * np.arange(row_len)[None, :]).reshape(-1)
         for i, c in enumerate(clips):
             idx = np.flatnonzero((ftimes >= c.start_time) & (ftimes < c.end_time))
             if len(idx) == 0:
                 dist = np.abs(ftimes - 0.5 * (c.start_time + c.end_time))
                 idx = np.flatnonzero(dist == dist.min())
-            if len(idx) >= t:
-                s = (len(idx) - t) // 2
-                idx = idx[s : s + t]
+            if len(idx) >= t:  # view v is centred in the v-th of k equal segments of the shot
+                starts = np.clip(np.floor((np.arange(k) + 0.5) * len(idx) / k - t / 2).astype(int), 0, len(idx) - t)
+                idx = idx[(starts[:, None] + np.arange(t)[None, :]).reshape(-1)]
             else:
-                idx = idx[np.arange(t) % len(idx)]
+                idx = idx[np.tile(np.arange(t) % len(idx), k)]
             out[i] = frames[idx]
         return out
+
+
+# -- spatial augmentation and test-time views (torch ops on the stored frames) -----------------
+
+#: A crop window ``(top, left, height, width)`` in pixels of the stored frame.
+Box = tuple[int, int, int, int]
+
+
+def _uniform(gen: Any, low: float, high: float) -> float:
+    import torch
+
+    return low + (high - low) * float(torch.rand(1, generator=gen))
+
+
+def _randint(gen: Any, n: int) -> int:
+    import torch
+
+    return int(torch.randint(n, (1,), generator=gen))
+
+
+def train_crop_box(
+    h: int, w: int, mode: str, gen: Any, scales: Sequence[float] = (1.0, 0.8), area: tuple[float, float] = (0.08, 1.0),
+    rescale: tuple[int, int] = (256, 320), crop: int = 224,
+) -> Box:
+    """A random training crop of an ``h`` x ``w`` frame (the whole frame for ``none``).
+
+    * ``multiscale`` (I3D, mmaction2's MultiScaleCrop): height and width are each a scale of
+      ``scales`` times the shorter side (at most one step apart in the list), placed at one of
+      five fixed positions (the four corners and the centre);
+    * ``random_resized`` (RandomResizedCrop): a window of ``area`` fraction of the frame and aspect
+      ratio in [3/4, 4/3] (log-uniform), anywhere; the whole frame after 10 failed draws;
+    * ``rescale_crop`` (TimeSformer, RandomRescale(256, 320) + RandomCrop(224)): a square of
+      ``crop / r`` times the shorter side, ``r`` uniform in ``rescale``, anywhere.
+
+    The window is then resized to the model's input size by :func:`crop_resize`.
+    """
+    if mode == "multiscale":
+        base = min(h, w)
+        sizes = [max(1, int(base * sc)) for sc in scales]
+        pairs = [(i, j) for i in range(len(sizes)) for j in range(len(sizes)) if abs(i - j) <= 1]
+        i, j = pairs[_randint(gen, len(pairs))]
+        ch, cw = min(sizes[i], h), min(sizes[j], w)
+        dy, dx = h - ch, w - cw
+        y, x = [(0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2)][_randint(gen, 5)]
+        return y, x, ch, cw
+    if mode == "random_resized":
+        for _ in range(10):
+            target = h * w * _uniform(gen, *area)
+            ratio = math.exp(_uniform(gen, math.log(3 / 4), math.log(4 / 3)))
+            cw, ch = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
+            if 0 < cw <= w and 0 < ch <= h:
+                return _randint(gen, h - ch + 1), _randint(gen, w - cw + 1), ch, cw
+        return 0, 0, h, w
+    if mode == "rescale_crop":
+        side = min(h, w, max(1, int(round(min(h, w) * crop / _uniform(gen, *rescale)))))
+        return _randint(gen, h - side + 1), _randint(gen, w - side + 1), side, side
+    if mode == "none":
+        return 0, 0, h, w
+    raise MoviekitError(f"unknown training crop {mode!r}; choose multiscale, random_resized, rescale_crop or none")
+
+
+def three_crop_boxes(h: int, w: int, n_crops: int = 3, aspect: float | None = None) -> list[Box]:
+    """Test-time crops of an ``h`` x ``w`` frame: mmaction2's ThreeCrop (``n_crops`` 3) or its centre crop (1).
+
+    ThreeCrop takes squares of the original frame's shorter side at the start, centre and end of
+    its longer side.  ``aspect`` is the original frame's width / height; the stored frame may be
+    squashed (``movieclip_frames`` stores squares), so a square of the original is the window of
+    the stored frame's full height and ``w / aspect`` of its width (landscape), or full width and
+    ``h * aspect`` of its height (portrait).  Unset ``aspect``: ``w / h`` (frames not squashed).
+    """
+    a = aspect if aspect is not None else w / h
+    ch, cw = (h, max(1, min(w, int(round(w / a))))) if a >= 1 else (max(1, min(h, int(round(h * a)))), w)
+    along_width = cw < w or ch == h
+    span = (w - cw) if along_width else (h - ch)
+    offsets = [span // 2] if n_crops == 1 else [0, span // 2, span]
+    return [(0, o, ch, cw) if along_width else (o, 0, ch, cw) for o in offsets]
+
+
+def crop_resize(x: Any, box: Box, size: int) -> Any:
+    """The ``box`` window of float frames ``x`` (``(..., C, H, W)``) bilinearly resized to ``size`` x ``size``."""
+    import torch.nn.functional as F
+
+    y0, x0, ch, cw = box
+    win = x[..., y0 : y0 + ch, x0 : x0 + cw]
+    if (ch, cw) == (size, size):
+        return win
+    lead = win.shape[:-3]
+    out = F.interpolate(win.reshape(-1, *win.shape[-3:]), size=(size, size), mode="bilinear", align_corners=False)
+    return out.reshape(*lead, *out.shape[-3:])
+
+
+def view_starts(n_frames: int, clip_len: int, n_clips: int) -> list[int]:
+    """First frames of the temporal views to score: the stored views are ``clip_len`` frames each; ``n_clips``
+    of them, evenly spaced (all when fewer are stored)."""
+    stored = max(1, n_frames // clip_len)
+    if n_clips >= stored:
+        return [v * clip_len for v in range(stored)]
+    return [int((j + 0.5) * stored / n_clips) * clip_len for j in range(n_clips)]
+
 
 
 # -- the task ---------------------------------------------------------------------------------
@@ -581,6 +701,17 @@ class MovieclipSceneClassifier(Task):
         dropout: float | None = Field(None, ge=0, lt=1, description="classifier dropout; unset: mmaction2's default for the head")
         input_size: int | None = Field(None, ge=8, description="frames are resized to input_size^2 before the model; unset: 224")
         flip: bool = Field(True, description="random horizontal flip (ratio 0.5) while training")
+        train_crop: Literal["multiscale", "random_resized", "rescale_crop", "none"] | None = Field(
+            None, description="training crop, resized to input_size: unset: the paper's (i3d multiscale; timesformer rescale_crop; slowfast, r2plus1d, swin random_resized; lstm none)")
+        crop_scales: list[float] = Field(default_factory=lambda: [1.0, 0.8], min_length=1, description="multiscale: crop sides as fractions of the shorter side (the paper: 1, 0.8)")
+        crop_area: tuple[float, float] = Field((0.08, 1.0), description="random_resized: range of the crop's area fraction (mmaction2's default; not in the paper)")
+        rescale: tuple[int, int] = Field((256, 320), description="rescale_crop: shorter-side range of RandomRescale before the 224 crop (the paper: 256, 320)")
+        clip_len: int | None = Field(None, ge=1, description="frames per temporal view in the frames arrays; unset: the movieclip_frames expert's clip_len (the whole array is one view without one)")
+        test_clips: int | None = Field(None, ge=1, description="temporal views averaged per test shot (evenly spaced among the stored ones); unset: the paper's (10 i3d/slowfast/r2plus1d, 4 swin, 1 timesformer)")
+        test_crops: Literal[1, 3] | None = Field(None, description="3: ThreeCrop, 1: centre crop per temporal view; unset: the paper's 3 (lstm: 1, no cropping)")
+        test_size: int | None = Field(None, ge=8, description="side of the test crops; unset: the paper's ratio to input_size (256/224 for the 3D CNNs, 1 for the transformers)")
+        source_aspect: float | None = Field(16 / 9, gt=0, description="width/height of the original frames (movieclip_frames squashes them to squares); ThreeCrop windows are squares of the original; unset: the stored frames' own")
+        checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last one)")
         epochs: int | None = Field(None, ge=1, description="unset: the paper's for the model")
         batch_size: int | None = Field(None, ge=1, description="unset: the paper's for the model")
         lr: float | None = Field(None, gt=0, description="unset: the paper's for the model")
@@ -610,9 +741,11 @@ class MovieclipSceneClassifier(Task):
         """The paper's settings for the model with the config's explicit values on top."""
         cfg = self.config
         s = dict(PAPER_SETTINGS[cfg.model])
-        for key in ("epochs", "batch_size", "lr", "weight_decay", "input_size"):
+        for key in ("epochs", "batch_size", "lr", "weight_decay", "input_size", "train_crop", "test_clips", "test_crops"):
             if getattr(cfg, key) is not None:
                 s[key] = getattr(cfg, key)
+        if s["input_size"] is not None:
+            s["test_size"] = cfg.test_size or int(round(s["input_size"] * s["test_scale"]))
         if cfg.model != "lstm" or "clip_grad" in cfg.model_fields_set:
             s["clip_grad"] = cfg.clip_grad
         return s
@@ -637,6 +770,16 @@ class MovieclipSceneClassifier(Task):
                 labs = [lab for lab in labs if lab in index]
                 out.append(_Sample(i, j, it.id, c.shot_index, labs))
         return out
+
+    def view_length(self, ctx: Any, n_frames: int, notes: list[str]) -> int:
+        """Frames per temporal view: ``clip_len``, else the ``frames`` expert's; the whole sequence when it does not divide it."""
+        cfg = self.config
+        expert = getattr(ctx, "experts", {}).get(cfg.features or cfg.frames if cfg.model == "lstm" else cfg.frames)
+        clip_len = cfg.clip_len or (expert.config.clip_len if isinstance(expert, MovieclipFrames) else n_frames)
+        if n_frames % clip_len:
+            notes.append(f"{n_frames} frames per shot are not a whole number of {clip_len}-frame views: one view per shot")
+            return n_frames
+        return clip_len
 
     def _modality(self, items: list[Item], key: str, field: str) -> None:
         for it in items:
@@ -673,24 +816,59 @@ class MovieclipSceneClassifier(Task):
             return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor), "iter"
         return opt, None, "epoch"
 
-    def _video_batch(self, clips: np.ndarray, s: dict[str, Any], device: Any, train: bool, gen: Any) -> Any:
-        """uint8 ``(B, T, H, W, 3)`` -> normalised ``(B, 1, 3, T, S, S)`` float tensor."""
+    def _video_batch(self, clips: np.ndarray, s: dict[str, Any], device: Any, boxes: list[Box], size: int, flip: Any = None) -> Any:
+        """uint8 ``(B, T, H, W, 3)`` -> normalised ``(B, 1, 3, T, size, size)``: sample b's ``boxes[b]`` window
+        resized to ``size``, mirrored where ``flip[b]``."""
         import torch
-        import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(clips)).to(device).float()  # B T H W C
-        b, t, h, w, _ = x.shape
-        x = x.permute(0, 1, 4, 2, 3).reshape(b * t, 3, h, w)
-        size = int(s["input_size"])
-        if (h, w) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        mean = torch.tensor(s["mean"], device=device).view(1, 3, 1, 1)
-        std = torch.tensor(s["std"], device=device).view(1, 3, 1, 1)
-        x = ((x - mean) / std).reshape(b, t, 3, size, size)
-        if train and self.config.flip:
-            flip = (torch.rand(b, generator=gen) < 0.5).to(device)
+        x = torch.from_numpy(np.ascontiguousarray(clips)).to(device).float().permute(0, 1, 4, 2, 3)  # B T C H W
+        x = torch.stack([crop_resize(x[b], boxes[b], size) for b in range(len(x))])
+        mean = torch.tensor(s["mean"], device=device).view(1, 1, 3, 1, 1)
+        std = torch.tensor(s["std"], device=device).view(1, 1, 3, 1, 1)
+        x = (x - mean) / std
+        if flip is not None and flip.any():
             x[flip] = x[flip].flip(-1)
         return x.permute(0, 2, 1, 3, 4).unsqueeze(1).contiguous()
+
+    def _train_inputs(self, arrays: np.ndarray, s: dict[str, Any], clip_len: int, device: Any, gen: Any) -> Any:
+        """A training batch: one stored temporal view drawn per sample, then (video models) the paper's crop and flip."""
+        import torch
+
+        n_views = max(1, arrays.shape[1] // clip_len)
+        starts = torch.randint(n_views, (len(arrays),), generator=gen).tolist()
+        views = np.stack([a[v * clip_len : (v + 1) * clip_len] for a, v in zip(arrays, starts)])
+        if self.config.model == "lstm":
+            return torch.from_numpy(views).to(device)
+        cfg = self.config
+        h, w = views.shape[2:4]
+        boxes = [train_crop_box(h, w, s["train_crop"], gen, cfg.crop_scales, cfg.crop_area, cfg.rescale) for _ in views]
+        flip = (torch.rand(len(views), generator=gen) < 0.5).to(device) if cfg.flip else None
+        return self._video_batch(views, s, device, boxes, int(s["input_size"]), flip)
+
+    def shot_scores(
+        self, forward: Any, arrays: np.ndarray, s: dict[str, Any], clip_len: int, device: Any, autocast: Any = contextlib.nullcontext,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Test scores of shots: sigmoid probabilities of ``forward(view)`` averaged over ``test_clips`` temporal
+        views x ``test_crops`` spatial crops (lstm: temporal views only).  Returns ``(scores (B, C), per_view (B, V, C))``."""
+        import torch
+
+        starts = view_starts(arrays.shape[1], clip_len, int(s["test_clips"]))
+        per_view = []
+        with torch.no_grad():
+            for v in starts:
+                views = arrays[:, v : v + clip_len]
+                if self.config.model == "lstm":
+                    inputs = [torch.from_numpy(np.ascontiguousarray(views)).to(device)]
+                else:
+                    h, w = views.shape[2:4]
+                    crops = three_crop_boxes(h, w, int(s["test_crops"]), self.config.source_aspect)
+                    inputs = [self._video_batch(views, s, device, [box] * len(views), int(s["test_size"])) for box in crops]
+                for x in inputs:
+                    with autocast():
+                        logits = forward(x)
+                    per_view.append(torch.sigmoid(logits.float()).cpu().numpy())
+        stacked = np.stack(per_view, axis=1)
+        return stacked.mean(1), stacked
 
     def run(self, ctx: Any) -> TaskResult:
         import torch
@@ -735,13 +913,15 @@ class MovieclipSceneClassifier(Task):
         def arrays_of(sel: list[_Sample]) -> np.ndarray:
             return np.stack([np.asarray(items[x.item].features.arrays[key][x.clip]) for x in sel])
 
-        x_train = arrays_of(train)
-        if cfg.model == "lstm":
-            x_train = sequence_inputs(x_train, cfg.grid)
+        def inputs_of(sel: list[_Sample]) -> np.ndarray:
+            return sequence_inputs(arrays_of(sel), cfg.grid) if cfg.model == "lstm" else arrays_of(sel)
+
+        x_train = inputs_of(train)
+        clip_len = self.view_length(ctx, x_train.shape[1], notes)
         y_train = multi_hot([x.labels for x in train], vocab)
         y_test = multi_hot([x.labels for x in test], vocab)
         torch.manual_seed(ctx.seed)
-        model = self._build(s, len(vocab), x_train[0]).to(ctx.device)
+        model = self._build(s, len(vocab), x_train[0][:clip_len]).to(ctx.device)
         steps_per_epoch = -(-len(train) // s["batch_size"])
         opt, sched, per = self._optimizer(s, model, steps_per_epoch)
         pw = torch.from_numpy(pos_weights(y_train)).to(ctx.device) if cfg.pos_weight else None
@@ -749,24 +929,21 @@ class MovieclipSceneClassifier(Task):
         yt = torch.from_numpy(y_train).to(ctx.device)
         gen = torch.Generator().manual_seed(ctx.seed + 1)
 
-        def forward(batch: np.ndarray, train_mode: bool) -> Any:
-            if cfg.model == "lstm":
-                return model(torch.from_numpy(batch).to(ctx.device))
-            return model(self._video_batch(batch, s, ctx.device, train_mode, gen), mode="tensor", stage="head")
+        def forward(x: Any) -> Any:
+            return model(x) if cfg.model == "lstm" else model(x, mode="tensor", stage="head")
 
         def step(idx: list[int]) -> Any:
-            return loss_fn(forward(x_train[idx], True).float(), yt[idx])
+            return loss_fn(forward(self._train_inputs(x_train[idx], s, clip_len, ctx.device, gen)).float(), yt[idx])
 
-        history = train_loop(model, step, len(train), opt, s["epochs"], s["batch_size"], ctx.seed, sched, per, s["clip_grad"], cfg.max_steps)
+        history = train_loop(
+            model, step, len(train), opt, s["epochs"], s["batch_size"], ctx, ctx.seed, sched, per, s["clip_grad"], cfg.max_steps,
+            checkpoint_every=cfg.checkpoint_every, tag=f"{cfg.out}-train", generators=[gen],
+        )
         model.eval()
-        scores = []
-        with torch.no_grad():
-            for a in range(0, len(test), cfg.eval_batch):
-                batch = arrays_of(test[a : a + cfg.eval_batch])
-                if cfg.model == "lstm":
-                    batch = sequence_inputs(batch, cfg.grid)
-                scores.append(torch.sigmoid(forward(batch, False).float()).cpu().numpy())
-        scores = np.concatenate(scores)
+        scores = np.concatenate([
+            self.shot_scores(forward, inputs_of(test[a : a + cfg.eval_batch]), s, clip_len, ctx.device, ctx.autocast)[0]
+            for a in range(0, len(test), cfg.eval_batch)
+        ])  # fmt: skip
         m_ap = mean_average_precision(y_test, scores)
         metrics, rows = classification_report(y_test, scores, vocab, cfg.threshold, ctx.seed)
         labels_from = label_provenance(getattr(ctx, "recipe", None)) if cfg.label_source == "clip" else None

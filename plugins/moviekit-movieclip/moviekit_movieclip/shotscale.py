@@ -38,8 +38,8 @@ from pydantic import Field
 from moviekit import Config, Item, Labels, MoviekitError, Task, TaskResult, resolve_device
 
 from .csvfile import iter_csv_records
-from .heads import train_loop
 from .scenes import lstm_classifier, sequence_inputs
+from .training import train_loop
 
 #: The MovieShots scale classes, from the closest to the widest framing.
 SCALES = ("ECS", "CS", "MS", "FS", "LS")
@@ -246,6 +246,7 @@ class MovieclipShotScale(Task):
         lr: float = Field(1e-3, gt=0, description="Adam learning rate (not given in the paper)")
         batch_size: int = Field(32, ge=1, description="shots per training batch (not given in the paper)")
         grid: int = Field(8, ge=1, description="thumbnail grid of the cheap frame feature")
+        checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last one)")
         low_threshold: float = Field(0.2, ge=0, le=1, description="low-confidence shots: top-1 CLIPSceneScore <= this")
         high_threshold: float = Field(0.4, ge=0, le=1, description="high-confidence shots: top-1 CLIPSceneScore >= this ...")
         topk_threshold: float = Field(0.1, ge=0, le=1, description="... and ranks 2..k >= this")
@@ -306,9 +307,12 @@ class MovieclipShotScale(Task):
         loss_fn = torch.nn.CrossEntropyLoss()
 
         def step(idx: list[int]) -> Any:
-            return loss_fn(model(x_train[idx].to(ctx.device)), y_train[idx].to(ctx.device))
+            return loss_fn(model(x_train[idx].to(ctx.device)).float(), y_train[idx].to(ctx.device))
 
-        history = train_loop(model, step, len(x_train), opt, cfg.epochs, cfg.batch_size, ctx.seed)
+        history = train_loop(
+            model, step, len(x_train), opt, cfg.epochs, cfg.batch_size, ctx, ctx.seed,
+            checkpoint_every=cfg.checkpoint_every, tag=f"{cfg.out}-train",
+        )
         model.eval()
         predictions = []
         probs_all: dict[tuple[int, int], np.ndarray] = {}
@@ -316,7 +320,9 @@ class MovieclipShotScale(Task):
             for i, it in enumerate(items):
                 if len(seqs[i]) == 0:
                     continue
-                probs = torch.softmax(model(torch.from_numpy(seqs[i]).to(ctx.device)), -1).cpu().numpy()
+                with ctx.autocast():
+                    logits = model(torch.from_numpy(seqs[i]).to(ctx.device)).float()
+                probs = torch.softmax(logits, -1).cpu().numpy()
                 for j, c in enumerate(it.clips):
                     probs_all[(i, j)] = probs[j]
                     row = {"video": it.id, "shot": c.shot_index, "clip": c.index, "start": c.start_time, "end": c.end_time, "scale": SCALES[int(probs[j].argmax())]}

@@ -18,6 +18,10 @@ from moviekit_movieclip.scenes import (
     VerifiedShot,
     backbone_config,
     cheap_frame_features,
+    crop_resize,
+    three_crop_boxes,
+    train_crop_box,
+    view_starts,
     mean_average_precision,
     read_test_list,
     write_test_list,
@@ -86,7 +90,7 @@ def test_contract(name, tmp_path):
 
 
 def test_frames_expert_keeps_every_nth_frame_and_centres_clips():
-    expert = MovieclipFrames(clip_len=4, frame_interval=2, size=8)
+    expert = MovieclipFrames(clip_len=4, frame_interval=2, size=8, test_clips=1)
     assert expert.needs() == Needs(frames={"fps": None, "size": (8, 8), "batch": 16})
     sink = expert.open(Video(id="v"), {"fps": 10.0})
     n = 40  # 4 s at 10 fps; frame k is filled with the value k so that it can be recognised
@@ -104,6 +108,20 @@ def test_frames_expert_keeps_every_nth_frame_and_centres_clips():
     assert pooled[0, :, 0, 0, 0].tolist() == [10, 12, 14, 16]
     # the short shot has frames 30 and 32 only: looped to 4
     assert pooled[1, :, 0, 0, 0].tolist() == [30, 32, 30, 32]
+
+
+def test_frames_expert_keeps_evenly_spaced_views_for_multi_clip_testing():
+    assert MovieclipFrames().config.test_clips == 10  # the paper's I3D / SlowFast / R(2+1)D
+    expert = MovieclipFrames(clip_len=2, frame_interval=1, size=8, test_clips=3)
+    sink = expert.open(Video(id="v"), {"fps": 10.0})
+    frames = np.stack([np.full((8, 8, 3), k, np.uint8) for k in range(30)])
+    sink.frames(FrameBatch(frames=frames, indices=np.arange(30), times=np.arange(30) / 10.0))
+    track = sink.close()
+    assert track.values.shape[1:] == expert.feature_shape() == (6, 8, 8, 3)
+    shot = Clip(video_id="v", index=0, shot_index=0, start_frame=0, end_frame=12, start_time=0.0, end_time=1.2)
+    pooled = expert.pool(track, [shot])
+    # 12 frames in 3 segments of 4: each 2-frame view is centred in its segment
+    assert pooled.shape == (1, 6, 8, 8, 3) and pooled[0, :, 0, 0, 0].tolist() == [1, 2, 5, 6, 9, 10]
 
 
 def test_cheap_frame_features_are_thumbnails():
@@ -128,7 +146,7 @@ def test_mmaction_r2plus1d_trains_on_cpu_and_map_matches_sklearn(tmp_path):
     ctx = make_context(tmp_path, items=items, vocabulary=VOCAB)
     task = MovieclipSceneClassifier(
         model="r2plus1d", labels=VOCAB, test_list=str(tl), backbone={"depth": 18, "base_channels": 4},
-        input_size=16, epochs=2, batch_size=4, max_steps=5,
+        input_size=16, epochs=2, batch_size=4, max_steps=5, clip_len=2, test_clips=2, test_crops=3,
     )
     result = task.run(ctx)
     metrics = json.loads((ctx.out_dir / "scene_metrics.json").read_text())
@@ -139,6 +157,8 @@ def test_mmaction_r2plus1d_trains_on_cpu_and_map_matches_sklearn(tmp_path):
     assert metrics["n_train"] == 20  # 5 training videos x 4 shots; the test video's shots are held out
     # the paper's R(2+1)D settings where not overridden
     assert metrics["settings"]["lr"] == 1e-4 and metrics["settings"]["clip_grad"] == 40.0 and metrics["settings"]["milestones"] == [20, 40]
+    assert metrics["settings"]["train_crop"] == "random_resized" and metrics["settings"]["test_size"] == 18  # 16 * 256 / 224
+    assert (metrics["settings"]["test_clips"], metrics["settings"]["test_crops"]) == (2, 3)
     saved = np.load(ctx.out_dir / "scene_scores.npz")
     assert saved["video"].tolist() == ["v5"] * 3 and saved["shot"].tolist() == [0, 1, 3]
     y = saved["y_true"]
@@ -160,6 +180,111 @@ def test_lstm_baseline_learns_better_than_random(tmp_path):
     assert result.metrics["map"] > max(0.9, random_map + 0.3)
     assert metrics["train_loss_last"] < metrics["train_loss_first"]
     assert metrics["settings"]["clip_grad"] is None  # the baseline does not clip unless asked
+
+
+# -- augmentation and multi-view testing -------------------------------------------------------
+
+
+def test_paper_crops_and_test_views_per_model():
+    expect = {"i3d": ("multiscale", 10, 3), "slowfast": ("random_resized", 10, 3), "r2plus1d": ("random_resized", 10, 3),
+              "timesformer": ("rescale_crop", 1, 3), "swin": ("random_resized", 4, 3)}
+    for model, (crop, clips, crops) in expect.items():
+        s = MovieclipSceneClassifier(model=model).settings()
+        assert (s["train_crop"], s["test_clips"], s["test_crops"]) == (crop, clips, crops), model
+    assert MovieclipSceneClassifier(model="i3d").settings()["test_size"] == 256 and MovieclipSceneClassifier(model="swin").settings()["test_size"] == 224
+    small = MovieclipSceneClassifier(model="swin", train_crop="none", test_clips=2, test_crops=1, input_size=16, test_size=20).settings()
+    assert (small["train_crop"], small["test_clips"], small["test_crops"], small["test_size"]) == ("none", 2, 1, 20)
+
+
+def test_training_crop_boxes_follow_the_paper_rules():
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    corners = {(0, 0), (0, 20), (20, 0), (20, 20), (10, 10)}  # 100x120 frame, 80x100 crop: the 5 fixed positions
+    seen = set()
+    for _ in range(200):
+        y, x, h, w = train_crop_box(100, 120, "multiscale", gen, (1.0, 0.8))
+        assert h in (100, 80) and w in (100, 80) and y + h <= 100 and x + w <= 120
+        seen.add((h, w))
+        if (h, w) == (80, 100):
+            assert (y, x) in corners
+    assert seen == {(100, 100), (100, 80), (80, 100), (80, 80)}
+    for _ in range(200):
+        y, x, h, w = train_crop_box(64, 64, "random_resized", gen, area=(0.2, 0.5))
+        assert 0 <= y and y + h <= 64 and 0 <= x and x + w <= 64
+        assert 0.2 * 0.9 <= h * w / 64**2 <= 0.5 * 1.1 and 3 / 4 - 0.1 <= w / h <= 4 / 3 + 0.1
+    sides = {train_crop_box(64, 64, "rescale_crop", gen, rescale=(256, 320))[2] for _ in range(200)}
+    assert min(sides) >= round(64 * 224 / 320) and max(sides) <= round(64 * 224 / 256) and len(sides) > 1
+    assert train_crop_box(10, 12, "none", gen) == (0, 0, 10, 12)
+
+
+def test_crop_is_a_rescaled_sub_window_and_flip_mirrors():
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.arange(2 * 3 * 12 * 12, dtype=torch.float32).reshape(2, 3, 12, 12)
+    assert torch.equal(crop_resize(x, (2, 3, 8, 8), 8), x[..., 2:10, 3:11])  # same size: the window itself
+    expected = F.interpolate(x[..., 0:6, 4:12], size=(4, 4), mode="bilinear", align_corners=False)
+    assert torch.allclose(crop_resize(x, (0, 4, 6, 8), 4), expected)
+    # the task's training batch: flip mirrors a sample's (cropped, normalised) view, the rest is untouched
+    clips = np.random.default_rng(0).integers(0, 255, (6, 4, 12, 12, 3), dtype=np.uint8)
+    task = MovieclipSceneClassifier(model="r2plus1d", train_crop="none", input_size=12)
+    s = task.settings()
+    plain = task._video_batch(clips[:, :2], s, "cpu", [(0, 0, 12, 12)] * 6, 12)
+    assert plain.shape == (6, 1, 3, 2, 12, 12)
+    out = task._train_inputs(clips, s, 2, "cpu", torch.Generator().manual_seed(3))
+    assert out.shape == plain.shape
+    # each sample is one of its two stored views, as is or mirrored, and both happen
+    second = task._video_batch(clips[:, 2:], s, "cpu", [(0, 0, 12, 12)] * 6, 12)
+    kinds = set()
+    for b in range(6):
+        for name, view in (("first", plain[b]), ("second", second[b])):
+            if torch.allclose(out[b], view):
+                kinds.add("as is")
+            elif torch.allclose(out[b], view.flip(-1)):
+                kinds.add("flipped")
+            else:
+                continue
+            break
+        else:
+            raise AssertionError(f"sample {b} is neither view nor its mirror")
+    assert kinds == {"as is", "flipped"}
+
+
+def test_three_crop_windows_are_squares_of_the_original_frame():
+    # a 16:9 frame squashed to 16x16: a square of the original is 9 columns wide; left, centre, right
+    assert three_crop_boxes(16, 16, 3, 16 / 9) == [(0, 0, 16, 9), (0, 3, 16, 9), (0, 7, 16, 9)]
+    assert three_crop_boxes(16, 16, 1, 16 / 9) == [(0, 3, 16, 9)]
+    assert three_crop_boxes(9, 16, 3, None) == [(0, 0, 9, 9), (0, 3, 9, 9), (0, 7, 9, 9)]  # frames not squashed
+    assert three_crop_boxes(16, 9, 3, None) == [(0, 0, 9, 9), (3, 0, 9, 9), (7, 0, 9, 9)]  # portrait: along the height
+    assert view_starts(40, 4, 10) == [4 * v for v in range(10)] and view_starts(40, 4, 4) == [4, 12, 24, 32] and view_starts(8, 8, 10) == [0]
+
+
+def test_test_score_of_a_shot_is_the_mean_of_its_view_scores():
+    import torch
+    import torch.nn.functional as F
+
+    clips = np.random.default_rng(1).integers(0, 255, (3, 6, 16, 16, 3), dtype=np.uint8)  # 3 shots, 3 stored views of 2
+    task = MovieclipSceneClassifier(model="r2plus1d", input_size=12, test_size=10, test_clips=2, test_crops=3)
+    s = task.settings()
+
+    def forward(x):  # a stand-in model: 3 "class" logits from the view's pixels
+        return torch.stack([x.mean((1, 2, 3, 4, 5)), x[..., :5].mean((1, 2, 3, 4, 5)), x.std((1, 2, 3, 4, 5))], 1)
+
+    scores, per_view = task.shot_scores(forward, clips, s, 2, "cpu")
+    assert per_view.shape == (3, 6, 3) and scores.shape == (3, 3)  # 2 clips x 3 crops
+    assert np.allclose(scores, per_view.mean(1))
+    mean, std = np.asarray(s["mean"]), np.asarray(s["std"])
+    views = []
+    for start in (0, 4):  # stored views 0 and 2 of 3 (evenly spaced)
+        for left in (0, 3, 7):  # ThreeCrop of a 16:9 frame squashed to 16x16
+            win = torch.from_numpy(clips[:, start : start + 2, :, left : left + 9].astype(np.float32)).permute(0, 1, 4, 2, 3)
+            win = F.interpolate(win.reshape(-1, 3, 16, 9), size=(10, 10), mode="bilinear", align_corners=False).reshape(3, 2, 3, 10, 10)
+            win = (win - torch.from_numpy(mean).float().view(1, 1, 3, 1, 1)) / torch.from_numpy(std).float().view(1, 1, 3, 1, 1)
+            views.append(torch.sigmoid(forward(win.permute(0, 2, 1, 3, 4).unsqueeze(1))).numpy())
+    assert np.allclose(per_view, np.stack(views, 1), atol=1e-5)
+    assert np.allclose(scores, np.mean(views, 0), atol=1e-5)
+    assert not np.allclose(per_view[:, 0], per_view[:, 1])  # the views differ
 
 
 def test_scene_classifier_needs_clip_labels_and_frames(tmp_path):
