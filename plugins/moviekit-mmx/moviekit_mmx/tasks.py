@@ -366,7 +366,6 @@ class Ablation(Task):
             result.update(gated_auprc_macro=g, concat_auprc_macro=c, gating_beats_concat=bool(g > c))
         return TaskResult(metrics=result, files=["ablation.csv", *files])
 
-
     def _genre_model(self, ctx: Any, base: list[str]) -> dict[str, Any] | None:
         """The coarse mmx_genre model of this run, when it was trained exactly as this ablation's full gated setting."""
         record = (ctx.shared.get("mmx") or {}).get("models", {}).get("coarse")

@@ -45,11 +45,11 @@ def model_config(arch: str) -> dict[str, Any]:
     return cfg
 
 
-def weights_spec(arch: str, pretrained: str | None) -> tuple[WeightsSpec, dict[str, Any]]:
+def weights_spec(arch: str, pretrained: str | None, key: str = "pretrained") -> tuple[WeightsSpec, dict[str, Any]]:
     """The weights spec of ``arch`` with ``pretrained`` (a tag or a local path) and the tag's config (empty for a path)."""
     if not pretrained:
         raise MoviekitError(f"open_clip {arch}: `pretrained` is required (a pretrained tag such as 'openai', or a local checkpoint)")
-    return open_clip_weights_spec(arch, pretrained)
+    return open_clip_weights_spec(arch, pretrained, key)
 
 
 @dataclass
@@ -68,11 +68,11 @@ def load_open_clip(component: str, key: str, arch: str, pretrained: str | None, 
     import open_clip
 
     model_config(arch)
-    spec, tag_cfg = weights_spec(arch, pretrained)
+    spec, tag_cfg = weights_spec(arch, pretrained, key)
     hint = ""
     if not tag_cfg and pretrained and not Path(pretrained).expanduser().exists():
         hint = f"\n'{pretrained}' is neither an existing path nor a pretrained tag of {arch} (tags: {open_clip.list_pretrained_tags_by_model(arch)})."
-    file = resolve_checkpoint(spec, component, key, hint)
+    file = resolve_checkpoint(spec, component, hint)
     pp = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
     if TEST_ONLY_MARK in arch:
         warnings.warn(f"{component}: {arch} is a tiny RANDOM open_clip model for tests only; its labels mean nothing", stacklevel=2)
