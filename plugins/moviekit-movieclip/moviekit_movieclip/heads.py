@@ -13,7 +13,6 @@ the paper's Fig. 10 are not given in its text, so they are a config field
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pydantic import Field
 
 from moviekit import Config, Head, MoviekitError, Task, TaskResult, classification_report, mlp, multi_hot, pos_weights
 
+from .csvfile import write_csv
 from .training import train_loop
 
 #: Input width of M_scene and M_trailer (features of the MovieCLIP-trained Swin-B).
@@ -56,11 +56,7 @@ def write_report(out_dir: Path, prefix: str, metrics: dict[str, Any], rows: list
     out_dir.mkdir(parents=True, exist_ok=True)
     mname, cname = f"{prefix}_metrics.json", f"{prefix}_per_class.csv"
     (out_dir / mname).write_text(json.dumps(metrics, indent=2, default=float))
-    with (out_dir / cname).open("w", newline="") as f:
-        fields = list(rows[0]) if rows else ["label"]
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out_dir / cname, rows)
     return [mname, cname]
 
 

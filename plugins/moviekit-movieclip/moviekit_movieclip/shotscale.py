@@ -25,7 +25,6 @@ file and line.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pydantic import Field
 
 from moviekit import Config, Item, Labels, MoviekitError, Task, TaskResult, resolve_device
 
-from .csvfile import iter_csv_records
+from .csvfile import iter_csv_records, write_csv
 from .scenes import lstm_classifier, sequence_inputs
 from .training import train_loop
 
@@ -171,14 +170,6 @@ def scale_scene_tables(joined: list[dict[str, Any]], low: float = 0.2, high: flo
     by_conf = [_counts_row(name, scales) for name, scales in groups.items()]
     by_label = [_counts_row(lab, sc) for lab, sc in sorted(labels.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
     return {"by_confidence": by_conf, "by_label": by_label}
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields or (list(rows[0]) if rows else ["group"]))
-        w.writeheader()
-        w.writerows(rows)
 
 
 # -- frame features ------------------------------------------------------------------------------
@@ -348,7 +339,7 @@ class MovieclipShotScale(Task):
             tables = scale_scene_tables(joined, cfg.low_threshold, cfg.high_threshold, cfg.topk_threshold, cfg.topk_rule)
             for key, rows in tables.items():
                 name = f"{cfg.out}_{key}.csv"
-                write_csv(Path(ctx.out_dir) / name, rows)
+                write_csv(Path(ctx.out_dir) / name, rows, empty_fields=("group",))
                 files.append(name)
             metrics["joined_shots"] = len(joined)
             for row in tables["by_confidence"]:
