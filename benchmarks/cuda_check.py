@@ -71,26 +71,23 @@ def main() -> int:
             print(f"{precision}: {seconds:.1f} s for 25 epochs; loss {hist['train_loss'][0]:.3f} -> {hist['train_loss'][-1]:.3f}; "
                   f"test score separation {sep:+.3f}; embeddings {emb.shape} finite={finite} -> {'ok' if good else 'FAIL'}")
 
-    # resume: kill in epoch 5 (checkpoints every 2 epochs), run again, compare with an uninterrupted run
+    # resume: kill after epoch 5 (checkpoints every 2 epochs), run again, compare with an uninterrupted run
     for precision in ("fp32", "fp16"):
         with tempfile.TemporaryDirectory() as tmp:
             ctx = context(tmp, precision, device)
-            real, calls = training.batches, {"n": 0}
+            real = training.epoch_done
 
-            def dying(items, size, generator=None):
-                if generator is not None:  # training epochs only
-                    calls["n"] += 1
-                    if calls["n"] == 5:
-                        raise KeyboardInterrupt("killed in epoch 5")
-                return real(items, size, generator)
+            def dying(tag, epoch, history):
+                if tag == "resume" and epoch == 5:
+                    raise KeyboardInterrupt("killed after epoch 5")
 
-            training.batches = dying
+            training.epoch_done = dying
             try:
                 train(ctx, epochs=8, checkpoint_every=2, tag="resume")
             except KeyboardInterrupt:
                 pass
             finally:
-                training.batches = real
+                training.epoch_done = real
             saved = ctx.checkpoint_path("resume").exists()
             _, _, resumed = train(ctx, epochs=8, checkpoint_every=2, tag="resume")
             _, _, straight = train(ctx, epochs=8, checkpoint_every=2, tag="straight")

@@ -56,6 +56,7 @@ from .training import (
     predict_scores,
     run_batched,
     to_device,
+    train_loop,
 )
 from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
 from .default_plugins.formats import write_movieclip_json
@@ -79,6 +80,7 @@ __all__ = [
     "predict_scores",
     "run_batched",
     "to_device",
+    "train_loop",
     "multilabel_metrics",
     "per_class_metrics",
     "random_baseline",

@@ -3,13 +3,16 @@
 A task builds its own modules (``encoder.build(dims)``, ``head.build(...)``) and hands
 them to :func:`fit_multilabel`, which trains with BCE (per-class positive weights),
 optionally keeps the epoch with the best validation AUPRC, and checkpoints every few
-epochs so that a killed run resumes mid-training.
+epochs so that a killed run resumes mid-training.  It runs on :func:`train_loop`, the one
+epoch loop (mixed precision, gradient clipping, schedulers, checkpoints and resume) that
+tasks with their own models and losses use too.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -98,59 +101,35 @@ def fit_multilabel(ctx: Any, encoder: Any, head: Any, train: list[Item], val: li
 
     from .metrics import multilabel_metrics
 
-    params = list(encoder.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
+    model = torch.nn.ModuleDict({"encoder": encoder, "head": head})
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
     y_train = multi_hot([it.video.labels for it in train], ctx.vocabulary)
     pw = torch.from_numpy(pos_weights(y_train)).to(ctx.device) if cfg.pos_weight else None
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pw)
-    scaler = ctx.grad_scaler()
-    gen = torch.Generator().manual_seed(ctx.seed)
     y_val = multi_hot([it.video.labels for it in val], ctx.vocabulary) if val else None
     use_val = bool(cfg.select_on_val and val and y_val.sum() > 0)
-    history: dict[str, Any] = {"train_loss": [], "val_auprc_macro": [], "best_epoch": None}
-    best: tuple[float, Any] | None = None
-    start = 0
-    ckpt = ctx.checkpoint_path(tag)
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)  # load_state_dict moves tensors; the RNG state must stay on the CPU
-        encoder.load_state_dict(state["encoder"])
-        head.load_state_dict(state["head"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
-        history, best, start = state["history"], state["best"], state["epoch"]
-        ctx.log(f"{tag}: resumed from the checkpoint at epoch {start}")
-    for epoch in range(start, cfg.epochs):
-        encoder.train()
-        head.train()
-        total = 0.0
-        for batch in batches(train, cfg.batch_size, gen):
-            feats, mask = to_device(*pad_features(batch, max_clips=cfg.max_clips), ctx.device)
-            y = torch.from_numpy(multi_hot([it.video.labels for it in batch], ctx.vocabulary)).to(ctx.device)
-            with ctx.autocast():
-                loss = loss_fn(head(encoder(feats, mask)).float(), y)
-            opt.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            total += float(loss.detach()) * len(batch)
-        history["train_loss"].append(total / len(train))
-        if use_val:
-            scores = predict_scores(encoder, head, val, ctx, cfg.batch_size, cfg.max_clips)
-            ap = multilabel_metrics(y_val, scores, cfg.threshold)["auprc_macro"]
-            history["val_auprc_macro"].append(ap)
-            if best is None or ap > best[0]:
-                best = (ap, {"encoder": copy.deepcopy(encoder.state_dict()), "head": copy.deepcopy(head.state_dict())})
-                history["best_epoch"] = epoch + 1
-        if (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
-            state = {"encoder": encoder.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "history": history, "best": best, "epoch": epoch + 1}
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save(state, tmp)
-            tmp.replace(ckpt)
-    if best is not None:
-        encoder.load_state_dict(best[1]["encoder"])
-        head.load_state_dict(best[1]["head"])
-    ckpt.unlink(missing_ok=True)
-    return history
+    kept: dict[str, Any] = {"val_auprc_macro": [], "best_epoch": None, "best_ap": None, "best_state": None}
+
+    def step(idx: list[int]) -> Any:
+        batch = [train[i] for i in idx]
+        feats, mask = to_device(*pad_features(batch, max_clips=cfg.max_clips), ctx.device)
+        y = torch.from_numpy(multi_hot([it.video.labels for it in batch], ctx.vocabulary)).to(ctx.device)
+        return loss_fn(head(encoder(feats, mask)).float(), y)
+
+    def select(epoch: int, _history: dict[str, Any]) -> None:
+        scores = predict_scores(encoder, head, val, ctx, cfg.batch_size, cfg.max_clips)
+        ap = multilabel_metrics(y_val, scores, cfg.threshold)["auprc_macro"]
+        kept["val_auprc_macro"].append(ap)
+        if kept["best_ap"] is None or ap > kept["best_ap"]:
+            kept.update(best_ap=ap, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
+
+    loop = train_loop(
+        model, step, len(train), opt, cfg.epochs, cfg.batch_size, ctx, seed=ctx.seed,
+        checkpoint_every=cfg.checkpoint_every, tag=tag, on_epoch_end=select if use_val else None, extra_state=kept,
+    )  # fmt: skip
+    if kept["best_state"] is not None:
+        model.load_state_dict(kept["best_state"])
+    return {"train_loss": loop["epoch_loss"], "val_auprc_macro": kept["val_auprc_macro"], "best_epoch": kept["best_epoch"]}
 
 
 def classification_report(y_true: np.ndarray, scores: np.ndarray, vocabulary: list[str], threshold: float, seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -168,3 +147,138 @@ def classification_report(y_true: np.ndarray, scores: np.ndarray, vocabulary: li
     for row in rows:
         row["random_auprc"] = expected_random_ap(len(y_true), row["support"])
     return metrics, rows
+
+
+def clip_gradients(params: list[Any], max_norm: float | None) -> None:
+    import torch
+
+    if max_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def epoch_done(tag: str, epoch: int, history: dict[str, Any]) -> None:
+    """Called after every finished (and, when due, checkpointed) epoch; a no-op seam for tests that simulate a kill."""
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_loop(
+    model: Any,
+    step_fn: Callable[[list[int]], Any],
+    n: int,
+    optimizer: Any,
+    epochs: int,
+    batch_size: int,
+    ctx: Any = None,
+    seed: int = 0,
+    scheduler: Any = None,
+    scheduler_per: Literal["epoch", "iter"] = "epoch",
+    clip_grad: float | None = None,
+    max_steps: int | None = None,
+    checkpoint_every: int = 10,
+    tag: str = "train",
+    generators: Sequence[Any] = (),
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Minibatch training: ``step_fn(indices)`` returns the loss of those samples.
+
+    Samples are shuffled with a generator seeded by ``seed`` every epoch.  With a task
+    context ``ctx``, the forward runs under ``ctx.autocast()``, the backward through
+    ``ctx.grad_scaler()``, and checkpoints go to ``ctx.checkpoint_path(tag)`` every
+    ``checkpoint_every`` epochs (resumed on the next call, deleted at the end);
+    ``generators`` and the ``extra_state`` dict (e.g. a kept best model) are saved and
+    restored with it.  ``on_epoch_end(epoch, history)`` runs after each epoch, before its
+    checkpoint (e.g. validation).  ``max_steps`` stops early (smoke tests).  Returns ``{"step_loss": [...], "epoch_loss": [...], "start_epoch": e}``
+    where ``start_epoch`` is the epoch training (re)started from.
+    """
+    import contextlib
+
+    import torch
+
+    if n == 0:
+        from .errors import MoviekitError
+
+        raise MoviekitError("no training samples")
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    scaler = ctx.grad_scaler() if ctx is not None else torch.amp.GradScaler("cuda", enabled=False)
+    history: dict[str, Any] = {"step_loss": [], "epoch_loss": []}
+    start, steps = 0, 0
+    ckpt = ctx.checkpoint_path(tag) if ctx is not None else None
+    if ckpt is not None and ckpt.exists():
+        # on the CPU: generator states must stay CPU ByteTensors; load_state_dict moves the tensors to the model's device
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["gen"])
+        for g, s in zip(generators, state["generators"]):
+            g.set_state(s)
+        _set_rng_state(state["rng"])
+        if extra_state is not None:
+            extra_state.update(state["extra"])
+        history, start, steps = state["history"], state["epoch"], state["steps"]
+        ctx.log(f"{tag}: resumed from the checkpoint at epoch {start}")
+    history["start_epoch"] = start
+    for epoch in range(start, epochs):
+        if max_steps is not None and steps >= max_steps:
+            break
+        model.train()
+        order = torch.randperm(n, generator=gen).tolist()
+        total, count = 0.0, 0
+        for s in range(0, n, batch_size):
+            idx = order[s : s + batch_size]
+            with ctx.autocast() if ctx is not None else contextlib.nullcontext():
+                loss = step_fn(idx)
+            optimizer.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            clip_gradients(params, clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None and scheduler_per == "iter":
+                scheduler.step()
+            value = float(loss.detach())
+            history["step_loss"].append(value)
+            total += value * len(idx)
+            count += len(idx)
+            steps += 1
+            if max_steps is not None and steps >= max_steps:
+                break
+        history["epoch_loss"].append(total / max(count, 1))
+        if scheduler is not None and scheduler_per == "epoch":
+            scheduler.step()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, history)
+        if ckpt is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None, "scaler": scaler.state_dict(),
+                "gen": gen.get_state(), "generators": [g.get_state() for g in generators], "rng": _rng_state(),
+                "history": history, "epoch": epoch + 1, "steps": steps, "extra": extra_state,
+            }  # fmt: skip
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save(state, tmp)
+            tmp.replace(ckpt)
+        epoch_done(tag, epoch + 1, history)
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
+    return history

@@ -176,3 +176,40 @@ def test_resolve_checkpoint_picks_the_file_and_names_component_and_key(tmp_path,
         resolve_checkpoint(WeightsSpec(name="w", path=str(tmp_path / "empty"), config_key="ckpt"), "my_expert")
     with pytest.raises(WeightsNotFoundError, match=r"my_expert: cannot load[\s\S]*extra hint"):
         resolve_checkpoint(WeightsSpec(name="w", path=str(tmp_path / "missing")), "my_expert", hint=" extra hint")
+
+
+def test_fit_multilabel_resumes_its_best_on_val_selection_after_a_kill(tmp_path, monkeypatch):
+    import torch
+
+    from moviekit import TrainConfig, fit_multilabel, training
+    from moviekit.default_plugins.generic import MLPHead, MeanPoolEncoder
+    from moviekit.testing import make_context, tiny_items
+
+    def fit(run: str):
+        torch.manual_seed(0)
+        items = tiny_items(n=30, vocabulary=tuple("abcd"), seed=5)
+        for i, it in enumerate(items):
+            if i % 5 == 1:
+                it.video.split = "val"
+        ctx = make_context(tmp_path / run, items, encoder=MeanPoolEncoder(dim=8, hidden=16), head=MLPHead(hidden=[8]))
+        ctx.store = make_context(tmp_path / "shared", items).store  # both attempts see one checkpoint folder
+        encoder = ctx.encoder.build({"visual": (16,), "audio": (8,)})
+        head = ctx.head.build(ctx.encoder.output_dim(), 4)
+        cfg = TrainConfig(epochs=9, lr=0.05, batch_size=6, checkpoint_every=3)
+        history = fit_multilabel(ctx, encoder, head, ctx.split("train"), ctx.split("val"), cfg, tag=run)
+        return history, torch.cat([p.detach().flatten() for p in list(encoder.parameters()) + list(head.parameters())])
+
+    straight, w_straight = fit("straight")
+
+    def die(tag, epoch, history):
+        if tag == "killed" and epoch == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "epoch_done", die)
+    with pytest.raises(KeyboardInterrupt):
+        fit("killed")
+    monkeypatch.setattr(training, "epoch_done", lambda *a: None)
+    resumed, w_resumed = fit("killed")  # picks up the checkpoint of epoch 3, with the best model kept so far
+    assert resumed["val_auprc_macro"] == straight["val_auprc_macro"] and len(straight["val_auprc_macro"]) == 9
+    assert resumed["best_epoch"] == straight["best_epoch"] is not None
+    assert torch.equal(w_resumed, w_straight)

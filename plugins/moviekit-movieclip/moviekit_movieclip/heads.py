@@ -22,10 +22,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Head, MoviekitError, Task, TaskResult, classification_report, mlp, multi_hot, pos_weights
+from moviekit import Config, Head, MoviekitError, Task, TaskResult, classification_report, mlp, multi_hot, pos_weights, train_loop
 
 from .csvfile import write_csv
-from .training import train_loop
 
 #: Input width of M_scene and M_trailer (features of the MovieCLIP-trained Swin-B).
 FEATURE_DIM = 1024

@@ -58,12 +58,12 @@ from moviekit import (
     classification_report,
     multi_hot,
     pos_weights,
+    train_loop,
 )
 
 from .csvfile import iter_csv_records
 from .heads import warmup_cosine, write_report
 from .openclip import TEST_ONLY_MARK
-from .training import train_loop
 
 # -- the paper's settings ---------------------------------------------------------------------
 

@@ -34,11 +34,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Item, Labels, MoviekitError, Task, TaskResult, resolve_device
+from moviekit import Config, Item, Labels, MoviekitError, Task, TaskResult, resolve_device, train_loop
 
 from .csvfile import iter_csv_records, write_csv
 from .scenes import lstm_classifier, sequence_inputs
-from .training import train_loop
 
 #: The MovieShots scale classes, from the closest to the widest framing.
 SCALES = ("ECS", "CS", "MS", "FS", "LS")

@@ -1,4 +1,5 @@
-"""The plugin's shared epoch loop: mid-task checkpoints, resume after a kill, mixed-precision plumbing."""
+"""The core epoch loop (``moviekit.train_loop``) as the plugin's three tasks use it: mid-task checkpoints,
+resume after a kill, mixed-precision plumbing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from moviekit.testing import make_context
-from moviekit_movieclip import training
+from moviekit import training
 from moviekit_movieclip.heads import MovieclipDownstream
 from moviekit_movieclip.scenes import MovieclipSceneClassifier
 from moviekit_movieclip.shotscale import MovieclipShotScale
