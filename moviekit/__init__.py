@@ -42,7 +42,9 @@ from .records import (
 )
 from .device import resolve_device
 from .recipe import load_recipe
-from .runner import TaskContext, extract_videos, run_recipe
+from .context import Reporter, TaskContext
+from .models import ModelPart, ModelRecord, TrainedModel, build_part, load_model
+from .runner import extract_videos, run_recipe
 from .metrics import multilabel_metrics, per_class_metrics, random_baseline
 from .tensors import mlp, multi_hot, pad_features
 from .training import (
@@ -116,6 +118,12 @@ __all__ = [
     "Sink",
     "Task",
     "TaskContext",
+    "Reporter",
+    "ModelPart",
+    "ModelRecord",
+    "TrainedModel",
+    "build_part",
+    "load_model",
     "TaskResult",
     "Track",
     "UnknownComponentError",

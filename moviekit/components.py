@@ -29,7 +29,7 @@ from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Sho
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .runner import TaskContext
+    from .context import TaskContext
 
 
 class Config(BaseModel):

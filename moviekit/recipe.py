@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .components import Component
 from .errors import PluginError, RecipeError, UnknownComponentError
@@ -64,6 +64,30 @@ class RunConfig(BaseModel):
         return v
 
 
+class ModelSource(BaseModel):
+    """A trained model to start from: ``{run: RUN_DIR, name: NAME}`` (the model an earlier run
+    wrote to ``RUN_DIR/models/NAME.*``) or ``{file: PATH}`` (a ``.json``/``.safetensors`` pair)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path | None = Field(None, description="run directory of an earlier run")
+    name: str | None = Field(None, description="the model's name in that run (its models/<name>.json)")
+    file: Path | None = Field(None, description="a model file pair written by moviekit (<stem>.json + <stem>.safetensors)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSource:
+        if (self.file is None) == (self.run is None):
+            raise ValueError("give either `file`, or `run` and `name`")
+        if self.run is not None and not self.name:
+            raise ValueError("`run` needs the model's `name`")
+        return self
+
+    def stem(self) -> Path:
+        from .models import find_run_model, model_stem
+
+        return model_stem(self.file) if self.file is not None else find_run_model(self.run, self.name)
+
+
 class Recipe(BaseModel):
     """A whole run: the components to compose and the tasks to execute."""
 
@@ -78,6 +102,9 @@ class Recipe(BaseModel):
     encoder: ComponentSpec | None = None
     head: ComponentSpec | None = None
     tasks: list[ComponentSpec] = Field(default_factory=list)
+    models: dict[str, ModelSource] = Field(
+        default_factory=dict, description="trained models loaded before the tasks, by the name tasks start from (`init: NAME`)"
+    )
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 

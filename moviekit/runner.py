@@ -25,23 +25,13 @@ import yaml
 from .clips import make_clips, make_sequences
 from .components import Component, DatasetSource, Encoder, Expert, Head, Labeler, Reader, Segmenter, Task, TaskResult
 from .errors import ItemError, MoviekitError, WeightsNotFoundError
+from .models import TrainedModel, load_model, model_digest
 from .plugins import Registry, get_registry
 from .recipe import ResolvedRecipe
 from .records import FeatureSet, Item, Video
+from .context import Reporter, TaskContext
 from .store import ArtifactStore, atomic_write_text, file_hash, hash_key
 from .weights import cache_root, resolve_weights
-
-
-class Reporter:
-    """Progress callbacks; the CLI shows them with rich, tests leave them silent."""
-
-    def stage(self, name: str, total: int | None) -> None: ...
-
-    def advance(self, name: str, n: int = 1) -> None: ...
-
-    def done(self, name: str) -> None: ...
-
-    def log(self, message: str) -> None: ...
 
 
 @dataclass
@@ -51,51 +41,6 @@ class StageStats:
     failed: int = 0
     excluded: int = 0
     seconds: float = 0.0
-
-
-@dataclass
-class TaskContext:
-    """What a task sees: the extracted items, the shared models and the run's settings."""
-
-    recipe: ResolvedRecipe
-    out_dir: Path
-    items: list[Item]
-    vocabulary: list[str]
-    device: Any
-    precision: str
-    seed: int
-    workers: int
-    store: ArtifactStore
-    encoder: Encoder | None = None
-    head: Head | None = None
-    experts: dict[str, Expert] = field(default_factory=dict)
-    #: State passed from task to task (trained weights, embeddings); persisted with each task.
-    shared: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, TaskResult] = field(default_factory=dict)
-    reporter: Reporter = field(default_factory=Reporter)
-    task_key: str = ""
-
-    def autocast(self) -> Any:
-        from .device import autocast
-
-        return autocast(self.device, self.precision)
-
-    def grad_scaler(self) -> Any:
-        from .device import grad_scaler
-
-        return grad_scaler(self.device, self.precision)
-
-    def log(self, message: str) -> None:
-        self.reporter.log(message)
-
-    def checkpoint_path(self, name: str = "checkpoint") -> Path:
-        """A per-task file for mid-task checkpoints, keyed like the task's artifact."""
-        p = self.store.root / "checkpoints" / f"{self.task_key}-{name}.pt"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
-
-    def split(self, name: str) -> list[Item]:
-        return [it for it in self.items if it.video.split == name]
 
 
 def component_identity(registry: Registry, comp: Component) -> dict[str, Any]:
@@ -209,11 +154,24 @@ class Runner:
                 except WeightsNotFoundError as e:
                     raise WeightsNotFoundError(f"{path} ({comp.name}): {e}") from None
 
+    def load_models(self) -> dict[str, TrainedModel]:
+        """The recipe's ``models:``, loaded (and so checked) before any data work."""
+        out: dict[str, TrainedModel] = {}
+        for key, source in self.recipe.models.items():
+            try:
+                model = load_model(source.stem())
+            except MoviekitError as e:
+                raise MoviekitError(f"models.{key}: {e}") from None
+            model.record.name = key
+            out[key] = model
+        return out
+
     def run(self) -> dict[str, Any]:
         from .device import resolve_device, seed_everything
 
         self.prepare()
         self.check_weights()
+        start_models = self.load_models()
         seed_everything(self.recipe.run.seed)
         device = resolve_device(self.recipe.run.device)
         dataset: DatasetSource = self.build("dataset")
@@ -240,8 +198,12 @@ class Runner:
             encoder=self.build("encoder"),
             head=self.build("head"),
             reporter=self.reporter,
+            models=dict(start_models),
         )
-        upstream = hash_key([it.video.id for it in items], [self._item_keys.get(it.video.id) for it in items], vocabulary)
+        upstream = hash_key(
+            [it.video.id for it in items], [self._item_keys.get(it.video.id) for it in items], vocabulary,
+            {k: model_digest(m) for k, m in sorted(start_models.items())},
+        )  # fmt: skip
         self.run_tasks(ctx, upstream)
         return self.finish(ctx)
 
@@ -358,23 +320,29 @@ class Runner:
             with self._stage(label, None) as st:
                 cached = self.store.get("task", key)
                 if cached is not None:
-                    result, shared, files = cached
+                    result, shared, files, model_names = cached
                     for rel, data in files.items():
                         dest = self.out_dir / rel
                         if not dest.exists() or dest.read_bytes() != data:
                             dest.parent.mkdir(parents=True, exist_ok=True)
                             dest.write_bytes(data)
                     ctx.shared = shared
+                    for name in model_names:
+                        ctx.models[name] = load_model(self.out_dir / "models" / name)
                     st.reused += 1
                 else:
+                    before = dict(ctx.models)
                     try:
                         result = task.run(ctx)
                     except MoviekitError as e:
                         raise MoviekitError(f"tasks[{i}] ({task.name}) failed: {e}") from e
                     except Exception as e:
                         raise MoviekitError(f"tasks[{i}] ({task.name}) raised {type(e).__name__}: {e}") from e
-                    files = {rel: (self.out_dir / rel).read_bytes() for rel in result.files if (self.out_dir / rel).is_file()}
-                    self.store.put("task", key, (result, ctx.shared, files))
+                    model_names = [n for n, m in ctx.models.items() if before.get(n) is not m]
+                    model_files = [f"models/{n}{ext}" for n in model_names for ext in (".json", ".safetensors")]
+                    rels = list(dict.fromkeys([*result.files, *model_files]))
+                    files = {rel: (self.out_dir / rel).read_bytes() for rel in rels if (self.out_dir / rel).is_file()}
+                    self.store.put("task", key, (result, ctx.shared, files, model_names))
                     st.computed += 1
                 ctx.results[f"{i}:{task.name}"] = result
             prev = key

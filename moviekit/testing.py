@@ -128,7 +128,7 @@ def make_context(tmp_path: Path, items: list[Item] | None = None, vocabulary: li
     import torch
 
     from .recipe import Recipe, ResolvedRecipe
-    from .runner import TaskContext
+    from .context import TaskContext
 
     items = items if items is not None else tiny_items()
     vocabulary = vocabulary or sorted({lab for it in items for lab in it.video.labels})

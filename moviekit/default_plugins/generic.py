@@ -12,6 +12,7 @@ from pydantic import Field
 from moviekit import hookimpl
 from moviekit.components import Config, Encoder, Expert, FrameNeed, Head, Needs, Task, TaskResult
 from moviekit.errors import MoviekitError
+from moviekit.models import ModelPart, TrainedModel, build_part
 from moviekit.records import FrameBatch
 from moviekit.tensors import mlp, multi_hot
 from moviekit.training import TrainConfig, classification_report, feature_dims, fit_multilabel, predict_scores
@@ -149,26 +150,41 @@ class MultilabelClassification(Task):
 
     class Config(TrainConfig):
         select_on_val: bool = Field(False, description="keep the epoch with the best validation AUPRC (macro) when a val split exists")
+        init: str | None = Field(None, description="start from this model's encoder (and head, when its shape fits): a model of an earlier task or of the recipe's `models:`")
+        model_name: str = Field("multilabel", description="name of the trained model handed on (models/<name>.json + .safetensors)")
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
         train, test = ctx.split("train"), _eval_items(ctx, "test")
         if not train or not test:
             raise MoviekitError(f"needs train and test (or val) items; got {len(train)} train, {len(test)} test")
-        encoder = ctx.encoder.build(feature_dims(train)).to(ctx.device)
-        head = ctx.head.build(ctx.encoder.output_dim(), len(ctx.vocabulary)).to(ctx.device)
+        dims = feature_dims(train)
+        enc_part = ModelPart(kind="encoder", component={"use": ctx.encoder.name, **ctx.encoder.config.model_dump(mode="json")}, build={"dims": {k: list(v) for k, v in dims.items()}})
+        head_part = ModelPart(kind="head", component={"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")}, build={"in_dim": ctx.encoder.output_dim(), "out_dim": len(ctx.vocabulary)})
+        encoder = build_part(enc_part)
+        head = build_part(head_part)
+        if cfg.init:
+            start = ctx.model(cfg.init)
+            encoder.load_state_dict(start.part_state("encoder"))
+            if "head" in start.record.parts and start.record.parts["head"].build == head_part.build:
+                head.load_state_dict(start.part_state("head"))
+        encoder, head = encoder.to(ctx.device), head.to(ctx.device)
         history = fit_multilabel(ctx, encoder, head, train, ctx.split("val"), cfg, tag="multilabel")
         scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
         metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
         metrics["train_loss"] = history["train_loss"]
-        ctx.shared["encoder_state"] = {k: v.cpu() for k, v in encoder.state_dict().items()}
-        ctx.shared["head_state"] = {k: v.cpu() for k, v in head.state_dict().items()}
         (ctx.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (ctx.out_dir / "per_class.json").write_text(json.dumps(rows, indent=1))
         summary = {k: v for k, v in metrics.items() if k.startswith(("auprc", "f1"))}
         summary["random_auprc_macro"] = metrics["random_baseline"]["auprc_macro"]
-        return TaskResult(metrics=summary, files=["metrics.json", "per_class.json"])
+        model = TrainedModel.from_modules(
+            cfg.model_name, {"encoder": (enc_part, encoder), "head": (head_part, head)},
+            task=self.name, input_dims={k: list(v) for k, v in dims.items()}, vocabulary=list(ctx.vocabulary),
+            metrics=summary, meta={"threshold": cfg.threshold, "init": cfg.init},
+        )  # fmt: skip
+        files = ctx.put_model(model)
+        return TaskResult(metrics=summary, files=["metrics.json", "per_class.json", *files])
 
 
 @hookimpl
