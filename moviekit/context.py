@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import MoviekitError
 from .models import TrainedModel
 from .records import Item
 from .store import ArtifactStore
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only; importing them here would make a cycle
+    from .components import Encoder, Expert, Head, TaskResult
+    from .recipe import ResolvedRecipe
 
 
 class Reporter:
