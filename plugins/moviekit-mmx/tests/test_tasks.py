@@ -207,3 +207,37 @@ def test_mmx_retrieve_by_id_matches_the_run_and_suggests_ids(trained):
         query_run(ctx.out_dir, video_id=q + "x", k=4)
     with pytest.raises(MoviekitError, match="exactly one of --id or --video"):
         query_run(ctx.out_dir, k=4)
+
+
+def test_finetune_resumes_from_its_checkpoint_like_an_uninterrupted_run(trained, tmp_path, monkeypatch):
+    """mmx_finetune runs on the core's train_loop: killed mid-way, it resumes to the very same result."""
+    import torch
+
+    from moviekit import training
+
+    ctx0, _, _ = trained
+    coarse = ctx0.model("coarse")
+
+    def finetune(run: str):
+        torch.manual_seed(1)
+        ctx = make_context(tmp_path / run, ctx0.items, encoder=encoder(), head=head())
+        ctx.store = make_context(tmp_path / "shared", ctx0.items).store  # both attempts see one checkpoint folder
+        ctx.models["coarse"] = coarse
+        FineGrained(epochs=4, warmup_epochs=1, batch_size=8, checkpoint_every=2, clip_grad=1.0).run(ctx)
+        return (ctx.out_dir / "silhouette.csv").read_text(), np.load(ctx.out_dir / "embeddings" / "fine.npz")["vectors"]
+
+    straight = finetune("straight")
+
+    def die(tag, epoch, history):
+        if tag == "mmx-finetune" and epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "epoch_done", die)
+    with pytest.raises(KeyboardInterrupt):
+        finetune("killed")
+    epochs = []
+    monkeypatch.setattr(training, "epoch_done", lambda tag, epoch, history: epochs.append(epoch))
+    resumed = finetune("killed")  # from the checkpoint of epoch 2, silhouette rows included
+    assert epochs == [3, 4]
+    assert resumed[0] == straight[0] and len(straight[0].splitlines()) == 1 + 5
+    np.testing.assert_array_equal(resumed[1], straight[1])
