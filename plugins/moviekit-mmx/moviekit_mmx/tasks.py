@@ -320,7 +320,7 @@ class Ablation(Task):
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
-        train, val, _, test, dims = _train_splits(ctx)
+        train, val, evaluated, test, dims = _train_splits(ctx)
         base = list(getattr(ctx.encoder.config, "experts", None) or sorted(dims))
         settings = cfg.settings or self.default_settings(base)
         parsed = []
@@ -355,7 +355,7 @@ class Ablation(Task):
         baseline = metrics["random_baseline"]
         rows.append({"setting": "random", "experts": "", "fusion": "random", **{k: round(baseline[k], 4) for k in HEADLINE}})
         write_csv(ctx.out_dir / "ablation.csv", rows)
-        result = {"settings": len(settings)}
+        result = {"settings": len(settings), "evaluated_split": evaluated}
         by = {r["setting"]: r for r in rows}
         everything = "+".join(base)
         if f"gated:{everything}" in by and f"concat:{everything}" in by:
