@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 Span = tuple[int, int]
@@ -43,7 +44,7 @@ def group_at(n: int, starts: Sequence[int]) -> list[Span]:
     """
     cuts = sorted({int(s) for s in starts if 0 < int(s) < n})
     edges = [0, *cuts, n] if n > 0 else []
-    return list(zip(edges[:-1], edges[1:]))
+    return list(pairwise(edges))
 
 
 def group_by_time(times: Sequence[float], width: float, origin: float = 0.0, end: float | None = None) -> list[Span]:
@@ -57,7 +58,7 @@ def group_by_time(times: Sequence[float], width: float, origin: float = 0.0, end
     if width <= 0:
         raise ValueError(f"bin width must be positive, got {width}")
     ts = [float(t) for t in times]
-    if any(b < a for a, b in zip(ts, ts[1:])):
+    if any(b < a for a, b in pairwise(ts)):
         raise ValueError("times must be ascending")
     last = end if end is not None else (ts[-1] if ts else origin)
     n_bins = max(0, math.floor((last - origin) / width) + 1) if ts or end is not None else 0

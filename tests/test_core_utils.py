@@ -6,9 +6,9 @@ import pytest
 from mkhelpers import run_cli
 
 from moviekit.clips import make_clips
-from moviekit.groups import gather, group_at, group_by_time, group_windows
 from moviekit.components import WeightsSpec, pool_track
 from moviekit.errors import MoviekitError, WeightsNotFoundError
+from moviekit.groups import gather, group_at, group_by_time, group_windows
 from moviekit.metrics import multilabel_metrics, random_baseline
 from moviekit.records import Clip, FeatureSet, Shot, Track
 from moviekit.store import ArtifactStore, file_hash, hash_key
@@ -200,7 +200,7 @@ def test_fit_multilabel_resumes_its_best_on_val_selection_after_a_kill(tmp_path,
     import torch
 
     from moviekit import TrainConfig, fit_multilabel, training
-    from moviekit.default_plugins.generic import MLPHead, MeanPoolEncoder
+    from moviekit.default_plugins.generic import MeanPoolEncoder, MLPHead
     from moviekit.testing import make_context, tiny_items
 
     def fit(run: str):

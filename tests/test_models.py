@@ -95,7 +95,7 @@ def test_missing_run_or_model_is_a_clear_error_naming_the_key(first_run, tmp_pat
 
 
 def test_init_from_checks_the_parts():
-    lin = lambda i, o: torch.nn.Linear(i, o)  # noqa: E731
+    lin = torch.nn.Linear
     enc = ModelPart(kind="encoder", component={"use": "mean_pool", "dim": 4}, build={"dims": {"v": [3]}})
     head = ModelPart(kind="head", component={"use": "mlp"}, build={"in_dim": 4, "out_dim": 2})
     model = TrainedModel.from_modules("m", {"encoder": (enc, lin(3, 4)), "head": (head, lin(4, 2))}, vocabulary=["a", "b"])

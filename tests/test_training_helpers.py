@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from moviekit import (
+    Item,
     MoviekitError,
     Video,
-    Item,
     classification_report,
     evaluation_split,
     selection_split,
