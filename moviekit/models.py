@@ -186,6 +186,8 @@ def load_model(path: str | Path) -> TrainedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
+    if Path(path).suffix in (".pt", ".pth", ".pkl", ".ckpt"):
+        raise MoviekitError(f"{path}: a pickled checkpoint is not loaded (it could run code); a moviekit model is a .json record beside a .safetensors file")
     stem = model_stem(path)
     meta, weights = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
     for f in (meta, weights):

@@ -94,6 +94,19 @@ def test_missing_run_or_model_is_a_clear_error_naming_the_key(first_run, tmp_pat
         run_recipe(validate(data), output=tmp_path / "run")
 
 
+def test_a_pickled_file_is_refused_not_loaded(tmp_path):
+    import pickle
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(pickle.dumps({"x": 1}))
+    with pytest.raises(MoviekitError, match=r"model\.pt: a pickled checkpoint is not loaded"):
+        load_model(bad)
+    (tmp_path / "m.json").write_text("{}")
+    (tmp_path / "m.safetensors").write_bytes(pickle.dumps({"x": 1}))
+    with pytest.raises(MoviekitError, match=r"m\.json: not a moviekit model record"):
+        load_model(tmp_path / "m")
+
+
 def test_init_from_checks_the_parts():
     lin = torch.nn.Linear
     enc = ModelPart(kind="encoder", component={"use": "mean_pool", "dim": 4}, build={"dims": {"v": [3]}})
