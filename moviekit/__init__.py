@@ -3,7 +3,8 @@
 The public API for plugin authors is everything imported here.
 """
 
-from .clips import group_windows, make_clips, make_sequences
+from .clips import make_clips
+from .groups import gather, group_at, group_by_time, group_windows
 from .components import (
     AudioNeed,
     Component,
@@ -35,7 +36,6 @@ from .records import (
     Item,
     Labels,
     Predictions,
-    Sequence,
     Shot,
     Track,
     Video,
@@ -43,7 +43,8 @@ from .records import (
 from .device import resolve_device
 from .recipe import load_recipe
 from .context import Reporter, TaskContext
-from .models import ModelPart, ModelRecord, TrainedModel, build_part, load_model
+from .models import ModelPart, ModelRecord, TrainedModel, build_part, find_run_model, load_model
+from .reporting import write_classification_report, write_csv
 from .runner import extract_videos, run_recipe
 from .metrics import multilabel_metrics, per_class_metrics, random_baseline
 from .tensors import mlp, multi_hot, pad_features
@@ -52,13 +53,17 @@ from .training import (
     batches,
     classification_report,
     embed_items,
+    evaluation_split,
     feature_dims,
     fit_multilabel,
     pos_weights,
     predict_scores,
     run_batched,
+    selection_split,
     to_device,
     train_loop,
+    warmup_cosine,
+    warmup_cosine_factor,
 )
 from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
 from .default_plugins.formats import write_movieclip_json
@@ -76,13 +81,19 @@ __all__ = [
     "batches",
     "classification_report",
     "embed_items",
+    "evaluation_split",
     "feature_dims",
     "fit_multilabel",
     "pos_weights",
     "predict_scores",
     "run_batched",
+    "selection_split",
     "to_device",
     "train_loop",
+    "warmup_cosine",
+    "warmup_cosine_factor",
+    "write_classification_report",
+    "write_csv",
     "multilabel_metrics",
     "per_class_metrics",
     "random_baseline",
@@ -113,7 +124,6 @@ __all__ = [
     "Reader",
     "RecipeError",
     "Segmenter",
-    "Sequence",
     "Shot",
     "Sink",
     "Task",
@@ -123,6 +133,7 @@ __all__ = [
     "ModelRecord",
     "TrainedModel",
     "build_part",
+    "find_run_model",
     "load_model",
     "TaskResult",
     "Track",
@@ -131,10 +142,12 @@ __all__ = [
     "WeightsNotFoundError",
     "WeightsSpec",
     "get_registry",
+    "gather",
+    "group_at",
+    "group_by_time",
     "group_windows",
     "hookimpl",
     "make_clips",
-    "make_sequences",
     "pad_features",
     "pool_track",
     "resolve_weights",

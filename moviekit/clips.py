@@ -1,8 +1,9 @@
-"""Shots to clips, and clips to sequences (MMX-Trailer-20 §4.2; reused for scenes of shots)."""
+"""Shots to clips (MMX-Trailer-20 §4.2).  Groups of clips (sequences), of shots (scenes) and of
+time (events) are :mod:`moviekit.groups`."""
 
 from __future__ import annotations
 
-from .records import Clip, Sequence, Shot
+from .records import Clip, Shot
 
 
 def make_clips(shots: list[Shot], fps: float, trim_start: int = 1, trim_end: int = 1, min_frames: int = 1) -> list[Clip]:
@@ -28,20 +29,3 @@ def make_clips(shots: list[Shot], fps: float, trim_start: int = 1, trim_end: int
             )
         )
     return clips
-
-
-def make_sequences(clips: list[Clip], length: int) -> list[Sequence]:
-    """Consecutive, non-overlapping runs of ``length`` clips; a trailing remainder is dropped."""
-    if not clips:
-        return []
-    vid = clips[0].video_id
-    return [
-        Sequence(video_id=vid, index=i, clip_indices=[c.index for c in clips[i * length : (i + 1) * length]])
-        for i in range(len(clips) // length)
-    ]
-
-
-def group_windows(n: int, size: int, stride: int | None = None) -> list[tuple[int, int]]:
-    """``[start, end)`` windows of ``size`` over ``n`` elements (scenes of shots, sliding windows)."""
-    stride = stride or size
-    return [(s, s + size) for s in range(0, max(n - size, -1) + 1, stride)] if n >= size else []

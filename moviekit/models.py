@@ -85,6 +85,17 @@ class TrainedModel:
         prefix = part + "."
         return {k[len(prefix) :]: v for k, v in self.state.items() if k.startswith(prefix)}
 
+    def load_part(self, part: str, module: Any) -> Any:
+        """Load the weights of ``part`` into ``module`` (built by the caller); returns it.
+        A module of another shape is a clear error naming the model and part, not a torch traceback."""
+        state = self.part_state(part)
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as e:
+            detail = " ".join(str(e).split())[:400]
+            raise MoviekitError(f"model '{self.name}': its '{part}' weights do not fit the module built here ({detail})") from None
+        return module
+
     def build(self, part: str, registry: Any = None) -> Any:
         """Build the module of an encoder or head part from its component and load its weights."""
         spec = self.record.parts.get(part)
@@ -92,9 +103,7 @@ class TrainedModel:
             raise MoviekitError(f"model '{self.name}' has no part '{part}' (it has: {', '.join(self.record.parts)})")
         if spec.kind == "module":
             raise MoviekitError(f"model '{self.name}': part '{part}' is a plugin module; its plugin rebuilds it")
-        module = build_part(spec, registry)
-        module.load_state_dict(self.part_state(part))
-        return module
+        return self.load_part(part, build_part(spec, registry))
 
     def save(self, stem: str | Path) -> list[Path]:
         """Write ``<stem>.json`` and ``<stem>.safetensors`` atomically; returns both paths."""
@@ -128,6 +137,38 @@ def build_part(spec: ModelPart, registry: Any = None) -> Any:
     return comp.build(int(spec.build["in_dim"]), int(spec.build["out_dim"]))
 
 
+def init_from(
+    model: TrainedModel, modules: dict[str, tuple[ModelPart, Any]], required: tuple[str, ...] = ("encoder",), vocabulary: list[str] | None = None
+) -> list[str]:
+    """Start the freshly built ``{part: (ModelPart, module)}`` of a task from ``model``'s weights.
+
+    A ``required`` part (the encoder, by default) must be in ``model`` and built by the same
+    component with weights of the same shapes, else a clear error.  Any other part is loaded
+    only when it fits exactly (same component, build arguments and, for a head, the same
+    ``vocabulary``), and otherwise left as built: a head trained on other classes starts afresh.
+    Returns the parts loaded.
+    """
+    loaded = []
+    have = ", ".join(model.record.parts) or "none"
+    for part, (spec, module) in modules.items():
+        theirs = model.record.parts.get(part)
+        if part in required:
+            if theirs is None:
+                raise MoviekitError(f"model '{model.name}' has no part '{part}' to start from (it has: {have})")
+            if theirs.component.get("use") != spec.component.get("use"):
+                raise MoviekitError(
+                    f"model '{model.name}': its '{part}' was built by '{theirs.component.get('use')}', this task builds '{spec.component.get('use')}'"
+                )
+            model.load_part(part, module)
+            loaded.append(part)
+        elif theirs is not None and theirs.component == spec.component and theirs.build == spec.build:
+            if spec.kind == "head" and vocabulary is not None and list(model.record.vocabulary) != list(vocabulary):
+                continue
+            model.load_part(part, module)
+            loaded.append(part)
+    return loaded
+
+
 def model_stem(path: str | Path) -> Path:
     """``x.json``, ``x.safetensors`` or ``x`` → the stem ``x``."""
     p = Path(path)
@@ -145,6 +186,8 @@ def load_model(path: str | Path) -> TrainedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
+    if Path(path).suffix in (".pt", ".pth", ".pkl", ".ckpt"):
+        raise MoviekitError(f"{path}: a pickled checkpoint is not loaded (it could run code); a moviekit model is a .json record beside a .safetensors file")
     stem = model_stem(path)
     meta, weights = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
     for f in (meta, weights):

@@ -28,14 +28,14 @@ class ComponentSpec(BaseModel):
 
 
 class ClipsConfig(BaseModel):
-    """How shots become clips, and clips become sequences."""
+    """How shots become clips.  (Groups of clips, such as sequences, are set on the component
+    that groups them: see :mod:`moviekit.groups`.)"""
 
     model_config = ConfigDict(extra="forbid")
 
     trim_start: int = Field(1, ge=0, description="frames dropped at the start of each shot")
     trim_end: int = Field(1, ge=0, description="frames dropped at the end of each shot")
     min_frames: int = Field(1, ge=1, description="clips shorter than this (after trimming) are dropped")
-    sequence_length: int = Field(9, ge=1, description="clips per sequence")
     min_clips: int = Field(10, ge=0, description="videos with fewer clips are excluded (and reported)")
 
 
@@ -173,6 +173,13 @@ def _set_path(data: Any, parts: list[Any], value: Any) -> None:
     data[parts[-1]] = value
 
 
+#: Keys that moved out of a recipe section, with where they went (an old recipe's error says so).
+MOVED_KEYS = {
+    ("clips", "sequence_length"): "clips.sequence_length was removed: a sequence length belongs to the encoder that "
+    "groups clips into sequences; set it there once (mmx_gated: `encoder.clips_per_sequence`)",
+}
+
+
 def _allowed_keys(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
@@ -195,7 +202,10 @@ def _pydantic_problems(err: ValidationError, prefix: tuple[Any, ...], model_for:
             model = model_for(tuple(e["loc"]))
             key = str(e["loc"][-1])
             msg = f"unknown key '{key}'"
-            if model is not None:
+            moved = MOVED_KEYS.get(tuple(str(x) for x in e["loc"]))
+            if moved:
+                msg = moved
+            elif model is not None:
                 allowed = _allowed_keys(model)
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 if close:

@@ -63,14 +63,6 @@ class Clip(Shot):
     shot_index: int
 
 
-class Sequence(Record):
-    """A run of consecutive clips of one video (MMX-Trailer-20 uses 9)."""
-
-    video_id: str
-    index: int
-    clip_indices: list[int]
-
-
 class FrameBatch(Record):
     """Decoded RGB frames with their exact presentation times.
 
@@ -190,7 +182,6 @@ class Item(Record):
     video: Video
     shots: list[Shot] = Field(default_factory=list)
     clips: list[Clip] = Field(default_factory=list)
-    sequences: list[Sequence] = Field(default_factory=list)
     features: FeatureSet | None = None
     shot_labels: list[Labels] = Field(default_factory=list)
 

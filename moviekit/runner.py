@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .clips import make_clips, make_sequences
+from .clips import make_clips
 from .components import Component, DatasetSource, Encoder, Expert, Head, Labeler, Reader, Segmenter, Task, TaskResult
 from .errors import ItemError, MoviekitError, WeightsNotFoundError
 from .models import TrainedModel, load_model, model_digest
@@ -248,7 +248,7 @@ class Runner:
         if video.features is not None or not consumers:
             clips = video.clips or []
             self._item_keys[video.id] = hash_key(video.model_dump(mode="json", exclude={"features"}), video.features.spec() if video.features else None)
-            return Item(video=video, clips=clips, sequences=make_sequences(clips, cfg.sequence_length), features=video.features)
+            return Item(video=video, clips=clips, features=video.features)
         if video.path is None or not Path(video.path).is_file():
             raise ItemError(video.id, "extract", f"video file not found: {video.path}")
         if Path(video.path).stat().st_size == 0:
@@ -300,7 +300,6 @@ class Runner:
             video=video,
             shots=shots,
             clips=clips,
-            sequences=make_sequences(clips, cfg.sequence_length),
             features=FeatureSet(video_id=video.id, arrays=arrays) if arrays else None,
             shot_labels=labels,
         )

@@ -11,6 +11,7 @@ tasks with their own models and losses use too.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -149,6 +150,54 @@ def classification_report(y_true: np.ndarray, scores: np.ndarray, vocabulary: li
     return metrics, rows
 
 
+def warmup_cosine(optimizer: Any, warmup: int, total: int, peak_in_warmup: bool = False) -> Any:
+    """The one warm-up + cosine learning-rate schedule: a ``LambdaLR`` over ``total`` steps
+    (epochs or iterations, as the caller steps it) of :func:`warmup_cosine_factor`."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, warmup, total, peak_in_warmup))
+
+
+def warmup_cosine_factor(step: int, warmup: int, total: int, peak_in_warmup: bool = False) -> float:
+    """The learning-rate factor at ``step``: a linear warm-up over the first ``warmup`` steps, then
+    cosine annealing from 1 to 0 over the remaining ``total - warmup`` (0 from then on).
+
+    The warm-up climbs ``(step + 1) / (warmup + 1)``, so the first annealing step is the first
+    at the full rate (MMX-Trailer-20's fine-tuning), or with ``peak_in_warmup``
+    ``(step + 1) / warmup``, reaching it on the last warm-up step (MovieCLIP's heads).
+    """
+    if warmup > 0 and step < warmup:
+        return (step + 1) / (warmup if peak_in_warmup else warmup + 1)
+    span = max(total - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * (min(step - warmup, span) / span)))
+
+
+def evaluation_split(ctx: Any, fallback: str | None = "val") -> tuple[str, list[Item]]:
+    """The split a task evaluates on, by the one rule: the test items; without any, the
+    ``fallback`` split's (val), named so that the task says so (``evaluated_split`` in its
+    metrics); never the training split.  Raises a clear error when neither has items."""
+    from .errors import MoviekitError
+
+    test = ctx.split("test")
+    if test:
+        return "test", test
+    if fallback and fallback != "train":
+        items = ctx.split(fallback)
+        if items:
+            return fallback, items
+    counts = {}
+    for it in ctx.items:
+        counts[it.video.split or "(none)"] = counts.get(it.video.split or "(none)", 0) + 1
+    have = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no items"
+    wanted = f"test or {fallback}" if fallback and fallback != "train" else "test"
+    raise MoviekitError(f"no {wanted} items to evaluate on (the items are: {have}); a task never evaluates on its training split: give the dataset a test split")
+
+
+def selection_split(ctx: Any, evaluated: str) -> list[Item]:
+    """Validation items for model selection: none when val is also the evaluated split."""
+    return [] if evaluated == "val" else ctx.split("val")
+
+
 def clip_gradients(params: list[Any], max_norm: float | None) -> None:
     import torch
 
@@ -196,16 +245,19 @@ def train_loop(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     extra_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Minibatch training: ``step_fn(indices)`` returns the loss of those samples.
+    """Minibatch training: ``step_fn(indices)`` returns the loss of those samples, or None to
+    skip that batch (no optimiser step; e.g. a contrastive loss needs at least two samples).
 
     Samples are shuffled with a generator seeded by ``seed`` every epoch.  With a task
     context ``ctx``, the forward runs under ``ctx.autocast()``, the backward through
     ``ctx.grad_scaler()``, and checkpoints go to ``ctx.checkpoint_path(tag)`` every
     ``checkpoint_every`` epochs (resumed on the next call, deleted at the end);
     ``generators`` and the ``extra_state`` dict (e.g. a kept best model) are saved and
-    restored with it.  ``on_epoch_end(epoch, history)`` runs after each epoch, before its
-    checkpoint (e.g. validation).  ``max_steps`` stops early (smoke tests).  Returns ``{"step_loss": [...], "epoch_loss": [...], "start_epoch": e}``
-    where ``start_epoch`` is the epoch training (re)started from.
+    restored with it.  ``on_epoch_end(epoch, history)`` runs after each epoch (and after a
+    per-epoch scheduler step), before its checkpoint (e.g. validation).  ``max_steps`` stops
+    early (smoke tests).  Returns ``{"step_loss": [...], "epoch_loss": [...], "lr": [...],
+    "start_epoch": e}``: ``lr`` is the first parameter group's learning rate at the start of
+    each epoch, ``start_epoch`` the epoch training (re)started from.
     """
     import contextlib
 
@@ -218,7 +270,7 @@ def train_loop(
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     scaler = ctx.grad_scaler() if ctx is not None else torch.amp.GradScaler("cuda", enabled=False)
-    history: dict[str, Any] = {"step_loss": [], "epoch_loss": []}
+    history: dict[str, Any] = {"step_loss": [], "epoch_loss": [], "lr": []}
     start, steps = 0, 0
     ckpt = ctx.checkpoint_path(tag) if ctx is not None else None
     if ckpt is not None and ckpt.exists():
@@ -242,12 +294,15 @@ def train_loop(
         if max_steps is not None and steps >= max_steps:
             break
         model.train()
+        history.setdefault("lr", []).append(optimizer.param_groups[0]["lr"])
         order = torch.randperm(n, generator=gen).tolist()
         total, count = 0.0, 0
         for s in range(0, n, batch_size):
             idx = order[s : s + batch_size]
             with ctx.autocast() if ctx is not None else contextlib.nullcontext():
                 loss = step_fn(idx)
+            if loss is None:
+                continue
             optimizer.zero_grad()
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

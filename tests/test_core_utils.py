@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from mkhelpers import run_cli
 
-from moviekit.clips import group_windows, make_clips, make_sequences
+from moviekit.clips import make_clips
 from moviekit.components import WeightsSpec, pool_track
 from moviekit.errors import MoviekitError, WeightsNotFoundError
+from moviekit.groups import gather, group_at, group_by_time, group_windows
 from moviekit.metrics import multilabel_metrics, random_baseline
 from moviekit.records import Clip, FeatureSet, Shot, Track
 from moviekit.store import ArtifactStore, file_hash, hash_key
@@ -42,15 +43,32 @@ def test_file_hash_memo(tmp_path):
     assert file_hash(f, memo_dir=tmp_path / "m") != h1
 
 
-def test_clips_trim_and_sequences():
+def test_clips_trim():
     shots = [Shot(video_id="v", index=i, start_frame=s, end_frame=e, start_time=s / 10, end_time=e / 10) for i, (s, e) in enumerate([(0, 10), (10, 12), (12, 40)])]
     clips = make_clips(shots, fps=10, trim_start=1, trim_end=1, min_frames=2)
     assert [(c.start_frame, c.end_frame, c.shot_index) for c in clips] == [(1, 9, 0), (13, 39, 2)]
     assert clips[0].start_time == pytest.approx(0.1) and clips[0].end_time == pytest.approx(0.9)
-    seqs = make_sequences(clips * 5, 4)
-    assert len(seqs) == 2 and len(seqs[0].clip_indices) == 4
+
+
+def test_groups_windows_scenes_and_time_bins():
+    # sequences of clips: whole windows, the remainder dropped; a stride makes them slide
     assert group_windows(10, 9, 1) == [(0, 9), (1, 10)]
-    assert group_windows(3, 9) == []
+    assert group_windows(3, 9) == [] and group_windows(7, 3) == [(0, 3), (3, 6)]
+    assert gather(list("abcdefg"), group_windows(7, 3)) == [list("abc"), list("def")]
+    # shots into scenes at boundary indices: every shot in exactly one scene
+    assert group_at(6, [2, 5]) == [(0, 2), (2, 5), (5, 6)]
+    assert group_at(4, [0, 2, 2, 9]) == [(0, 2), (2, 4)] and group_at(0, [1]) == [] and group_at(3, []) == [(0, 3)]
+    # time into 2-s events: bin b is group b, empty bins included; brute force over random times
+    rng = np.random.default_rng(0)
+    times = np.sort(rng.uniform(0, 11, 40))
+    spans = group_by_time(times, 2.0)
+    assert len(spans) == int(times[-1] // 2) + 1
+    for b, (s, e) in enumerate(spans):
+        assert list(range(s, e)) == [i for i, t in enumerate(times) if 2 * b <= t < 2 * (b + 1)]
+    assert group_by_time([0.5, 1.0], 2.0, end=5.0) == [(0, 2), (2, 2), (2, 2)]
+    assert group_by_time([0.5, 3.0], 1.0, origin=1.0) == [(1, 1), (1, 1), (1, 2)]
+    with pytest.raises(ValueError, match="ascending"):
+        group_by_time([1.0, 0.5], 2.0)
 
 
 def test_pool_track_means_within_clip_and_falls_back_to_nearest():
@@ -182,7 +200,7 @@ def test_fit_multilabel_resumes_its_best_on_val_selection_after_a_kill(tmp_path,
     import torch
 
     from moviekit import TrainConfig, fit_multilabel, training
-    from moviekit.default_plugins.generic import MLPHead, MeanPoolEncoder
+    from moviekit.default_plugins.generic import MeanPoolEncoder, MLPHead
     from moviekit.testing import make_context, tiny_items
 
     def fit(run: str):

@@ -12,10 +12,11 @@ from pydantic import Field
 from moviekit import hookimpl
 from moviekit.components import Config, Encoder, Expert, FrameNeed, Head, Needs, Task, TaskResult
 from moviekit.errors import MoviekitError
-from moviekit.models import ModelPart, TrainedModel, build_part
+from moviekit.models import ModelPart, TrainedModel, build_part, init_from
 from moviekit.records import FrameBatch
+from moviekit.reporting import write_classification_report
 from moviekit.tensors import mlp, multi_hot
-from moviekit.training import TrainConfig, classification_report, feature_dims, fit_multilabel, predict_scores
+from moviekit.training import TrainConfig, classification_report, evaluation_split, feature_dims, fit_multilabel, predict_scores, selection_split
 
 
 class ColorHistogram(Expert):
@@ -134,57 +135,57 @@ class ExportFeatures(Task):
         return [self.config.filename, "items.json"]
 
 
-def _eval_items(ctx, split: str) -> list:
-    items = ctx.split(split)
-    if not items:
-        items = ctx.split("val") if split == "test" else []
-    return items
-
-
 class MultilabelClassification(Task):
     """Trains encoder + head with BCE (per-class positive weights) on the train split and
-    reports AUPRC micro/macro/weighted and weighted P/R/F1 on the test split."""
+    reports AUPRC micro/macro/weighted and weighted P/R/F1 on the test split (on val, named in
+    ``evaluated_split``, when there is no test split). Writes ``metrics.json``, ``per_class.csv``
+    and the trained model ``models/<model_name>.json + .safetensors``."""
 
     name = "multilabel_classification"
     requires = frozenset({"encoder", "head"})
 
     class Config(TrainConfig):
         select_on_val: bool = Field(False, description="keep the epoch with the best validation AUPRC (macro) when a val split exists")
-        init: str | None = Field(None, description="start from this model's encoder (and head, when its shape fits): a model of an earlier task or of the recipe's `models:`")
+        init: str | None = Field(
+            None,
+            description="start from this model's encoder (and head, when it has the same shape and vocabulary): "
+            "a model of an earlier task or of the recipe's `models:`",
+        )
         model_name: str = Field("multilabel", description="name of the trained model handed on (models/<name>.json + .safetensors)")
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
-        train, test = ctx.split("train"), _eval_items(ctx, "test")
-        if not train or not test:
-            raise MoviekitError(f"needs train and test (or val) items; got {len(train)} train, {len(test)} test")
+        train = ctx.split("train")
+        if not train:
+            raise MoviekitError("no train items to train on")
+        evaluated, test = evaluation_split(ctx)
         dims = feature_dims(train)
         enc_part = ModelPart(kind="encoder", component={"use": ctx.encoder.name, **ctx.encoder.config.model_dump(mode="json")}, build={"dims": {k: list(v) for k, v in dims.items()}})
         head_part = ModelPart(kind="head", component={"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")}, build={"in_dim": ctx.encoder.output_dim(), "out_dim": len(ctx.vocabulary)})
         encoder = build_part(enc_part)
         head = build_part(head_part)
+        started: list[str] = []
         if cfg.init:
-            start = ctx.model(cfg.init)
-            encoder.load_state_dict(start.part_state("encoder"))
-            if "head" in start.record.parts and start.record.parts["head"].build == head_part.build:
-                head.load_state_dict(start.part_state("head"))
+            started = init_from(ctx.model(cfg.init), {"encoder": (enc_part, encoder), "head": (head_part, head)}, vocabulary=ctx.vocabulary)
+            ctx.log(f"{self.name}: started from model '{cfg.init}' ({', '.join(started)})")
         encoder, head = encoder.to(ctx.device), head.to(ctx.device)
-        history = fit_multilabel(ctx, encoder, head, train, ctx.split("val"), cfg, tag="multilabel")
+        history = fit_multilabel(ctx, encoder, head, train, selection_split(ctx, evaluated), cfg, tag="multilabel")
         scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
         metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
         metrics["train_loss"] = history["train_loss"]
-        (ctx.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (ctx.out_dir / "per_class.json").write_text(json.dumps(rows, indent=1))
+        metrics["evaluated_split"] = evaluated
+        report = write_classification_report(ctx.out_dir, metrics, rows)
         summary = {k: v for k, v in metrics.items() if k.startswith(("auprc", "f1"))}
         summary["random_auprc_macro"] = metrics["random_baseline"]["auprc_macro"]
+        summary["evaluated_split"] = evaluated
         model = TrainedModel.from_modules(
             cfg.model_name, {"encoder": (enc_part, encoder), "head": (head_part, head)},
             task=self.name, input_dims={k: list(v) for k, v in dims.items()}, vocabulary=list(ctx.vocabulary),
-            metrics=summary, meta={"threshold": cfg.threshold, "init": cfg.init},
+            metrics=summary, meta={"threshold": cfg.threshold, "init": cfg.init, "init_parts": started},
         )  # fmt: skip
         files = ctx.put_model(model)
-        return TaskResult(metrics=summary, files=["metrics.json", "per_class.json", *files])
+        return TaskResult(metrics=summary, files=[*report, *files])
 
 
 @hookimpl

@@ -23,9 +23,9 @@ def query_run(run_dir: Path, video_id: str | None = None, video: Path | None = N
     import faiss
     import torch
 
-    from moviekit import MoviekitError, Video, embed_items, extract_videos, load_recipe, run_batched
+    from moviekit import MoviekitError, Video, embed_items, extract_videos, load_model, load_recipe, run_batched
 
-    from .tasks import load_model, search
+    from .tasks import build_model, search
 
     run_dir = Path(run_dir)
     meta_path = run_dir / "index_ids.json"
@@ -55,16 +55,19 @@ def query_run(run_dir: Path, video_id: str | None = None, video: Path | None = N
             reasons = "; ".join(json.loads(line)["error"] for line in lines if line.strip())
             raise MoviekitError(f"{video}: could not extract features: {reasons or 'no clips found'}")
         ctx = SimpleNamespace(device=torch.device("cpu"), autocast=contextlib.nullcontext)
-        encoder, _ = load_model(torch.load(run_dir / meta["model"], weights_only=False))
+        model_file = str(meta.get("model", ""))
+        if model_file.endswith(".pt"):
+            raise MoviekitError(f"{meta_path}: names the pickled model {model_file} of an older moviekit, which is not loaded (it could run code); rerun the recipe to write models/*.json + .safetensors")
+        encoder, _ = build_model(load_model(run_dir / model_file))
         query = embed_items(encoder, items, ctx)
-        coarse = run_dir / "models" / "coarse.pt"
+        coarse = run_dir / "models" / "coarse.json"
         if coarse.is_file():
-            record = torch.load(coarse, weights_only=False)
-            enc, head = load_model(record)
+            model = load_model(coarse)
+            enc, head = build_model(model)
             if head is not None:
                 scores = run_batched(lambda f, m: torch.sigmoid(head(enc(f, m))), [enc, head], items, ctx)[0]
-                thr = float(record.get("threshold", 0.3))
-                predicted = [g for g, s in sorted(zip(record["vocabulary"], scores), key=lambda t: -t[1]) if s >= thr]
+                thr = float(model.record.meta.get("threshold", 0.3))
+                predicted = [g for g, s in sorted(zip(model.record.vocabulary, scores), key=lambda t: -t[1]) if s >= thr]
         exclude = set()
         name = str(video)
     scores, rows = search(index, np.asarray(query, dtype=np.float32), k + len(exclude))

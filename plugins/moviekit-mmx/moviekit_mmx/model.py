@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Encoder, mlp
+from moviekit import Config, Encoder, group_windows, mlp
 
 
 def _modules() -> dict[str, type]:
@@ -139,6 +139,11 @@ def _modules() -> dict[str, type]:
             return c * mask.unsqueeze(-1).to(c.dtype)
 
         # -- sequences -----------------------------------------------------------
+        def sequence_spans(self, n_clips: int) -> list[tuple[int, int]]:
+            """The ``[start, end)`` clips of each whole sequence of a trailer of ``n_clips`` clips
+            (``clips_per_sequence`` consecutive clips, a remainder dropped: :func:`moviekit.group_windows`)."""
+            return group_windows(n_clips, self.cfg.clips_per_sequence)
+
         def sequence_vectors(self, features: dict[str, torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
             """(B, S, sequence_dim) vectors and, per trailer, the indices of its real sequences."""
             c = self.clip_vectors(features, mask)
@@ -149,11 +154,9 @@ def _modules() -> dict[str, type]:
             if pad:
                 c = F.pad(c, (0, 0, 0, pad))
             seqs = self.j(c.reshape(B, S, L * D))
-            lengths = mask.sum(1).tolist()
-            valid = []
-            for n in lengths:
-                full = int(n) // L
-                valid.append(list(range(full)) if full else [0])
+            # the reshape above is the batched form of sequence_spans over the padded clips; per trailer,
+            # its whole sequences (or one zero-padded sequence when it has fewer clips than one)
+            valid = [list(range(len(self.sequence_spans(int(n))))) or [0] for n in mask.sum(1).tolist()]
             return seqs, valid
 
         def pool(self, seqs: torch.Tensor, select: list[list[int]]) -> torch.Tensor:
@@ -212,7 +215,7 @@ class GatedTrailerEncoder(Encoder):
         netvlad_clusters: int = Field(16, ge=1, description="NetVLAD clusters for experts that give descriptor sets (audio)")
         gating_hidden: int = Field(768, ge=1, description="hidden size of the pairwise g and the attention h MLPs")
         clip_dim: int = Field(128, ge=1, description="the L2-normalised clip vector")
-        clips_per_sequence: int = Field(9, ge=1, description="clips per sequence; must equal the recipe's clips.sequence_length")
+        clips_per_sequence: int = Field(9, ge=1, description="clips per sequence (consecutive clips, a remainder dropped); the one place the sequence length is set")
         sequence_hidden: int = Field(512, ge=1, description="hidden size of the sequence MLP j")
         sequence_dim: int = Field(256, ge=1, description="sequence vector size (output of j)")
         max_sequences: int = Field(40, ge=1, description="sequence slots of the bottleneck input (40 x 256 = 10240 in the paper)")
@@ -223,13 +226,6 @@ class GatedTrailerEncoder(Encoder):
 
     def output_dim(self) -> int:
         return self.config.output_dim
-
-    @classmethod
-    def check_recipe(cls, config: Any, recipe: Any) -> list[str]:
-        want = recipe.clips.sequence_length
-        if config.clips_per_sequence != want:
-            return [f"clips_per_sequence={config.clips_per_sequence} differs from clips.sequence_length={want}; set both to the same value"]
-        return []
 
     def build(self, dims: dict[str, tuple[int, ...]]) -> Any:
         missing = [m for m in (self.config.experts or []) if m not in dims]

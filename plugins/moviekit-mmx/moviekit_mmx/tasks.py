@@ -1,16 +1,17 @@
 """MMX-Trailer-20 tasks: coarse genre classification, the ablation, NT-Xent fine-grained
 fine-tuning, and faiss retrieval over the trailer embeddings.
 
-They pass the trained network along in ``ctx.shared["mmx"]`` and write their outputs
-into the run directory (see each task's docstring), where ``mmx_report`` finds them.
+They hand the trained networks on as :class:`moviekit.TrainedModel` records (``coarse`` from
+``mmx_genre``, ``fine`` from ``mmx_finetune``; ``models/<name>.json + .safetensors`` in the run
+directory) and write their outputs into the run directory (see each task's docstring), where
+``mmx_report`` finds them.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import itertools
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,13 +20,16 @@ from pydantic import Field
 
 from moviekit import (
     Config,
+    ModelPart,
     MoviekitError,
     Task,
     TaskResult,
     TrainConfig,
+    TrainedModel,
     batches,
     classification_report,
     embed_items,
+    evaluation_split,
     feature_dims,
     fit_multilabel,
     mlp,
@@ -33,8 +37,14 @@ from moviekit import (
     pad_features,
     predict_scores,
     run_batched,
+    selection_split,
     to_device,
+    train_loop,
+    warmup_cosine,
+    write_classification_report,
+    write_csv,
 )
+from moviekit.models import init_from
 
 HEADLINE = ("auprc_micro", "auprc_macro", "auprc_weighted", "precision_weighted", "recall_weighted", "f1_weighted")
 
@@ -52,39 +62,41 @@ class GenreTrainConfig(TrainConfig):
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _eval_split(ctx: Any) -> list:
-    test = ctx.split("test") or ctx.split("val")
-    if not ctx.split("train") or not test:
-        raise MoviekitError(f"needs train and test (or val) items; got {len(ctx.split('train'))} train, {len(test)} test")
-    return test
-
-
-def _selection_split(ctx: Any) -> list:
-    """Validation items for model selection; none when val is also the evaluation split."""
-    return ctx.split("val") if ctx.split("test") else []
-
-
-def _train_splits(ctx: Any) -> tuple[list, list, list, dict[str, tuple[int, ...]]]:
-    """Train, selection and evaluation items and the feature dims."""
+def _train_splits(ctx: Any) -> tuple[list, list, str, list, dict[str, tuple[int, ...]]]:
+    """Train items, selection items, the evaluated split's name and items (the core's rule:
+    test, else val; never train), and the feature dims."""
     train = ctx.split("train")
-    test = _eval_split(ctx)
-    return train, _selection_split(ctx), test, feature_dims(train)
+    if not train:
+        raise MoviekitError("no train items to train on")
+    evaluated, test = evaluation_split(ctx)
+    return train, selection_split(ctx, evaluated), evaluated, test, feature_dims(train)
 
 
-def _fit(ctx: Any, comp: Any, dims: dict, train: list, val: list, cfg: Any, tag: str) -> tuple[Any, Any, dict[str, Any]]:
-    """Build ``comp``'s encoder and the recipe's head, and train them for multi-label genres."""
-    encoder = comp.build(dims).to(ctx.device)
-    head = ctx.head.build(comp.output_dim(), len(ctx.vocabulary)).to(ctx.device)
+def _parts(ctx: Any, comp: Any, dims: dict) -> tuple[ModelPart, ModelPart]:
+    """The model-record parts of ``comp``'s encoder and the recipe's genre head."""
+    encoder = ModelPart(kind="encoder", component={"use": comp.name, **comp.config.model_dump(mode="json")}, build={"dims": {k: list(v) for k, v in dims.items()}})
+    head = ModelPart(kind="head", component={"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")}, build={"in_dim": comp.output_dim(), "out_dim": len(ctx.vocabulary)})
+    return encoder, head
+
+
+def _fit(ctx: Any, comp: Any, dims: dict, train: list, val: list, cfg: Any, tag: str, init: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Build ``comp``'s encoder and the recipe's head (started from model ``init`` when given), and
+    train them for multi-label genres."""
+    encoder = comp.build(dims)
+    head = ctx.head.build(comp.output_dim(), len(ctx.vocabulary))
+    if init:
+        enc_part, head_part = _parts(ctx, comp, dims)
+        started = init_from(ctx.model(init), {"encoder": (enc_part, encoder), "head": (head_part, head)}, vocabulary=ctx.vocabulary)
+        ctx.log(f"{tag}: started from model '{init}' ({', '.join(started)})")
+    encoder, head = encoder.to(ctx.device), head.to(ctx.device)
     history = fit_multilabel(ctx, encoder, head, train, val, cfg, tag=tag)
     return encoder, head, history
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
-        w.writeheader()
-        w.writerows(rows)
+def _data_digest(ctx: Any, train: list, test: list) -> str:
+    """What a genre model was trained and scored on (ids, labels, splits, vocabulary)."""
+    rows = [[it.id, it.video.split or "", list(it.video.labels)] for it in (*train, *test)]
+    return hashlib.sha256(json.dumps([rows, list(ctx.vocabulary)]).encode()).hexdigest()
 
 
 def _save_scores(path: Path, items: list, vocabulary: list[str], scores: np.ndarray) -> None:
@@ -110,49 +122,24 @@ def _train_fields(cfg: Any) -> dict[str, Any]:
     return cfg.model_dump(mode="json", include=set(GenreTrainConfig.model_fields) - {"threshold", "checkpoint_every"})
 
 
-def _cpu_state(module: Any) -> dict[str, Any]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+def build_model(model: TrainedModel, device: Any = "cpu") -> tuple[Any, Any | None]:
+    """The encoder (and genre head, when the model has one) of an MMX model record, in eval mode.
+
+    Every part is rebuilt, the head too when only the encoder is used: building draws random
+    initial weights (then overwritten), and a seeded run draws the same numbers as before.
+    """
+    encoder = model.build("encoder").to(device).eval()
+    head = model.build("head").to(device).eval() if "head" in model.record.parts else None
+    return encoder, head
 
 
-def _model_record(ctx: Any, encoder_comp: Any, dims: dict, encoder: Any, head: Any | None = None) -> dict[str, Any]:
-    rec = {
-        "encoder": {"use": encoder_comp.name, **encoder_comp.config.model_dump(mode="json")},
-        "output_dim": encoder_comp.output_dim(),
-        "dims": {k: list(v) for k, v in dims.items()},
-        "encoder_state": _cpu_state(encoder),
-        "vocabulary": list(ctx.vocabulary),
-    }
-    if head is not None:
-        rec["head"] = {"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")}
-        rec["head_state"] = _cpu_state(head)
-    return rec
-
-
-def load_model(record: dict[str, Any], device: Any = "cpu") -> tuple[Any, Any | None]:
-    """Rebuild the encoder (and head, when saved) of a saved model record; eval mode."""
-    from moviekit import get_registry
-
-    reg = get_registry()
-    enc_cfg = dict(record["encoder"])
-    encoder = reg.create(enc_cfg.pop("use"), "encoder", **enc_cfg).build({k: tuple(v) for k, v in record["dims"].items()})
-    encoder.load_state_dict(record["encoder_state"])
-    head = None
-    if "head" in record:
-        head_cfg = dict(record["head"])
-        head_comp = reg.create(head_cfg.pop("use"), "head", **head_cfg)
-        head = head_comp.build(int(record["encoder"].get("output_dim", 2048)), len(record["vocabulary"]))
-        head.load_state_dict(record["head_state"])
-        head.to(device).eval()
-    return encoder.to(device).eval(), head
-
-
-def _shared_model(ctx: Any, space: str = "latest") -> tuple[dict[str, Any], Any]:
-    mmx = ctx.shared.get("mmx")
-    if not mmx:
-        raise MoviekitError("no trained MMX model in this run: put the mmx_genre task before this one")
-    rec = mmx["models"][mmx["latest"] if space == "latest" else space]
-    encoder, _ = load_model(rec, ctx.device)
-    return rec, encoder
+def _mmx_model(ctx: Any, name: str) -> tuple[TrainedModel, Any]:
+    """Model ``name`` of this run (or of the recipe's ``models:``) and its encoder on the run's device."""
+    if name not in ctx.models and name in ("coarse", "fine"):
+        raise MoviekitError(f"no '{name}' MMX model in this run: put the {'mmx_genre' if name == 'coarse' else 'mmx_finetune'} task before this one, or load one under the recipe's `models:`")
+    model = ctx.model(name)
+    encoder, _ = build_model(model, ctx.device)
+    return model, encoder
 
 
 def _primary_labels(items: list) -> np.ndarray:
@@ -169,9 +156,10 @@ def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float | None:
     return float(silhouette_score(vectors, labels, metric="cosine"))
 
 
-def _sequences_of(item: Any, clips_per_sequence: int, max_clips: int | None = None) -> int:
+def _sequences_of(item: Any, encoder: Any, max_clips: int | None = None) -> int:
+    """Whole sequences of ``item`` as the encoder groups its (at most ``max_clips``) clips."""
     n = item.features.num_clips if item.features is not None else len(item.clips)
-    return min(n, max_clips or n) // clips_per_sequence
+    return len(encoder.sequence_spans(min(n, max_clips or n)))
 
 
 def _setup(*before: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +178,9 @@ class GenreClassification(Task):
     Writes ``metrics.json`` (AUPRC micro/macro/weighted, weighted P/R/F1 and the same under
     ``random_baseline``), ``per_genre.csv`` (with support and a random-baseline column),
     ``predictions.csv`` (label augmentation: given vs predicted genres for every trailer),
-    ``sequence_predictions.csv``, ``scores/model.npz``, ``embeddings/coarse.npz`` and ``models/coarse.pt``.
+    ``sequence_predictions.csv``, ``scores/model.npz``, ``embeddings/coarse.npz`` and the trained model ``coarse``
+    (``models/coarse.json + .safetensors``: encoder and genre head). With no test split it evaluates on val and says so
+    (``evaluated_split``). ``init`` starts the encoder (and the head, when its shape and genres fit) from a trained model.
     """
 
     name = "mmx_genre"
@@ -206,37 +196,42 @@ class GenreClassification(Task):
 
     class Config(GenreTrainConfig):
         sequence_predictions: bool = Field(True, description="also predict genres for each sequence on its own (needs the mmx_gated encoder)")
+        init: str | None = Field(None, description="start from this trained model (of an earlier task, or the recipe's `models:`): its encoder, and its head when shape and genres fit")
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
-        train, val, test, dims = _train_splits(ctx)
-        encoder, head, history = _fit(ctx, ctx.encoder, dims, train, val, cfg, tag="mmx-genre")
+        train, val, evaluated, test, dims = _train_splits(ctx)
+        encoder, head, history = _fit(ctx, ctx.encoder, dims, train, val, cfg, tag="mmx-genre", init=cfg.init)
         all_scores = predict_scores(encoder, head, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
         row = {it.id: i for i, it in enumerate(ctx.items)}
         scores = all_scores[[row[it.id] for it in test]]
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
         metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
-        metrics.update(history=history, train_items=len(train), selection_items=len(val), test_items=len(test))
+        metrics.update(history=history, train_items=len(train), selection_items=len(val), test_items=len(test), evaluated_split=evaluated)
         out = ctx.out_dir
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        _write_csv(out / "per_genre.csv", [{"genre": r["label"], **{k: r[k] for k in ("support", "auprc", "precision", "recall", "f1", "random_auprc")}} for r in rows])
+        files = write_classification_report(out, metrics, rows, per_class_file="per_genre.csv", label_column="genre")
         _save_scores(out / "scores" / "model.npz", test, ctx.vocabulary, scores)
-        files = ["metrics.json", "per_genre.csv", "scores/model.npz"]
+        files.append("scores/model.npz")
         files += self._label_augmentation(ctx, all_scores)
         if cfg.sequence_predictions and hasattr(encoder, "per_sequence"):
             files += self._sequence_predictions(ctx, encoder, head)
         vectors = embed_items(encoder, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
         save_embeddings(out / "embeddings" / "coarse.npz", ctx.items, vectors)
-        record = {**_model_record(ctx, ctx.encoder, dims, encoder, head), "threshold": cfg.threshold, "train": _train_fields(cfg), "test_scores": scores}
-        ctx.shared["mmx"] = {"models": {"coarse": record}, "latest": "coarse"}
-        import torch
-
-        (out / "models").mkdir(exist_ok=True)
-        torch.save(record, out / "models" / "coarse.pt")
-        files += ["embeddings/coarse.npz", "models/coarse.pt"]
+        files.append("embeddings/coarse.npz")
         summary = {k: metrics[k] for k in HEADLINE}
         summary["random_auprc_macro"] = metrics["random_baseline"]["auprc_macro"]
         summary["margin_auprc_macro"] = metrics["auprc_macro"] - summary["random_auprc_macro"]
+        summary["evaluated_split"] = evaluated
+        enc_part, head_part = _parts(ctx, ctx.encoder, dims)
+        meta = {
+            "threshold": cfg.threshold, "train": _train_fields(cfg), "init": cfg.init, "evaluated_split": evaluated,
+            "test_scores": "scores/model.npz", "data": _data_digest(ctx, train, test),
+        }  # fmt: skip
+        model = TrainedModel.from_modules(
+            "coarse", {"encoder": (enc_part, encoder), "head": (head_part, head)}, task=self.name,
+            input_dims={k: list(v) for k, v in dims.items()}, vocabulary=list(ctx.vocabulary), metrics=summary, meta=meta,
+        )  # fmt: skip
+        files += ctx.put_model(model)
         return TaskResult(metrics=summary, files=files)
 
     def _label_augmentation(self, ctx, scores: np.ndarray) -> list[str]:
@@ -256,7 +251,7 @@ class GenreClassification(Task):
                     "scores": json.dumps({g: round(float(p), 4) for g, p in zip(ctx.vocabulary, s)}),
                 }
             )
-        _write_csv(ctx.out_dir / "predictions.csv", rows)
+        write_csv(ctx.out_dir / "predictions.csv", rows, empty_fields=())
         return ["predictions.csv"]
 
     def _sequence_predictions(self, ctx, encoder, head) -> list[str]:
@@ -270,10 +265,11 @@ class GenreClassification(Task):
             with torch.no_grad(), ctx.autocast():
                 emb, owners = encoder.per_sequence(feats, mask)
                 probs = torch.sigmoid(head(emb).float()).cpu().numpy()
-            L = encoder.cfg.clips_per_sequence
             for (b, s), p in zip(owners, probs):
                 it = batch[b]
-                clips = it.clips[s * L : (s + 1) * L]
+                spans = encoder.sequence_spans(len(it.clips))
+                lo, hi = spans[s] if s < len(spans) else (0, len(it.clips))  # a trailer shorter than one sequence: all its clips
+                clips = it.clips[lo:hi]
                 rows.append(
                     {
                         "id": it.id,
@@ -284,15 +280,16 @@ class GenreClassification(Task):
                         "top": "|".join(ctx.vocabulary[i] for i in np.argsort(-p)[:3]),
                     }
                 )
-        _write_csv(ctx.out_dir / "sequence_predictions.csv", rows)
+        write_csv(ctx.out_dir / "sequence_predictions.csv", rows, empty_fields=())
         return ["sequence_predictions.csv"]
 
 
 class Ablation(Task):
     """The paper's ablation (Table 2): each expert alone, gated pairs, naive concatenation vs collaborative
     gating of all experts; each trained and evaluated like ``mmx_genre``. The full gated setting reuses the run's
-    ``mmx_genre`` model when that was trained with the same encoder and training settings, so both report one
-    model. Writes ``ablation.csv`` and ``scores/expert_<name>.npz`` for the single experts."""
+    ``mmx_genre`` model (its test scores, ``scores/model.npz``) when that was trained in this run on the same items
+    with the same encoder and training settings, so both report one model. Writes ``ablation.csv`` and
+    ``scores/expert_<name>.npz`` for the single experts."""
 
     name = "mmx_ablation"
     requires = frozenset({"encoder", "head"})
@@ -323,7 +320,7 @@ class Ablation(Task):
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
-        train, val, test, dims = _train_splits(ctx)
+        train, val, evaluated, test, dims = _train_splits(ctx)
         base = list(getattr(ctx.encoder.config, "experts", None) or sorted(dims))
         settings = cfg.settings or self.default_settings(base)
         parsed = []
@@ -335,12 +332,12 @@ class Ablation(Task):
             parsed.append((setting, fusion, experts))
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
         rows, files = [], []
-        coarse = self._genre_model(ctx, base)
+        coarse = self._genre_scores(ctx, base, train, test)
         for setting, fusion, experts in parsed:
             key = f"{ctx.task_key}-ablation-{setting}"
             cached = ctx.store.get("mmx-ablation", key)
             if coarse is not None and fusion == "gated" and experts == base:
-                scores = coarse["test_scores"]  # the very model mmx_genre trained and reported: not trained twice
+                scores = coarse  # the very model mmx_genre trained and reported: not trained twice
                 ctx.log(f"ablation {setting}: the mmx_genre model (same encoder and training settings)")
             elif cached is None:
                 comp = type(ctx.encoder)(ctx.encoder.config.model_copy(update={"experts": experts, "fusion": "gated" if fusion == "single" else fusion}))
@@ -357,8 +354,8 @@ class Ablation(Task):
                 files.append(f"scores/expert_{experts[0]}.npz")
         baseline = metrics["random_baseline"]
         rows.append({"setting": "random", "experts": "", "fusion": "random", **{k: round(baseline[k], 4) for k in HEADLINE}})
-        _write_csv(ctx.out_dir / "ablation.csv", rows)
-        result = {"settings": len(settings)}
+        write_csv(ctx.out_dir / "ablation.csv", rows)
+        result = {"settings": len(settings), "evaluated_split": evaluated}
         by = {r["setting"]: r for r in rows}
         everything = "+".join(base)
         if f"gated:{everything}" in by and f"concat:{everything}" in by:
@@ -366,15 +363,28 @@ class Ablation(Task):
             result.update(gated_auprc_macro=g, concat_auprc_macro=c, gating_beats_concat=bool(g > c))
         return TaskResult(metrics=result, files=["ablation.csv", *files])
 
-    def _genre_model(self, ctx: Any, base: list[str]) -> dict[str, Any] | None:
-        """The coarse mmx_genre model of this run, when it was trained exactly as this ablation's full gated setting."""
-        record = (ctx.shared.get("mmx") or {}).get("models", {}).get("coarse")
-        if not record or "test_scores" not in record or record.get("train") != _train_fields(self.config):
+    def _genre_scores(self, ctx: Any, base: list[str], train: list, test: list) -> np.ndarray | None:
+        """The test scores of this run's ``coarse`` mmx_genre model, when it was trained exactly as this
+        ablation's full gated setting (same items, encoder and training settings, not started from another model)."""
+        model = ctx.models.get("coarse")
+        if model is None or model.record.task != GenreClassification.name:
             return None
+        meta = model.record.meta
+        if meta.get("init") or meta.get("train") != _train_fields(self.config) or meta.get("data") != _data_digest(ctx, train, test):
+            return None
+        encoder = model.record.parts["encoder"]
         mine = {**ctx.encoder.config.model_dump(mode="json"), "experts": base}
-        theirs = {k: v for k, v in record["encoder"].items() if k != "use"}
-        theirs["experts"] = theirs.get("experts") or sorted(record["dims"])
-        return record if theirs == mine and record["encoder"].get("use") == ctx.encoder.name else None
+        theirs = {k: v for k, v in encoder.component.items() if k != "use"}
+        theirs["experts"] = theirs.get("experts") or sorted(encoder.build["dims"])
+        if theirs != mine or encoder.component.get("use") != ctx.encoder.name:
+            return None
+        path = ctx.out_dir / meta.get("test_scores", "scores/model.npz")
+        if not path.is_file():
+            return None
+        with np.load(path) as saved:
+            if saved["ids"].tolist() != [it.id for it in test]:
+                return None
+            return saved["scores"]
 
 
 class FineGrained(Task):
@@ -382,7 +392,8 @@ class FineGrained(Task):
     of each trailer's sequences, through a projection head m, n → 128 that is dropped afterwards; lr 1e-4,
     10 warm-up epochs then cosine annealing, 50 epochs. Records the cosine silhouette score of the trailer
     embeddings (grouped by each trailer's first genre) per epoch in ``silhouette.csv``; writes
-    ``embeddings/fine.npz`` and ``models/fine.pt``."""
+    ``embeddings/fine.npz`` and the fine-tuned encoder as model ``fine`` (``models/fine.json + .safetensors``).
+    Trains on the core's epoch loop (checkpoints and resume, optional gradient clipping)."""
 
     name = "mmx_finetune"
 
@@ -404,6 +415,9 @@ class FineGrained(Task):
         weight_decay: float = Field(0.0, ge=0)
         max_clips: int | None = Field(None, ge=1)
         silhouette_split: Literal["all", "train", "val", "test"] = Field("all", description="items the silhouette is computed on")
+        init: str = Field("coarse", description="the trained model whose encoder is fine-tuned: mmx_genre's `coarse`, or one of the recipe's `models:`")
+        clip_grad: float | None = Field(None, gt=0, description="clip the gradient norm to this value; None does not clip")
+        checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last)")
 
     def run(self, ctx) -> TaskResult:
         import torch
@@ -411,65 +425,55 @@ class FineGrained(Task):
         from .model import nt_xent
 
         cfg = self.config
-        record, encoder = _shared_model(ctx, "coarse")
+        start, encoder = _mmx_model(ctx, cfg.init)
         if not hasattr(encoder, "halves"):
             raise MoviekitError("mmx_finetune needs the mmx_gated encoder (it splits trailers into halves of sequences)")
-        L = encoder.cfg.clips_per_sequence
-        train = [it for it in ctx.split("train") if _sequences_of(it, L, cfg.max_clips) >= 2]
+        train = [it for it in ctx.split("train") if _sequences_of(it, encoder, cfg.max_clips) >= 2]
         if len(train) < 2:
-            raise MoviekitError("mmx_finetune needs at least 2 trailers with 2 or more sequences (lower clips.sequence_length?)")
+            raise MoviekitError("mmx_finetune needs at least 2 trailers with 2 or more sequences (lower the encoder's clips_per_sequence?)")
         skipped = len(ctx.split("train")) - len(train)
         proj = mlp([encoder.cfg.output_dim, *cfg.projection]).to(ctx.device)
-        params = list(encoder.parameters()) + list(proj.parameters())
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-        def factor(epoch: int) -> float:
-            if epoch < cfg.warmup_epochs:
-                return (epoch + 1) / (cfg.warmup_epochs + 1)
-            t = (epoch - cfg.warmup_epochs) / max(1, cfg.epochs - cfg.warmup_epochs)
-            return 0.5 * (1 + math.cos(math.pi * t))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        model = torch.nn.ModuleDict({"encoder": encoder, "proj": proj})
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = warmup_cosine(opt, cfg.warmup_epochs, cfg.epochs)
         sil_items = ctx.items if cfg.silhouette_split == "all" else ctx.split(cfg.silhouette_split)
         labels = _primary_labels(sil_items)
 
         def sil() -> float | None:
             return silhouette(embed_items(encoder, sil_items, ctx, cfg.batch_size, cfg.max_clips), labels)
 
-        rows = [{"epoch": 0, "loss": "", "silhouette": sil(), "lr": ""}]
-        gen = torch.Generator().manual_seed(ctx.seed)
-        scaler = ctx.grad_scaler()
-        for epoch in range(cfg.epochs):
-            encoder.train()
-            proj.train()
-            total, n = 0.0, 0
-            for batch in batches(train, cfg.batch_size, gen):
-                if len(batch) < 2:
-                    continue
-                feats, mask = to_device(*pad_features(batch, max_clips=cfg.max_clips), ctx.device)
-                with ctx.autocast():
-                    a, b, _ = encoder.halves(feats, mask)
-                    loss = nt_xent(proj(a), proj(b), cfg.temperature)
-                opt.zero_grad()
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                total += float(loss.detach()) * len(batch)
-                n += len(batch)
-            rows.append({"epoch": epoch + 1, "loss": total / max(n, 1), "silhouette": sil(), "lr": opt.param_groups[0]["lr"]})
-            sched.step()
-        _write_csv(ctx.out_dir / "silhouette.csv", rows)
+        kept: dict[str, Any] = {"rows": [{"epoch": 0, "loss": "", "silhouette": sil(), "lr": ""}]}
+
+        def step(idx: list[int]) -> Any:
+            if len(idx) < 2:
+                return None  # NT-Xent needs a negative: a last batch of one trailer is skipped
+            feats, mask = to_device(*pad_features([train[i] for i in idx], max_clips=cfg.max_clips), ctx.device)
+            a, b, _ = encoder.halves(feats, mask)
+            return nt_xent(proj(a), proj(b), cfg.temperature)
+
+        def record(epoch: int, history: dict[str, Any]) -> None:
+            kept["rows"].append({"epoch": epoch, "loss": history["epoch_loss"][-1], "silhouette": sil(), "lr": history["lr"][-1]})
+
+        train_loop(
+            model, step, len(train), opt, cfg.epochs, cfg.batch_size, ctx, seed=ctx.seed, scheduler=sched, clip_grad=cfg.clip_grad,
+            checkpoint_every=cfg.checkpoint_every, tag="mmx-finetune", on_epoch_end=record, extra_state=kept,
+        )  # fmt: skip
+        rows = kept["rows"]
+        write_csv(ctx.out_dir / "silhouette.csv", rows)
         vectors = embed_items(encoder, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
         save_embeddings(ctx.out_dir / "embeddings" / "fine.npz", ctx.items, vectors)
-        fine = {**record, "encoder_state": _cpu_state(encoder)}
-        fine.pop("head", None)
-        fine.pop("head_state", None)
-        ctx.shared["mmx"] = {"models": {**ctx.shared["mmx"]["models"], "fine": fine}, "latest": "fine"}
-        torch.save(fine, ctx.out_dir / "models" / "fine.pt")
         first, last = rows[0]["silhouette"], rows[-1]["silhouette"]
         metrics = {"final_loss": rows[-1]["loss"], "silhouette_before": first, "silhouette_after": last, "trailers": len(train)}
+        meta = {k: v for k, v in start.record.meta.items() if k not in ("test_scores", "data")}
+        meta["finetune"] = cfg.model_dump(mode="json")
+        meta["from"] = start.name
+        fine = TrainedModel.from_modules(
+            "fine", {"encoder": (start.record.parts["encoder"], encoder)}, task=self.name,
+            input_dims=start.record.input_dims, vocabulary=start.record.vocabulary, metrics=metrics, meta=meta,
+        )  # fmt: skip
+        files = ["silhouette.csv", "embeddings/fine.npz", *ctx.put_model(fine)]
         notes = [f"{skipped} train trailer(s) with fewer than 2 sequences were left out of the contrastive loss"] if skipped else []
-        return TaskResult(metrics=metrics, files=["silhouette.csv", "embeddings/fine.npz", "models/fine.pt"], notes=notes)
+        return TaskResult(metrics=metrics, files=files, notes=notes)
 
 
 def build_index(vectors: np.ndarray) -> Any:
@@ -514,15 +518,14 @@ class Retrieval(Task):
         import faiss
 
         cfg = self.config
-        mmx = ctx.shared.get("mmx") or {}
-        space = mmx.get("latest", "coarse") if cfg.space == "latest" else cfg.space
-        record, encoder = _shared_model(ctx, space)
+        space = ("fine" if "fine" in ctx.models else "coarse") if cfg.space == "latest" else cfg.space
+        _, encoder = _mmx_model(ctx, space)
         items = ctx.items
         vectors = embed_items(encoder, items, ctx, cfg.batch_size, cfg.max_clips)
         index = build_index(vectors)
         faiss.write_index(index, str(ctx.out_dir / "index.faiss"))
         ids = [it.id for it in items]
-        (ctx.out_dir / "index_ids.json").write_text(json.dumps({"space": space, "ids": ids, "labels": {it.id: it.video.labels for it in items}, "model": f"models/{space}.pt"}, indent=1))
+        (ctx.out_dir / "index_ids.json").write_text(json.dumps({"space": space, "ids": ids, "labels": {it.id: it.video.labels for it in items}, "model": f"models/{space}.json"}, indent=1))
         scores, rows = search(index, vectors, cfg.k + 1)
         neighbours: dict[str, list[dict[str, Any]]] = {}
         top1: dict[int, int] = {}  # query row -> nearest other row
@@ -534,7 +537,7 @@ class Retrieval(Task):
                 top1[i] = hits[0][0]
             for rank, (r, s) in enumerate(hits, 1):
                 table.append({"query": qid, "rank": rank, "neighbour": ids[r], "score": round(s, 5), "query_genres": "|".join(items[i].video.labels), "neighbour_genres": "|".join(items[r].video.labels)})
-        _write_csv(ctx.out_dir / "neighbours.csv", table)
+        write_csv(ctx.out_dir / "neighbours.csv", table, empty_fields=())
         jac = [_jaccard(items[i].video.labels, items[top].video.labels) for i, top in top1.items()]
         rng = np.random.default_rng(ctx.seed)
         rand = [_jaccard(items[i].video.labels, items[(i + 1 + int(rng.integers(len(items) - 1))) % len(items)].video.labels) for i in range(len(items))] if len(items) > 1 else [0.0]
@@ -555,7 +558,7 @@ def _jaccard(a: list[str], b: list[str]) -> float:
 def half_retrieval(encoder: Any, items: list, ctx: Any, batch_size: int = 32, max_clips: int | None = None) -> float | None:
     """Share of trailers whose first-half embedding has their own second half as nearest neighbour
     among all second halves (trailers with 2 or more sequences); None when fewer than 2 qualify."""
-    usable = [it for it in items if _sequences_of(it, encoder.cfg.clips_per_sequence, max_clips) >= 2]
+    usable = [it for it in items if _sequences_of(it, encoder, max_clips) >= 2]
     if len(usable) < 2:
         return None
     both = run_batched(lambda f, m: _cat_halves(encoder, f, m), [encoder], usable, ctx, batch_size, max_clips)

@@ -161,18 +161,19 @@ def test_nt_xent_matches_reference(tau):
     assert float(nt_xent(torch.from_numpy(z1), torch.from_numpy(z1), tau)) < got
 
 
-def test_recipe_validation_catches_a_sequence_length_mismatch():
-    from moviekit import RecipeError
+def test_the_sequence_length_is_stated_once_on_the_encoder():
+    from moviekit import RecipeError, group_windows
     from moviekit.recipe import validate
 
     data = {
         "dataset": {"use": "synthetic_trailers"},
         "segmenter": {"use": "fixed_length"},
         "experts": {"colour": {"use": "color_histogram"}},
-        "clips": {"sequence_length": 9},
         "encoder": {"use": "mmx_gated", "clips_per_sequence": 3},
     }
-    with pytest.raises(RecipeError, match=r"encoder.*clips_per_sequence=3 differs from clips.sequence_length=9"):
-        validate(data)
-    data["clips"]["sequence_length"] = 3
     assert validate(data).recipe.encoder.use == "mmx_gated"
+    data["clips"] = {"sequence_length": 9}  # the old key says where it went
+    with pytest.raises(RecipeError, match=r"clips.sequence_length.*encoder.clips_per_sequence"):
+        validate(data)
+    model = small(clips_per_sequence=3).build(DIMS)
+    assert model.sequence_spans(10) == group_windows(10, 3) == [(0, 3), (3, 6), (6, 9)]

@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score, precision_recall_fscore_sup
 from moviekit import Clip, FeatureSet, Item, Video, get_registry
 from moviekit.testing import make_context, tiny_items
 from moviekit_mmx.model import GatedTrailerEncoder
-from moviekit_mmx.tasks import Ablation, FineGrained, GenreClassification, Retrieval, half_retrieval, load_model
+from moviekit_mmx.tasks import Ablation, FineGrained, GenreClassification, Retrieval, build_model, half_retrieval
 
 DIMS = {"visual": (16,), "audio": (4, 8)}
 
@@ -69,13 +69,16 @@ def test_label_augmentation_and_sequence_predictions(trained):
 
 
 def test_saved_model_reloads_to_the_same_embeddings(trained):
-    import torch
+    from moviekit import embed_items, load_model
 
-    from moviekit import embed_items
-
-    ctx, _, _ = trained
+    ctx, genre, _ = trained
+    assert sorted(p.name for p in (ctx.out_dir / "models").iterdir()) == ["coarse.json", "coarse.safetensors", "fine.json", "fine.safetensors"]
+    assert not list(ctx.out_dir.rglob("*.pt"))  # each model on disk once, data only
     coarse = np.load(ctx.out_dir / "embeddings" / "coarse.npz")
-    enc, hd = load_model(torch.load(ctx.out_dir / "models" / "coarse.pt", weights_only=False))
+    model = load_model(ctx.out_dir / "models" / "coarse")
+    assert model.record.task == "mmx_genre" and model.record.vocabulary == ctx.vocabulary
+    assert model.record.meta["threshold"] == 0.3 and model.record.metrics["auprc_macro"] == genre.metrics["auprc_macro"]
+    enc, hd = build_model(model)
     assert hd is not None
     again = embed_items(enc, ctx.items, ctx)
     assert np.allclose(again, coarse["vectors"], atol=1e-5)
@@ -90,7 +93,8 @@ def test_finetune_writes_silhouette_per_epoch_and_changes_embeddings(trained):
     coarse = np.load(ctx.out_dir / "embeddings" / "coarse.npz")["vectors"]
     fine_v = np.load(ctx.out_dir / "embeddings" / "fine.npz")["vectors"]
     assert not np.allclose(coarse, fine_v)
-    assert ctx.shared["mmx"]["latest"] == "fine" and "head" not in ctx.shared["mmx"]["models"]["fine"]
+    assert list(ctx.model("fine").record.parts) == ["encoder"] and ctx.model("fine").record.meta["from"] == "coarse"
+    assert fine.metrics["silhouette_after"] == pytest.approx(float(rows[-1]["silhouette"]))
     lrs = [float(r["lr"]) for r in rows[1:]]
     assert lrs[0] < lrs[1]  # warm-up, then cosine decay
     assert lrs[-1] < lrs[1]
@@ -147,7 +151,7 @@ def test_retrieval_finds_own_other_half(tmp_path):
     for it in same:
         for m in it.features.arrays:
             it.features.arrays[m] = np.random.default_rng(int(it.id[1:])).standard_normal(it.features.arrays[m].shape).astype(np.float32)
-    _, enc = __import__("moviekit_mmx.tasks", fromlist=["_shared_model"])._shared_model(ctx, "coarse")
+    enc, _ = build_model(ctx.model("coarse"))
     assert half_retrieval(enc, same, ctx) < 0.5
 
 
@@ -179,11 +183,14 @@ def test_ablation_reuses_the_genre_model_only_when_trained_alike(tmp_path):
     Ablation(epochs=3, lr=1e-3, settings=["gated:audio+visual", "single:audio"]).run(ctx)
     rows = {r["setting"]: r for r in csv.DictReader((ctx.out_dir / "ablation.csv").open())}
     assert float(rows["gated:audio+visual"]["auprc_macro"]) == pytest.approx(genre.metrics["auprc_macro"], abs=1e-4)
-    # other training settings: the full gated setting is trained afresh
-    shared = ctx.shared["mmx"]["models"]["coarse"]
-    assert Ablation(epochs=1, lr=1e-3)._genre_model(ctx, ["audio", "visual"]) is None
-    assert Ablation(epochs=3, lr=1e-3)._genre_model(ctx, ["audio", "visual"]) is shared
-    assert Ablation(epochs=3, lr=1e-3)._genre_model(ctx, ["visual"]) is None
+    train, test = ctx.split("train"), ctx.split("test")
+    saved = np.load(ctx.out_dir / "scores" / "model.npz")["scores"]
+    np.testing.assert_array_equal(Ablation(epochs=3, lr=1e-3)._genre_scores(ctx, ["audio", "visual"], train, test), saved)
+    # other training settings, experts or items: the full gated setting is trained afresh
+    assert Ablation(epochs=1, lr=1e-3)._genre_scores(ctx, ["audio", "visual"], train, test) is None
+    assert Ablation(epochs=3, lr=1e-3)._genre_scores(ctx, ["visual"], train, test) is None
+    assert Ablation(epochs=3, lr=1e-3)._genre_scores(ctx, ["audio", "visual"], train[1:], test) is None
+
 
 def test_mmx_retrieve_by_id_matches_the_run_and_suggests_ids(trained):
     from moviekit import MoviekitError
@@ -200,3 +207,37 @@ def test_mmx_retrieve_by_id_matches_the_run_and_suggests_ids(trained):
         query_run(ctx.out_dir, video_id=q + "x", k=4)
     with pytest.raises(MoviekitError, match="exactly one of --id or --video"):
         query_run(ctx.out_dir, k=4)
+
+
+def test_finetune_resumes_from_its_checkpoint_like_an_uninterrupted_run(trained, tmp_path, monkeypatch):
+    """mmx_finetune runs on the core's train_loop: killed mid-way, it resumes to the very same result."""
+    import torch
+
+    from moviekit import training
+
+    ctx0, _, _ = trained
+    coarse = ctx0.model("coarse")
+
+    def finetune(run: str):
+        torch.manual_seed(1)
+        ctx = make_context(tmp_path / run, ctx0.items, encoder=encoder(), head=head())
+        ctx.store = make_context(tmp_path / "shared", ctx0.items).store  # both attempts see one checkpoint folder
+        ctx.models["coarse"] = coarse
+        FineGrained(epochs=4, warmup_epochs=1, batch_size=8, checkpoint_every=2, clip_grad=1.0).run(ctx)
+        return (ctx.out_dir / "silhouette.csv").read_text(), np.load(ctx.out_dir / "embeddings" / "fine.npz")["vectors"]
+
+    straight = finetune("straight")
+
+    def die(tag, epoch, history):
+        if tag == "mmx-finetune" and epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "epoch_done", die)
+    with pytest.raises(KeyboardInterrupt):
+        finetune("killed")
+    epochs = []
+    monkeypatch.setattr(training, "epoch_done", lambda tag, epoch, history: epochs.append(epoch))
+    resumed = finetune("killed")  # from the checkpoint of epoch 2, silhouette rows included
+    assert epochs == [3, 4]
+    assert resumed[0] == straight[0] and len(straight[0].splitlines()) == 1 + 5
+    np.testing.assert_array_equal(resumed[1], straight[1])
