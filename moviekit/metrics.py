@@ -98,3 +98,39 @@ def random_baseline(y_true: np.ndarray, threshold: float = 0.5, seed: int = 0, d
         "threshold": threshold,
         "draws": draws,
     }
+
+
+def boundary_scores(predicted: list[int], truth: list[tuple[int, int]], tolerance: int = 2) -> dict[str, Any]:
+    """Precision, recall and F1 of shot boundaries against known transitions.
+
+    ``predicted`` are cut frames (the first frame of each new shot); ``truth`` are transitions as
+    ``(first, last)`` frames: ``(c, c)`` for a hard cut at ``c``, ``(first mixed frame, first frame
+    of the new shot)`` for a dissolve or fade.  A cut found within ``tolerance`` frames of a
+    transition's range matches it; each cut matches at most one transition and vice versa, and the
+    matching is a maximum one (transitions taken by their end, each given the earliest free cut in
+    range, which is optimal for points against intervals).
+    """
+    cuts = sorted(int(c) for c in predicted)
+    used = [False] * len(cuts)
+    matched: list[tuple[int, int]] = []
+    for k, (a, b) in sorted(enumerate(truth), key=lambda kv: (kv[1][1], kv[1][0])):
+        lo, hi = a - tolerance, b + tolerance
+        for i, c in enumerate(cuts):
+            if not used[i] and lo <= c <= hi:
+                used[i] = True
+                matched.append((k, c))
+                break
+    tp = len(matched)
+    precision = tp / len(cuts) if cuts else (1.0 if not truth else 0.0)
+    recall = tp / len(truth) if truth else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "true_positives": tp,
+        "false_positives": len(cuts) - tp,
+        "false_negatives": len(truth) - tp,
+        "matched": sorted(k for k, _ in matched),
+        "tolerance": tolerance,
+    }
