@@ -242,7 +242,7 @@ def measure_shots(which: str, path: str) -> dict:
     from moviekit.default_plugins.segmenters import segment_file
     from moviekit.plugins import get_registry
 
-    label, name, config = next(s for s in SEGMENTERS if s[0] == which)
+    _, name, config = next(s for s in SEGMENTERS if s[0] == which)
     seg = get_registry().create(name, "segmenter", **config)
     if hasattr(seg, "model"):
         seg.model()

@@ -31,6 +31,7 @@ run after its first one belong to no shot).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -142,8 +143,7 @@ def shots_from_scores(scores: np.ndarray, threshold: float = 0.5, transitions: L
     runs = transition_runs(scores, threshold)
     if transitions == "split":
         cuts = [(a + b) // 2 + 1 for a, b in runs if a > 0 and b < n - 1]
-        edges = [0, *cuts, n]
-        return list(zip(edges[:-1], edges[1:], strict=True))
+        return list(itertools.pairwise([0, *cuts, n]))
     if runs and runs[0] == (0, n - 1):
         return [(0, n)]  # every frame a transition: the package returns the whole video
     out, start = [], 0
@@ -295,8 +295,8 @@ class _TransNetSink(Sink):
         scores = self.frame_scores()
         cfg = self.seg.config
         idx = self.timeline.indices
-        index_of = lambda pos: idx[pos] if pos < n else idx[-1] + 1  # noqa: E731 - positions -> the reader's frame indices
-        bounds = [(index_of(a), index_of(b)) for a, b in shots_from_scores(scores, cfg.threshold, cfg.transitions)]
+        stop = idx[-1] + 1  # positions are turned into the reader's frame indices
+        bounds = [(idx[a], idx[b] if b < n else stop) for a, b in shots_from_scores(scores, cfg.threshold, cfg.transitions)]
         return self.timeline.shots(self.video_id, bounds)
 
 

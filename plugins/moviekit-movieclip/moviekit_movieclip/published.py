@@ -94,7 +94,7 @@ def read_label_map(path: str | Path) -> list[str]:
         n = len(by_index)
         if sorted(by_index) != list(range(n)):
             missing = sorted(set(range(n)) - set(by_index))[:5]
-            raise MoviekitError(f"{path}: indices must be 0..{n - 1}, each once; missing {missing}, found {sorted(by_index)[-1] if by_index else None} as the largest")
+            raise MoviekitError(f"{path}: indices must be 0..{n - 1}, each once; missing {missing}, the largest is {max(by_index, default=None)}")
         labels = [by_index[i] for i in range(n)]
     else:
         raise MoviekitError(f"{path}: a label map is a JSON object {{label: index}} (the published format) or a list of labels, not {type(data).__name__}")
