@@ -46,7 +46,18 @@ from .context import Reporter, TaskContext
 from .models import ModelPart, ModelRecord, TrainedModel, build_part, find_run_model, load_model
 from .reporting import write_classification_report, write_csv
 from .runner import extract_videos, run_recipe
-from .metrics import multilabel_metrics, per_class_metrics, random_baseline
+from .metrics import (
+    AUPRC_NAMES,
+    all_positive_baseline,
+    all_positive_from_supports,
+    auprc_note,
+    boundary_scores,
+    multilabel_metrics,
+    per_class_metrics,
+    per_class_table,
+    random_baseline,
+    weighted_mean,
+)
 from .tensors import mlp, multi_hot, pad_features
 from .training import (
     TrainConfig,
@@ -97,6 +108,13 @@ __all__ = [
     "multilabel_metrics",
     "per_class_metrics",
     "random_baseline",
+    "AUPRC_NAMES",
+    "all_positive_baseline",
+    "all_positive_from_supports",
+    "auprc_note",
+    "boundary_scores",
+    "per_class_table",
+    "weighted_mean",
     "multi_hot",
     "mlp",
     "PLUGIN_API_VERSION",

@@ -83,10 +83,10 @@ class MovieclipClip(Labeler):
         templates: list[str] = Field(
             default_factory=lambda: [scoring.DEFAULT_TEMPLATE],
             description="prompt templates with one '{}' (or the names background, location, people_background, "
-            "people_location); more than one are ensembled",
+            "people_location, reference: the authors' script's 'a photo of a {}, a type of background location'); more than one are ensembled",
         )
         logit_scale: float = Field(scoring.LOGIT_SCALE, gt=0, description="scale of the cosine similarities before the softmax over labels")
-        fps: float = Field(1.0, gt=0, description="frames per second sampled for scoring")
+        fps: float | None = Field(1.0, gt=0, description="frames per second sampled for scoring; null scores every frame (as the authors' tagging script)")
         resize_mode: Literal["shortest", "squash", "longest"] | None = Field(
             None, description="how frames are fitted to the model's input: unset uses the model's own (CLIP: shortest side then centre crop)"
         )
@@ -195,7 +195,7 @@ class MovieclipClip(Labeler):
         The frames in the shot are averaged; a shot without one uses the frame nearest its midpoint
         if that is within one sampling period (``1 / fps``) of the shot.
         """
-        rows = shot_frame_rows(track.times, shot, max_gap=1.0 / self.config.fps)
+        rows = shot_frame_rows(track.times, shot, max_gap=1.0 / self.config.fps if self.config.fps else 0.0)
         if len(rows) == 0:
             return None
         return scoring.aggregate_shot(np.asarray(track.values, np.float64)[rows].reshape(len(rows), len(self.taxonomy)))
