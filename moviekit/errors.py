@@ -46,3 +46,7 @@ class ItemError(MoviekitError):
         self.stage = stage
         self.message = message
         super().__init__(f"{item}: {stage}: {message}")
+
+
+class DiskWriteError(MoviekitError):
+    """A file could not be written (disk full, read-only or no permission): a problem of the whole run."""
