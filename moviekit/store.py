@@ -167,7 +167,6 @@ class ArtifactStore:
             raise ValueError(f"bad store file {kind}/{name}")
         p = self.dir / kind / name
         p.parent.mkdir(parents=True, exist_ok=True)
-        self.used.add(f"{kind}/{name}")
         return p
 
     def file_hash(self, path: str | Path) -> str:

@@ -184,10 +184,10 @@ def _plain(v: Any, where: str) -> Any:
     ``torch.load(weights_only=True)`` reads it; anything else that is not plain data is refused."""
     import torch
 
+    if isinstance(v, np.generic):  # before float: np.float64 is a float
+        return v.item()
     if v is None or isinstance(v, (bool, int, float, str, torch.Tensor, torch.Size, torch.dtype, torch.device)):
         return v
-    if isinstance(v, np.generic):
-        return v.item()
     if isinstance(v, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(v).copy())
     if isinstance(v, dict):
