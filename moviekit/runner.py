@@ -31,7 +31,7 @@ from .recipe import ResolvedRecipe
 from .records import FeatureSet, Item, Shot, Track, Video
 from .context import Reporter, TaskContext
 from .runlock import RunLock
-from .store import ArtifactStore, atomic_write_text, hash_key
+from .store import ArtifactStore, atomic_write_bytes, atomic_write_text, hash_key
 from .weights import cache_root, resolve_weights
 
 
@@ -343,8 +343,7 @@ class Runner:
                     for rel, data in files.items():
                         dest = self.out_dir / rel
                         if not dest.exists() or dest.read_bytes() != data:
-                            dest.parent.mkdir(parents=True, exist_ok=True)
-                            dest.write_bytes(data)
+                            atomic_write_bytes(dest, data)
                     ctx.shared.update(cached["shared"])
                     for k in cached["removed"]:
                         ctx.shared.pop(k, None)
