@@ -291,8 +291,15 @@ def test_two_runs_sharing_a_cache_both_finish_with_the_results_of_a_run_alone(tm
 
 
 def test_a_valid_artifact_of_the_wrong_type_is_recomputed(tmp_path, registry):
-    from moviekit.codec import encode
     from moviekit.components import TaskResult
+
+    def plant(path, value):
+        if path.suffix == ".pkl":  # the store's old format
+            path.write_bytes(pickle.dumps(value))
+        else:
+            from moviekit.codec import encode
+
+            path.write_bytes(encode(value))
 
     root = make_video_folder(tmp_path / "videos", n=4)
     cache = tmp_path / "cache"
@@ -303,7 +310,7 @@ def test_a_valid_artifact_of_the_wrong_type_is_recomputed(tmp_path, registry):
     planted = artifact_files(cache)
     for p in planted:  # valid data in the format the store reads, of the wrong type for every consumer
         value = (TaskResult(), wrong, {}, []) if "task" in p.parts else wrong
-        p.write_bytes(pickle.dumps(value) if p.suffix == ".pkl" else encode(value))
+        plant(p, value)
     log = Log()
     summary = Runner(rr, output=tmp_path / "b", registry=registry, reporter=log).run()
     assert summary["failures"] == 0, (tmp_path / "b" / "failures.jsonl").read_text()
