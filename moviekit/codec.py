@@ -171,7 +171,7 @@ class _Reader:
         if "$tuple" in v:
             return tuple(self.dec(x) for x in v["$tuple"])
         if "$set" in v:
-            return set(self.dec(x) for x in v["$set"])
+            return {self.dec(x) for x in v["$set"]}
         if "$path" in v:
             return Path(v["$path"])
         if "$items" in v:

@@ -170,8 +170,8 @@ class Runner:
         return out
 
     def run(self) -> dict[str, Any]:
-        self.prepare()
         try:
+            self.prepare()
             return self._run()
         finally:
             self.close()
@@ -456,8 +456,8 @@ def extract_videos(resolved: ResolvedRecipe, videos: list[Video], output: Path |
 
     out = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="moviekit-extract-"))
     runner = Runner(resolved, output=out, **options)
-    runner.prepare()
     try:
+        runner.prepare()
         runner.check_weights()
         return runner.extract(videos)
     finally:

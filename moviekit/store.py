@@ -133,6 +133,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def _passes(check: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(check(value))
+    except Exception:  # noqa: BLE001 - a value the check cannot even inspect is of the wrong type
+        return False
+
+
 class ArtifactStore:
     """Data-only artifacts under ``root/v<FORMAT_VERSION>/<kind>/<key[:2]>/<key>.zip``.
 
@@ -209,7 +216,7 @@ class ArtifactStore:
         except codec.CodecError as e:
             self.discard(p, str(e))
             return default
-        if check is not None and not check(value):
+        if check is not None and not _passes(check, value):
             self.discard(p, f"not a valid '{kind}' artifact (a {type(value).__name__} of the wrong shape or type)")
             return default
         try:

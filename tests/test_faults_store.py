@@ -135,7 +135,7 @@ def test_checkpoint_round_trip_is_data_only_and_resumes(tmp_path):
     kept = {"best_state": {k: v.clone() for k, v in model.state_dict().items()}, "best_ap": np.float64(0.5), "aps": [np.float32(0.25)]}
     seen = []
 
-    import moviekit.training as training
+    from moviekit import training
 
     def stop_after_first(tag, epoch, history):
         seen.append(load_checkpoint(ctx.checkpoint_path("r")))
@@ -234,13 +234,22 @@ def test_disk_full_on_an_artifact_stops_the_run_once_and_leaves_no_temporary_fil
 # -- concurrent runs ------------------------------------------------------------------------
 
 
+#: A first "run": holds the output directory's lock, has written a failure, waits for its stdin to close.
+HOLD_LOCK = """import sys
+from moviekit.runlock import RunLock
+RunLock({out!r}).acquire()
+open(sys.argv[1] + '/failures.jsonl', 'w').write('{{"item": "first"}}\\n')
+print('locked', flush=True)
+sys.stdin.read()
+"""
+
+
 def test_a_second_run_on_the_same_output_directory_is_refused_and_truncates_nothing(tmp_path, registry):
     root = make_video_folder(tmp_path / "videos", n=2)
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import sys; from moviekit.runlock import RunLock; RunLock({str(out)!r}).acquire(); "
-         "open(sys.argv[1] + '/failures.jsonl', 'w').write('{\"item\": \"first\"}\\n'); print('locked', flush=True); sys.stdin.read()", str(out)],
+        [sys.executable, "-c", HOLD_LOCK.format(out=str(out)), str(out)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
