@@ -259,7 +259,7 @@ CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="artifact 
 
 
 def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def _cache_dir(cache_dir: Path | None) -> Path:

@@ -34,6 +34,10 @@ _KIND = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def stable_json(obj: Any) -> str:
     def default(o: Any) -> Any:
         if isinstance(o, BaseModel):
@@ -114,6 +118,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide a shared cache from its other users
             _write_fd(fd, data)
             os.fsync(fd)
         finally:
