@@ -373,3 +373,92 @@ def test_cache_show_and_prune_delete_only_the_stores_files(tmp_path, registry):
     assert (outside / ("d" * 64 + ".zip")).read_bytes() == b"not the cache's"
     r = run_cli("cache", "prune", "--cache-dir", str(cache), "--yes")
     assert r.returncode == 2 and "--older-than" in r.stderr
+
+
+def test_prune_by_age_and_of_the_old_pickle_layout(tmp_path):
+    import time
+
+    from moviekit.cache import TEMP_GRACE_S, prune, usage
+    from moviekit.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path)
+    old, new = store.put("probe", "1" * 64, {"fps": 1.0}), store.put("probe", "2" * 64, {"fps": 2.0})
+    legacy = tmp_path / "stream" / "ab" / ("a" * 64 + ".pkl")  # the pickle layout of earlier versions
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"old")
+    fresh_tmp = store.path("probe", "3" * 64).with_name(".x.zip.abc.tmp")  # a write in flight
+    stale_tmp = store.path("probe", "4" * 64).with_name(".y.zip.def.tmp")  # left by a killed run
+    for p in (fresh_tmp, stale_tmp):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"partial")
+    week = time.time() - 7 * 86400
+    for p in (old, legacy, stale_tmp):
+        os.utime(p, (week, week))
+    u = usage(tmp_path)
+    assert u["kinds"]["probe"]["artifacts"] == 2 and u["other_formats"]["v1"]["artifacts"] == 1 and u["temporary"]["files"] == 2
+    res = prune(tmp_path, older_than_days=3, dry_run=False)
+    assert res["files"] == 3 and not old.exists() and not legacy.exists() and not stale_tmp.exists()
+    assert new.exists() and fresh_tmp.exists() and TEMP_GRACE_S >= 600
+    assert store.get("probe", "2" * 64) == {"fps": 2.0}
+    prune(tmp_path, everything=True, dry_run=False)
+    assert not new.exists() and fresh_tmp.exists(), "an in-flight temporary file is never pruned"
+
+
+SHARED_TASKS = '''
+import numpy as np
+import moviekit
+from moviekit import Task, TaskResult
+
+moviekit_api = "1.0"
+
+
+class PutBig(Task):
+    """Puts a large array in the shared state."""
+    name = "put_big"
+
+    def run(self, ctx):
+        ctx.shared["big"] = np.arange(200_000, dtype=np.float32)
+        return TaskResult(metrics={"n": 1})
+
+
+class PutSmall(Task):
+    """Adds one small value."""
+    name = "put_small"
+
+    def run(self, ctx):
+        ctx.shared["small"] = float(ctx.shared["big"][:10].sum())
+        return TaskResult(metrics={"small": ctx.shared["small"]})
+
+
+class ReadShared(Task):
+    """Reads what the earlier tasks shared."""
+    name = "read_shared"
+
+    def run(self, ctx):
+        return TaskResult(metrics={"big_sum": float(ctx.shared["big"].sum()), "small": ctx.shared["small"]})
+
+
+@moviekit.hookimpl
+def register_components(register):
+    for c in (PutBig, PutSmall, ReadShared):
+        register(c)
+'''
+
+
+def test_each_task_stores_only_what_it_adds(tmp_path, registry):
+    mod = types.ModuleType("mk_shared_tasks")
+    exec(compile(SHARED_TASKS, "mk_shared_tasks", "exec"), mod.__dict__)
+    assert registry.add_plugin(mod, distribution="moviekit-shared-tasks").ok
+    root = make_video_folder(tmp_path / "videos", n=2)
+    cache = tmp_path / "cache"
+    data = recipe(root, cache)
+    data["tasks"] = [{"use": "put_big"}, {"use": "put_small"}]
+    r1 = Runner(validate(data, registry=registry), output=tmp_path / "a", registry=registry)
+    r1.run()
+    tasks = sorted((p for p in cache.rglob("*") if p.is_file() and "task" in p.relative_to(cache).parts), key=lambda p: p.stat().st_size)
+    assert len(tasks) == 2
+    assert tasks[1].stat().st_size > 800_000 and tasks[0].stat().st_size < 20_000, "a later task stored the earlier task's shared array again"
+    data["tasks"].append({"use": "read_shared"})  # the first two are reused: their shared state is restored
+    summary = Runner(validate(data, registry=registry), output=tmp_path / "b", registry=registry).run()
+    assert summary["stages"]["task 1/3: put_big"]["reused"] == 1 and summary["stages"]["task 2/3: put_small"]["reused"] == 1
+    assert summary["tasks"]["2:read_shared"] == {"big_sum": float(np.arange(200_000, dtype=np.float32).sum()), "small": 45.0}
