@@ -414,7 +414,7 @@ def stream_check(comp: Component) -> Any:
 
 
 def task_artifact_check(value: Any) -> bool:
-    """A stored task is ``{result, shared, removed, files, models}`` of the right types."""
+    """A stored task is ``{result, shared, removed, files, models}`` of the right types, its files inside the run."""
     return (
         isinstance(value, dict)
         and set(value) == {"result", "shared", "removed", "files", "models"}
@@ -422,10 +422,15 @@ def task_artifact_check(value: Any) -> bool:
         and isinstance(value["shared"], dict)
         and isinstance(value["removed"], list)
         and isinstance(value["files"], dict)
-        and all(isinstance(k, str) and isinstance(b, bytes) for k, b in value["files"].items())
+        and all(_inside(k) and isinstance(b, bytes) for k, b in value["files"].items())
         and isinstance(value["models"], list)
-        and all(isinstance(n, str) for n in value["models"])
+        and all(_inside(n) and "/" not in n for n in value["models"])
     )
+
+
+def _inside(rel: Any) -> bool:
+    """A relative path that stays inside the run directory (a tampered cache must not write elsewhere)."""
+    return isinstance(rel, str) and bool(rel) and not Path(rel).is_absolute() and ".." not in Path(rel).parts and "\\" not in rel
 
 
 def _json_or_none(v: Any) -> str | None:

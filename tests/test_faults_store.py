@@ -316,15 +316,17 @@ def test_a_valid_artifact_of_the_wrong_type_is_recomputed(tmp_path, registry):
     Runner(rr, output=tmp_path / "a", registry=registry).run()
     before = outputs(tmp_path / "a")
     wrong = {"fps": "x", "values": [1, 2]}
+    escaping = {"result": TaskResult(), "shared": {}, "removed": [], "files": {"../escape.txt": b"x", str(tmp_path / "abs.txt"): b"x"}, "models": ["../m"]}
     planted = artifact_files(cache)
+    tasks = iter([(TaskResult(), wrong, {}, []), escaping])  # the old tuple layout; files outside the run
     for p in planted:  # valid data in the format the store reads, of the wrong type for every consumer
-        value = (TaskResult(), wrong, {}, []) if "task" in p.parts else wrong
-        plant(p, value)
+        plant(p, next(tasks) if "task" in p.parts else wrong)
     log = Log()
     summary = Runner(rr, output=tmp_path / "b", registry=registry, reporter=log).run()
     assert summary["failures"] == 0, (tmp_path / "b" / "failures.jsonl").read_text()
     assert outputs(tmp_path / "b") == before
     assert sum("discarded" in line for line in log.lines) == len(planted)
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "abs.txt").exists()
 
 
 # -- cache commands ---------------------------------------------------------------------------
