@@ -48,5 +48,7 @@ class ItemError(MoviekitError):
         super().__init__(f"{item}: {stage}: {message}")
 
 
-class DiskWriteError(MoviekitError):
-    """A file could not be written (disk full, read-only or no permission): a problem of the whole run."""
+class DiskWriteError(MoviekitError, OSError):
+    """A file could not be written (disk full, read-only or no permission): a problem of the whole run.
+
+    Also an ``OSError``, so code that handled the original error still does."""
