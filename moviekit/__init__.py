@@ -24,7 +24,8 @@ from .components import (
     WeightsSpec,
     pool_track,
 )
-from .errors import ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
+from .codec import register_record
+from .errors import DiskWriteError, ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
 from .hookspecs import hookimpl
 from .plugins import PLUGIN_API_VERSION, get_registry
 from .records import (
@@ -83,6 +84,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "open_clip_weights_spec",
+    "register_record",
+    "DiskWriteError",
     "resolve_checkpoint",
     "resolve_device",
     "extract_videos",

@@ -94,6 +94,8 @@ def run(
         f"reused {summary['reused_artifacts']} finished artifact(s); {summary['decodes']} video decode(s); output in {summary['output']}",
         highlight=False,
     )
+    cache = summary["cache"]
+    console.print(f"cache: {_mib(cache['bytes'])} in {cache['artifacts']} artifact(s) at {cache['root']} (this run wrote {_mib(cache['written_bytes'])})", highlight=False)
     if summary["failures"]:
         err_console.print(f"[bold red]{summary['failures']} item(s) failed[/]; see {Path(summary['output']) / 'failures.jsonl'}")
         raise typer.Exit(1)
@@ -249,6 +251,68 @@ def doctor() -> None:
     for p in broken:
         table.add_row(f"  broken: {p.name}", "; ".join(p.errors))
     console.print(table)
+
+
+cache_app = typer.Typer(help="Show the artifact store's size, or prune it.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="artifact store folder (default: $MOVIEKIT_CACHE/artifacts, where runs without run.cache_dir keep theirs)")]
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def _cache_dir(cache_dir: Path | None) -> Path:
+    from .weights import cache_root
+
+    return cache_dir or cache_root() / "artifacts"
+
+
+@cache_app.command("show")
+def cache_show(
+    cache_dir: CacheDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Size per kind, number of artifacts and the root of the artifact store."""
+    from .cache import usage
+
+    u = usage(_cache_dir(cache_dir))
+    if as_json:
+        print(json.dumps(u, indent=2))
+        return
+    table = Table(title=f"artifact store {u['root']} (format v{u['format']})")
+    for col in ("kind", "artifacts", "size"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, g in u["kinds"].items():
+        table.add_row(kind, str(g["artifacts"]), _mib(g["bytes"]))
+    for version, g in u["other_formats"].items():
+        table.add_row(f"{version} (other format, not read)", str(g["artifacts"]), _mib(g["bytes"]))
+    if u["temporary"]["files"]:
+        table.add_row("temporary files", str(u["temporary"]["files"]), _mib(u["temporary"]["bytes"]))
+    table.add_row("total", str(u["artifacts"]), _mib(u["bytes"]))
+    console.print(table)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Annotated[Optional[float], typer.Option("--older-than", help="delete what was not written or read for DAYS days", metavar="DAYS")] = None,
+    run: Annotated[Optional[list[Path]], typer.Option("--run", help="keep only what this run used (its artifacts.json); repeat to keep several runs'")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="delete every artifact")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="really delete (default: a dry run that says what would go)")] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Delete artifacts by age, by run or all; a dry run unless --yes.  Only the store's own files under its root are deleted."""
+    from .cache import prune, read_manifest
+
+    root = cache_dir
+    if root is None and run:
+        root = Path(read_manifest(run[0])["cache"])
+    res = prune(_cache_dir(root), older_than_days=older_than, keep_runs=list(run or []), everything=all_, dry_run=not yes)
+    verb = "would delete" if res["dry_run"] else "deleted"
+    kinds = ", ".join(f"{k}: {g['files']}" for k, g in sorted(res["by_kind"].items()))
+    console.print(f"{verb} {res['files']} file(s), {_mib(res['bytes'])} in {res['root']}" + (f" ({kinds})" if kinds else ""), highlight=False)
+    if res["dry_run"]:
+        console.print("dry run: add --yes to delete", highlight=False)
 
 
 @app.command("new-plugin")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .codec import register_record
 from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -317,6 +318,9 @@ class TaskResult(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     files: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+
+
+register_record(TaskResult)
 
 
 class Task(Component):

@@ -46,3 +46,9 @@ class ItemError(MoviekitError):
         self.stage = stage
         self.message = message
         super().__init__(f"{item}: {stage}: {message}")
+
+
+class DiskWriteError(MoviekitError, OSError):
+    """A file could not be written (disk full, read-only or no permission): a problem of the whole run.
+
+    Also an ``OSError``, so code that handled the original error still does."""

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .codec import register_record
+
 Split = Literal["train", "val", "test"]
 
 
@@ -191,3 +193,7 @@ class Item(Record):
 
 
 Video.model_rebuild()
+
+# the core's records are on the artifact codec's allow-list
+for _cls in (Video, Shot, Clip, FrameBatch, AudioChunk, Track, FeatureSet, Labels, Predictions, Embeddings, Item):
+    register_record(_cls)

@@ -24,13 +24,14 @@ import yaml
 
 from .clips import make_clips
 from .components import Component, DatasetSource, Encoder, Expert, Head, Labeler, Reader, Segmenter, Task, TaskResult
-from .errors import ItemError, MoviekitError, WeightsNotFoundError
+from .errors import DiskWriteError, ItemError, MoviekitError, WeightsNotFoundError
 from .models import TrainedModel, load_model, model_digest
 from .plugins import Registry, get_registry
 from .recipe import ResolvedRecipe
-from .records import FeatureSet, Item, Video
+from .records import FeatureSet, Item, Shot, Track, Video
 from .context import Reporter, TaskContext
-from .store import ArtifactStore, atomic_write_text, file_hash, hash_key
+from .runlock import RunLock
+from .store import ArtifactStore, atomic_write_bytes, atomic_write_text, hash_key
 from .weights import cache_root, resolve_weights
 
 
@@ -90,7 +91,8 @@ class Runner:
         self.strict = self.recipe.run.strict if strict is None else strict
         self.reporter = reporter or Reporter()
         cache = self.recipe.run.cache_dir or cache_root() / "artifacts"
-        self.store = ArtifactStore(cache, read=not fresh)
+        self.store = ArtifactStore(cache, read=not fresh, log=self.reporter.log)
+        self.lock = RunLock(self.out_dir)
         self.stats: dict[str, StageStats] = {}
         self.failures: list[dict[str, Any]] = []
         self.exclusions: list[dict[str, Any]] = []
@@ -127,6 +129,7 @@ class Runner:
     # -- run -----------------------------------------------------------------
     def prepare(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()  # before anything is written: a second run on this folder stops here
         (self.out_dir / "failures.jsonl").write_text("")
         src = Path(self.resolved.source)
         if src.exists():
@@ -167,9 +170,23 @@ class Runner:
         return out
 
     def run(self) -> dict[str, Any]:
+        try:
+            self.prepare()
+            return self._run()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Record the artifacts this run used (``artifacts.json``, for ``moviekit cache prune --run``) and unlock."""
+        if self.lock.held:
+            try:
+                atomic_write_text(self.out_dir / "artifacts.json", json.dumps(self.store.manifest(), indent=1))
+            finally:
+                self.lock.release()
+
+    def _run(self) -> dict[str, Any]:
         from .device import resolve_device, seed_everything
 
-        self.prepare()
         self.check_weights()
         start_models = self.load_models()
         seed_everything(self.recipe.run.seed)
@@ -227,6 +244,8 @@ class Runner:
             for video in videos:
                 try:
                     item = self._extract_one(video, reader, reader_id, consumers, identities, st)
+                except DiskWriteError:
+                    raise  # a full or read-only disk is the run's problem, not this video's
                 except Exception as e:
                     st.failed += 1
                     self._fail(video.id, "extract", e)
@@ -253,9 +272,9 @@ class Runner:
             raise ItemError(video.id, "extract", f"video file not found: {video.path}")
         if Path(video.path).stat().st_size == 0:
             raise ItemError(video.id, "extract", f"{video.path}: file is empty (0 bytes)")
-        content = file_hash(video.path, memo_dir=self.store.root)
+        content = self.store.file_hash(video.path)
         info_key = hash_key(content, reader_id)
-        info = self.store.get("probe", info_key)
+        info = self.store.get("probe", info_key, check=probe_check)
         if info is None:
             info = reader.probe(video)
             self.store.put("probe", info_key, info)
@@ -264,7 +283,7 @@ class Runner:
         results: dict[str, Any] = {}
         missing: list[tuple[str, Component]] = []
         for path, comp in consumers:
-            value = self.store.get("stream", keys[path])
+            value = self.store.get("stream", keys[path], check=stream_check(comp))
             if value is None:
                 missing.append((path, comp))
             else:
@@ -317,20 +336,22 @@ class Runner:
             key = hash_key(prev, component_identity(self.registry, task), models, self.recipe.run.seed, i)
             ctx.task_key = key
             with self._stage(label, None) as st:
-                cached = self.store.get("task", key)
+                cached = self.store.get("task", key, check=task_artifact_check)
                 if cached is not None:
-                    result, shared, files, model_names = cached
+                    result, files, model_names = cached["result"], cached["files"], cached["models"]
                     for rel, data in files.items():
                         dest = self.out_dir / rel
                         if not dest.exists() or dest.read_bytes() != data:
-                            dest.parent.mkdir(parents=True, exist_ok=True)
-                            dest.write_bytes(data)
-                    ctx.shared = shared
+                            atomic_write_bytes(dest, data)
+                    ctx.shared.update(cached["shared"])
+                    for k in cached["removed"]:
+                        ctx.shared.pop(k, None)
                     for name in model_names:
                         ctx.models[name] = load_model(self.out_dir / "models" / name)
                     st.reused += 1
                 else:
                     before = dict(ctx.models)
+                    shared_before = _snapshot(ctx.shared)
                     try:
                         result = task.run(ctx)
                     except MoviekitError as e:
@@ -341,7 +362,9 @@ class Runner:
                     model_files = [f"models/{n}{ext}" for n in model_names for ext in (".json", ".safetensors")]
                     rels = list(dict.fromkeys([*result.files, *model_files]))
                     files = {rel: (self.out_dir / rel).read_bytes() for rel in rels if (self.out_dir / rel).is_file()}
-                    self.store.put("task", key, (result, ctx.shared, files, model_names))
+                    shared, removed = _shared_delta(shared_before, ctx.shared)
+                    # only what this task adds: its files, its models' files and the shared state it changed
+                    self.store.put("task", key, {"result": result, "shared": shared, "removed": removed, "files": files, "models": model_names})
                     st.computed += 1
                 ctx.results[f"{i}:{task.name}"] = result
             prev = key
@@ -357,9 +380,73 @@ class Runner:
             "reused_artifacts": sum(s.reused for s in self.stats.values()),
             "stages": {k: vars(v) for k, v in self.stats.items()},
             "tasks": {k: r.metrics for k, r in ctx.results.items()},
+            "cache": self.cache_summary(),
         }
         atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
+
+    def cache_summary(self) -> dict[str, Any]:
+        """The artifact store's size, and what this run used and wrote."""
+        from .cache import usage
+
+        u = usage(self.store.root)
+        return {"root": u["root"], "bytes": u["bytes"], "artifacts": u["artifacts"], "used_by_run": len(self.store.used), "written_bytes": self.store.bytes_written}
+
+
+_PROBE_KEYS = ("fps", "num_frames", "duration", "width", "height", "has_audio")
+
+
+def probe_check(value: Any) -> bool:
+    """A stored probe is a dict with the keys of the reader contract."""
+    return isinstance(value, dict) and all(k in value for k in _PROBE_KEYS)
+
+
+def stream_check(comp: Component) -> Any:
+    """The check of a stored consumer output against the consumer's contract (wrong type: recomputed)."""
+    if isinstance(comp, Segmenter):
+        return lambda v: isinstance(v, list) and all(isinstance(s, Shot) for s in v)
+    if isinstance(comp, Expert):
+        return lambda v: isinstance(v, Track) and tuple(v.values.shape[1:]) == tuple(comp.feature_shape())
+    if isinstance(comp, Labeler):
+        return lambda v: isinstance(v, Track)
+    return None
+
+
+def task_artifact_check(value: Any) -> bool:
+    """A stored task is ``{result, shared, removed, files, models}`` of the right types, its files inside the run."""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"result", "shared", "removed", "files", "models"}
+        and isinstance(value["result"], TaskResult)
+        and isinstance(value["shared"], dict)
+        and isinstance(value["removed"], list)
+        and isinstance(value["files"], dict)
+        and all(_inside(k) and isinstance(b, bytes) for k, b in value["files"].items())
+        and isinstance(value["models"], list)
+        and all(_inside(n) and "/" not in n for n in value["models"])
+    )
+
+
+def _inside(rel: Any) -> bool:
+    """A relative path that stays inside the run directory (a tampered cache must not write elsewhere)."""
+    return isinstance(rel, str) and bool(rel) and not Path(rel).is_absolute() and ".." not in Path(rel).parts and "\\" not in rel
+
+
+def _json_or_none(v: Any) -> str | None:
+    try:
+        return json.dumps(v, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def _snapshot(shared: dict[str, Any]) -> dict[str, tuple[Any, str | None]]:
+    return {k: (v, _json_or_none(v)) for k, v in shared.items()}
+
+
+def _shared_delta(before: dict[str, tuple[Any, str | None]], after: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The entries of ``ctx.shared`` a task set or changed (a new object, or JSON data that changed), and those it removed."""
+    changed = {k: v for k, v in after.items() if k not in before or before[k][0] is not v or before[k][1] != _json_or_none(v)}
+    return changed, [k for k in before if k not in after]
 
 
 def extract_videos(resolved: ResolvedRecipe, videos: list[Video], output: Path | None = None, **options: Any) -> list[Item]:
@@ -373,9 +460,12 @@ def extract_videos(resolved: ResolvedRecipe, videos: list[Video], output: Path |
 
     out = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="moviekit-extract-"))
     runner = Runner(resolved, output=out, **options)
-    runner.prepare()
-    runner.check_weights()
-    return runner.extract(videos)
+    try:
+        runner.prepare()
+        runner.check_weights()
+        return runner.extract(videos)
+    finally:
+        runner.close()
 
 
 def run_recipe(resolved: ResolvedRecipe, **options: Any) -> dict[str, Any]:
