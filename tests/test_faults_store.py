@@ -59,7 +59,7 @@ def recipe(root, cache, epochs=3, **run):
         "dataset": {"use": "video_folder", "root": str(root)},
         "segmenter": {"use": "every_n", "n": 12},
         "experts": {"luma": {"use": "test_luma"}, "colour": {"use": "color_histogram", "fps": 4}},
-        "clips": {"min_clips": 2, "sequence_length": 2},
+        "clips": {"min_clips": 2},
         "encoder": {"use": "mean_pool", "dim": 8, "hidden": 16},
         "head": {"use": "mlp", "hidden": [8]},
         "tasks": [{"use": "export_features"}, {"use": "multilabel_classification", "epochs": epochs, "batch_size": 2, "checkpoint_every": 1}],
