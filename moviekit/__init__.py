@@ -61,7 +61,7 @@ from .training import (
     train_loop,
 )
 from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
-from .default_plugins.formats import write_movieclip_json
+from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 
 __version__ = "0.1.0"
 
@@ -138,5 +138,7 @@ __all__ = [
     "pad_features",
     "pool_track",
     "resolve_weights",
-    "write_movieclip_json",
+    "VIDEO_EXTENSIONS",
+    "SplitConfig",
+    "deterministic_split",
 ]

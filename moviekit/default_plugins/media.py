@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit import hookimpl
+from moviekit.hookspecs import hookimpl
 from moviekit.components import AudioNeed, Config, FrameNeed, Needs, Reader, Sink
 from moviekit.errors import ItemError
 from moviekit.records import AudioChunk, FrameBatch, Video

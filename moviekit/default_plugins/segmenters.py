@@ -37,7 +37,7 @@ import numpy as np
 import typer  # for `moviekit segment`: annotations are evaluated in this module's namespace
 from pydantic import Field, field_validator
 
-from moviekit import hookimpl
+from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, FrameNeed, Needs, Reader, Segmenter, Sink
 from moviekit.records import FrameBatch, Shot, Video
 

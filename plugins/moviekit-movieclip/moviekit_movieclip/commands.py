@@ -6,7 +6,7 @@
 * ``moviekit movieclip label`` cuts videos into shots and labels them with
   ``movieclip_clip`` in one decoding pass per video (through
   :func:`moviekit.extract_videos`), then writes the MovieCLIP tags JSON that the
-  core ``movieclip_json`` source reads, a ``.meta.json`` next to it, and a table.
+  ``movieclip_json`` source reads, a ``.meta.json`` next to it, and a table.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ LABEL_HELP = """Cut videos into shots and label each shot with CLIP (movieclip_c
 Each video is decoded once: the segmenter (--segmenter, default scenedetect) finds the shots
 while CLIP scores the frames sampled at --fps against the taxonomy's prompts.  --out gets the
 MovieCLIP tags JSON (video id -> <id>_shot_NNNN.mp4 -> start/end frame and time and
-`labels`: the --top-k labels with their CLIPSceneScores), which the core `movieclip_json`
+`labels`: the --top-k labels with their CLIPSceneScores), which the `movieclip_json`
 dataset source reads back; the video id is the file name without its extension.  Next to it,
 <out stem>.meta.json records the model, the labeler settings, each shot's assigned
 multi-labels (top-1 >= 0.4, ranks 2..k >= 0.1) and the videos that failed.  A table of the
@@ -385,7 +385,9 @@ def build_app() -> typer.Typer:
         from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from moviekit import MoviekitError, write_movieclip_json
+        from moviekit import MoviekitError
+
+        from .tagsfile import write_movieclip_json
 
         err = Console(stderr=True)
         if taxonomy is not None and not taxonomy.is_file():

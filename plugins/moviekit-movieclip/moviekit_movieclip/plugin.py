@@ -8,9 +8,9 @@ moviekit_api = "1.0"
 
 @moviekit.hookimpl
 def register_components(register):
-    from . import heads, hierarchy, labeler, scenes, shotscale
+    from . import heads, hierarchy, labeler, scenes, shotscale, tagsfile
 
-    for module in (labeler, hierarchy, scenes, shotscale, heads):
+    for module in (labeler, hierarchy, scenes, shotscale, heads, tagsfile):
         for cls in module.COMPONENTS:
             register(cls)
 
