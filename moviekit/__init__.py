@@ -61,6 +61,7 @@ from .training import (
     train_loop,
 )
 from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
+from .doctor import import_check
 from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 
 __version__ = "0.1.0"
@@ -139,6 +140,7 @@ __all__ = [
     "pool_track",
     "resolve_weights",
     "VIDEO_EXTENSIONS",
+    "import_check",
     "SplitConfig",
     "deterministic_split",
 ]
