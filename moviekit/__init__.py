@@ -60,13 +60,16 @@ from .training import (
     to_device,
     train_loop,
 )
-from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
+from .weights import resolve_checkpoint, resolve_weights
+from . import backends
+from .backends.openclip import weights_spec as open_clip_weights_spec
 from .doctor import import_check
 from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "backends",
     "open_clip_weights_spec",
     "resolve_checkpoint",
     "resolve_device",

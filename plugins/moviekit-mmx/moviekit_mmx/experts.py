@@ -39,9 +39,9 @@ from moviekit import (
     Track,
     Video,
     WeightsSpec,
-    open_clip_weights_spec,
     resolve_checkpoint,
 )
+from moviekit.backends import openclip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -123,44 +123,13 @@ def _run_batches(fn: Any, frames: np.ndarray, batch: int, size: tuple[int, int],
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
 
 
-# --- open_clip -------------------------------------------------------------------------------
-
-
-def _open_clip_dim(arch: str) -> int:
-    import open_clip
-
-    cfg = open_clip.get_model_config(arch)
-    if cfg is None:
-        raise MoviekitError(f"open_clip has no architecture {arch!r} (register a JSON config with open_clip.add_model_config, or pick one of open_clip.list_models())")
-    return int(cfg["embed_dim"])
-
-
-def _open_clip_image_size(arch: str) -> tuple[int, int]:
-    import open_clip
-
-    cfg = open_clip.get_model_config(arch) or {}
-    size = cfg.get("vision_cfg", {}).get("image_size", 224)
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    return (int(w), int(h))
+# --- open_clip (the core's backend: moviekit.backends.openclip) --------------------------------
 
 
 def _build_open_clip(component: str, key: str, arch: str, pretrained: str | None, device: Any) -> tuple[Any, tuple[int, int], Any, Any]:
     """``(encode_fn, (w, h), mean, std)`` of an open_clip image tower from local (or cached/hub) weights."""
-    import open_clip
-
-    _open_clip_dim(arch)
-    spec, tag_cfg = open_clip_weights_spec(arch, pretrained, key)
-    hint = ""
-    if pretrained and not tag_cfg and not Path(pretrained).expanduser().exists():
-        hint = f"\n'{pretrained}' is neither an existing path nor an open_clip tag of {arch} (tags: {open_clip.list_pretrained_tags_by_model(arch)})."
-    file = resolve_checkpoint(spec, component, hint)
-    pp = {k: tuple(tag_cfg[k]) for k in ("mean", "std") if k in tag_cfg}
-    model = open_clip.create_model(arch, pretrained=str(file), device=device, force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)), force_preprocess_cfg=pp or None)
-    model.eval()
-    cfg = open_clip.get_model_preprocess_cfg(model)
-    size = cfg.get("size", 224)
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    return (lambda x: model.encode_image(x, normalize=True)), (int(w), int(h)), tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)), tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD))
+    clip = openclip.load(component, key, arch, pretrained, device)
+    return clip.encode_images, clip.image_size, clip.mean, clip.std
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +212,7 @@ class MmxAppearance(Expert):
             elif pcfg is not None and pcfg.url:
                 hub, filenames = pcfg.url, (pcfg.url.rsplit("/", 1)[-1],)
             return [WeightsSpec(name=f"timm-{name}", description=f"timm {name} ImageNet weights", path=self.config.weights, hub=hub, filenames=filenames)]
-        spec, _ = open_clip_weights_spec(name, self.config.weights, "weights")
+        spec, _ = openclip.weights_spec(name, self.config.weights, "weights")
         return [spec]
 
     def feature_shape(self) -> tuple[int, ...]:
@@ -251,7 +220,7 @@ class MmxAppearance(Expert):
         if kind == "efficientnet_lite0":
             return (1280,)
         if kind == "open_clip":
-            return (_open_clip_dim(name),)
+            return (openclip.embed_dim(name),)
         if getattr(self, "_timm_dim", None) is None:
             import timm
             import torch
@@ -406,7 +375,7 @@ class MmxScene(Expert):
         if cfg.backend == "gist":
             return (128, 128)
         if cfg.backend == "open_clip":
-            return _open_clip_image_size(cfg.model)
+            return openclip.image_size(cfg.model)
         return (224, 224)
 
     def needs(self) -> Needs:
@@ -421,7 +390,7 @@ class MmxScene(Expert):
         if cfg.backend == "gist":
             return []
         if cfg.backend == "open_clip":
-            return [open_clip_weights_spec(cfg.model, self._pretrained())[0]]
+            return [openclip.weights_spec(cfg.model, self._pretrained())[0]]
         return [
             WeightsSpec(
                 name="resnet18_places365",
@@ -438,7 +407,7 @@ class MmxScene(Expert):
         if cfg.backend == "gist":
             return (cfg.scales * cfg.orientations * cfg.grid * cfg.grid,)
         if cfg.backend == "open_clip":
-            return (_open_clip_dim(cfg.model),)
+            return (openclip.embed_dim(cfg.model),)
         return (512,)
 
     def _load(self) -> tuple[Any, tuple[int, int], Any, Any, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -151,28 +149,22 @@ def test_gist_orientation_and_brightness_invariance():
 
 
 def write_tiny_clip(tmp_path):
+    """The core backend's test-only tiny open_clip model: its checkpoint and the same model built by open_clip directly."""
     import open_clip
-    import torch
 
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
-    }
-    (tmp_path / "mmx-tiny-clip.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(tmp_path / "mmx-tiny-clip.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model("mmx-tiny-clip")
-    torch.save(model.state_dict(), tmp_path / "tiny_clip.pt")
-    return model.eval()
+    from moviekit.backends.openclip import TINY_MODEL, tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path)
+    return TINY_MODEL, ckpt, open_clip.create_model(TINY_MODEL, pretrained=str(ckpt)).eval()
 
 
+@pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 def test_scene_and_appearance_open_clip_offline(tmp_path):
     import torch
 
-    ref = write_tiny_clip(tmp_path)
+    arch, ckpt, ref = write_tiny_clip(tmp_path)
     frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    e = MmxScene(backend="open_clip", model="mmx-tiny-clip", pretrained=str(tmp_path / "tiny_clip.pt"))
+    e = MmxScene(backend="open_clip", model=arch, pretrained=str(ckpt))
     assert e.needs().frames.size == (32, 32) and e.feature_shape() == (16,)
     out = e.encode_frames(batch(frames))
     assert out.shape == (2, 16)
@@ -182,7 +174,7 @@ def test_scene_and_appearance_open_clip_offline(tmp_path):
     x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 - mean) / std
     with torch.no_grad():
         np.testing.assert_allclose(out, ref.encode_image(x, normalize=True).numpy(), rtol=1e-4, atol=1e-5)
-    a = MmxAppearance(model="open_clip:mmx-tiny-clip", weights=str(tmp_path / "tiny_clip.pt"), size=(32, 32))
+    a = MmxAppearance(model=f"open_clip:{arch}", weights=str(ckpt), size=(32, 32))
     np.testing.assert_allclose(a.encode_frames(batch(frames)), out, rtol=1e-4, atol=1e-5)
 
 

@@ -21,8 +21,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .labeler import MovieclipClip
-from .openclip import TEST_ONLY_MARK
-from .testing import TINY_MODEL
+from moviekit.backends.openclip import TINY_MODEL, is_test_only
 
 #: What the tables and the metadata say about the random test-only model.
 TEST_ONLY_NOTE = "tiny RANDOM open_clip model for tests only; its labels are meaningless"
@@ -105,7 +104,7 @@ class LabelRun:
 
     @property
     def test_only(self) -> bool:
-        return TEST_ONLY_MARK in self.model
+        return is_test_only(self.model)
 
     def top_k(self) -> dict[str, list[Any]]:
         """Per video, the shots' Labels with ``labels`` = the top-k labels (what the tags JSON holds)."""
@@ -225,11 +224,11 @@ def label_videos(
     work.mkdir(parents=True, exist_ok=True)
     shown = pretrained  # what the table and the metadata call the weights
     if model == TINY_MODEL:  # the random test-only architecture must be known to open_clip first
-        from .testing import register_tiny_model, tiny_clip_checkpoint
+        from moviekit.backends.openclip import register_tiny_model, tiny_checkpoint
 
         register_tiny_model(work / "tiny_clip")
         if pretrained is None:  # a throw-away random checkpoint
-            pretrained = str(tiny_clip_checkpoint(work / "tiny_clip", seed=0))
+            pretrained = str(tiny_checkpoint(work / "tiny_clip", seed=0))
             shown = "random weights, seed 0, generated for this run"
     cfg: dict[str, Any] = {"model": model, "pretrained": pretrained or _LABELER_DEFAULTS["pretrained"], "fps": fps, "top_k": top_k, "device": device}
     if templates:

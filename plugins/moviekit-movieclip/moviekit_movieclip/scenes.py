@@ -60,10 +60,10 @@ from moviekit import (
     pos_weights,
     train_loop,
 )
+from moviekit.backends.openclip import is_test_only
 
 from .csvfile import iter_csv_records
 from .heads import warmup_cosine, write_report
-from .openclip import TEST_ONLY_MARK
 
 # -- the paper's settings ---------------------------------------------------------------------
 
@@ -649,7 +649,7 @@ def label_provenance(resolved: Any) -> dict[str, Any] | None:
         return out
     out["model"] = str(model)
     out["pretrained"] = getattr(rc.config, "pretrained", None)
-    out["test_only"] = TEST_ONLY_MARK in str(model)
+    out["test_only"] = is_test_only(str(model))
     if out["test_only"]:
         out["warning"] = f"the shot labels come from {model}, a tiny RANDOM open_clip model for tests only: they and these scores are meaningless"
     return out

@@ -183,18 +183,18 @@ def open_clip_frame_features(frames: np.ndarray, model: str = "ViT-B-16", pretra
     import torch
     from PIL import Image
 
-    from .openclip import load_open_clip
+    from moviekit.backends import openclip
 
     key = (model, pretrained, str(resolve_device(device)))
     clip = _CLIP_CACHE.get(key)
     if clip is None:
-        clip = _CLIP_CACHE[key] = load_open_clip("movieclip_shot_scale", "clip_pretrained", model, pretrained, resolve_device(device))
+        clip = _CLIP_CACHE[key] = openclip.load("movieclip_shot_scale", "clip_pretrained", model, pretrained, resolve_device(device))
     flat = np.asarray(frames).reshape(-1, *np.asarray(frames).shape[-3:])
     out = []
     with torch.inference_mode():
         for s in range(0, len(flat), batch):
             x = torch.stack([clip.preprocess(Image.fromarray(np.ascontiguousarray(f))) for f in flat[s : s + batch]])
-            out.append(clip.model.encode_image(x.to(clip.device), normalize=True).float().cpu().numpy())
+            out.append(clip.encode_images(x.to(clip.device)).float().cpu().numpy())
     emb = np.concatenate(out)
     return emb.reshape(*np.asarray(frames).shape[:2], -1).astype(np.float32)
 

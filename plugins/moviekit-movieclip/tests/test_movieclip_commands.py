@@ -19,7 +19,8 @@ from moviekit.default_plugins.synthetic import generate_cut_video
 from moviekit.testing import make_context, offline_env
 from moviekit_movieclip.hierarchy import MovieclipHierarchy, tsne_coordinates
 from moviekit_movieclip.labeler import MovieclipClip
-from moviekit_movieclip.testing import TINY_MODEL, tiny_clip_checkpoint
+from moviekit.backends.openclip import TINY_MODEL
+from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 

@@ -10,7 +10,8 @@ from moviekit.testing import check_component, components_of
 from moviekit_movieclip.hierarchy import MovieclipHierarchy
 from moviekit_movieclip.labeler import MovieclipClip
 from moviekit_movieclip.taxonomy import load_taxonomy
-from moviekit_movieclip.testing import TINY_MODEL, tiny_clip_checkpoint
+from moviekit.backends.openclip import TINY_MODEL
+from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
 VIDEO = Video(id="v")
 INFO = {"fps": 4.0, "num_frames": 8, "duration": 2.0, "width": 64, "height": 48, "has_audio": False}
