@@ -17,7 +17,7 @@ Kinds and what they do:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -247,9 +247,6 @@ class Expert(Component):
     kind = "expert"
     takes = "FrameBatch and/or AudioChunk stream"
     returns = "Track, pooled per Clip into FeatureSet arrays"
-    #: Name of the modality in the FeatureSet; defaults to the recipe key.
-    modality: ClassVar[str] = "visual"
-
     def feature_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
 
@@ -342,11 +339,6 @@ class Task(Component):
 KINDS: dict[str, type[Component]] = {
     cls.kind: cls for cls in (DatasetSource, Reader, Segmenter, Expert, Labeler, Encoder, Head, Task)
 }
-
-
-def iter_batches(seq: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
 
 
 __all__ = [

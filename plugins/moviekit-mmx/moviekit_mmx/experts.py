@@ -150,7 +150,6 @@ class MmxAppearance(Expert):
     """
 
     name = "mmx_appearance"
-    modality = "appearance"
     version = "1"
     returns = "Track of (model dim,) rows per sampled frame; clip mean"
 
@@ -342,7 +341,6 @@ class MmxScene(Expert):
     """
 
     name = "mmx_scene"
-    modality = "scene"
     version = "1"
     returns = "Track of per-frame scene descriptors; clip mean"
 
@@ -594,7 +592,6 @@ class MmxMotion(Expert):
     """
 
     name = "mmx_motion"
-    modality = "motion"
     version = "1"
     returns = "Track of per-frame-pair flow descriptors (or per-window embeddings); clip mean"
 
@@ -858,7 +855,6 @@ class MmxAudio(Expert):
     """
 
     name = "mmx_audio"
-    modality = "audio"
     version = "1"
     returns = "Track of (F, D) descriptor blocks; per clip (F, D) descriptors, not averaged"
 

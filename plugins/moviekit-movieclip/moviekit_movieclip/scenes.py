@@ -470,7 +470,6 @@ class MovieclipFrames(Expert):
 
     name = "movieclip_frames"
     version = "1"
-    modality = "frames"
     returns = "Track of (test_clips * clip_len, size, size, 3) uint8 windows; per clip (test_clips * clip_len, size, size, 3) uint8 frames"
 
     class Config(Config):

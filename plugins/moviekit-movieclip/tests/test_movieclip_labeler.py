@@ -182,7 +182,7 @@ def test_registered_and_configs_documented():
     names = components_of("moviekit-movieclip")
     assert names == [
         "movieclip_clip", "movieclip_downstream", "movieclip_fc", "movieclip_frames",
-        "movieclip_hierarchy", "movieclip_scene_classifier", "movieclip_shot_scale",
+        "movieclip_hierarchy", "movieclip_json", "movieclip_scene_classifier", "movieclip_shot_scale",
     ]  # fmt: skip
     assert reg.get(MovieclipClip.name) is MovieclipClip and reg.get(MovieclipHierarchy.name) is MovieclipHierarchy
     for cls in (reg.get(n) for n in names):
