@@ -48,12 +48,14 @@ from moviekit import (
     FrameBatch,
     FrameNeed,
     Item,
+    ModelPart,
     MoviekitError,
     Needs,
     Sink,
     Task,
     TaskResult,
     Track,
+    TrainedModel,
     Video,
     classification_report,
     multi_hot,
@@ -724,6 +726,7 @@ class MovieclipSceneClassifier(Task):
         threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold of the thresholded metrics")
         eval_batch: int = Field(16, ge=1, description="shots per forward pass when scoring the test shots")
         out: str = Field("scene", description="prefix of the output files")
+        model_name: str | None = Field(None, description="name of the trained scene classifier handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`")
 
         @model_validator(mode="after")
         def _one_vocab(self) -> MovieclipSceneClassifier.Config:
@@ -970,9 +973,15 @@ class MovieclipSceneClassifier(Task):
             video=np.asarray([x.video for x in test]), shot=np.asarray([x.shot for x in test]),
         )
         files.append(npz)
-        ctx.shared[f"{self.name}.{cfg.out}"] = {"vocabulary": vocab, "model": cfg.model}
         ctx.log(f"{self.name}: {cfg.model} on {len(train)} shots, mAP {m_ap:.4f} on {len(test)} test shots")
         summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+        build = {"num_classes": len(vocab), "clip_len": int(clip_len), "example_shape": list(np.asarray(x_train[0][:clip_len]).shape)}
+        part = ModelPart(kind="module", component={"use": self.name, **cfg.model_dump(mode="json")}, build=build)
+        trained = TrainedModel.from_modules(
+            cfg.model_name or cfg.out, {"model": (part, model)}, task=self.name, vocabulary=list(vocab),
+            metrics=summary, meta={"settings": metrics["settings"]},
+        )  # fmt: skip
+        files += ctx.put_model(trained)
         return TaskResult(metrics=summary, files=files, notes=notes)
 
 

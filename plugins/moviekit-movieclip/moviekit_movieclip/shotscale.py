@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Item, Labels, MoviekitError, Task, TaskResult, resolve_device, train_loop
+from moviekit import Config, Item, Labels, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, resolve_device, train_loop
 
 from .csvfile import iter_csv_records, write_csv
 from .scenes import lstm_classifier, sequence_inputs
@@ -242,6 +242,7 @@ class MovieclipShotScale(Task):
         topk_threshold: float = Field(0.1, ge=0, le=1, description="... and ranks 2..k >= this")
         topk_rule: Literal["any", "all"] = Field("any", description="high-confidence shots need any (or all) of ranks 2..k above topk_threshold")
         out: str = Field("shot_scale", description="prefix of the output files")
+        model_name: str | None = Field(None, description="name of the trained LSTM handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`")
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
@@ -348,7 +349,13 @@ class MovieclipShotScale(Task):
         metrics_name = f"{cfg.out}_metrics.json"
         (Path(ctx.out_dir) / metrics_name).write_text(json.dumps(metrics, indent=2))
         files.append(metrics_name)
-        ctx.shared[f"{self.name}.{cfg.out}"] = predictions
+        build = {"in_dim": int(x_train.shape[-1]), "num_classes": len(SCALES), "hidden": cfg.hidden, "layers": cfg.layers}
+        part = ModelPart(kind="module", component={"use": self.name, **cfg.model_dump(mode="json")}, build=build)
+        trained = TrainedModel.from_modules(
+            cfg.model_name or cfg.out, {"lstm": (part, model)}, task=self.name, vocabulary=list(SCALES),
+            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))}, meta={"frame_encoder": cfg.frame_encoder},
+        )  # fmt: skip
+        files += ctx.put_model(trained)
         return TaskResult(metrics=metrics, files=files, notes=notes)
 
 

@@ -510,7 +510,7 @@ def test_recipe_run_decodes_once_and_trains_on_clip_labels(tmp_path):
     from moviekit import load_recipe, run_recipe
     from moviekit.default_plugins.synthetic import generate_cut_video
     from moviekit.backends.openclip import TINY_MODEL
-from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
+    from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -557,7 +557,7 @@ def test_new_components_are_registered_and_document_their_configs():
 def test_shot_scale_encodes_raw_frames_with_open_clip(tmp_path):
     from moviekit_movieclip.shotscale import open_clip_frame_features
     from moviekit.backends.openclip import TINY_MODEL
-from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
+    from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
     tiny = tiny_clip_checkpoint(tmp_path / "tiny_clip")
     items = frame_items(n_videos=2, t=3, size=32)
