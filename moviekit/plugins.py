@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "moviekit"
 DEFAULT_PLUGINS = (
     "moviekit.default_plugins.media",
     "moviekit.default_plugins.segmenters",
+    "moviekit.default_plugins.segment_command",
     "moviekit.default_plugins.datasets",
     "moviekit.default_plugins.formats",
     "moviekit.default_plugins.synthetic",

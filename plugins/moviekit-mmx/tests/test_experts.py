@@ -354,7 +354,7 @@ def test_audio_gap_restarts_the_stream():
 def test_vggish_backend_with_a_local_state_dict(tmp_path):
     import torch
 
-    from moviekit_mmx.experts import _vggish_network
+    from moviekit_mmx.experts.audio import _vggish_network
 
     torch.manual_seed(0)
     torch.save(_vggish_network().state_dict(), tmp_path / "vggish.pth")

@@ -37,7 +37,7 @@ from pydantic import Field
 from moviekit import Config, Item, Labels, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, resolve_device, train_loop
 
 from .csvfile import iter_csv_records, write_csv
-from .scenes import lstm_classifier, sequence_inputs
+from .videomodels import lstm_classifier, sequence_inputs
 
 #: The MovieShots scale classes, from the closest to the widest framing.
 SCALES = ("ECS", "CS", "MS", "FS", "LS")

@@ -25,7 +25,7 @@ from moviekit.runner import Runner
 from moviekit.testing import offline_env
 from moviekit_movieclip import scoring
 from moviekit.backends.openclip import TEST_ONLY_MARK
-from moviekit_movieclip.scenes import read_test_list
+from moviekit_movieclip.testlist import read_test_list
 from moviekit_movieclip.shotscale import read_shot_scale_labels
 from moviekit_movieclip.taxonomy import load_taxonomy
 from moviekit.backends.openclip import TINY_MODEL

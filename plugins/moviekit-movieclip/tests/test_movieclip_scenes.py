@@ -11,21 +11,11 @@ import pytest
 from moviekit import Clip, FeatureSet, FrameBatch, Item, Labels, MoviekitError, Needs, Video
 from moviekit.testing import check_component, make_context
 from moviekit_movieclip.heads import DOWNSTREAM_SETTINGS, PRESET_OUTPUTS, MovieclipDownstream, MovieclipFC, downstream_optimizer
-from moviekit_movieclip.scenes import (
-    PAPER_SETTINGS,
-    MovieclipFrames,
-    MovieclipSceneClassifier,
-    VerifiedShot,
-    backbone_config,
-    cheap_frame_features,
-    crop_resize,
-    three_crop_boxes,
-    train_crop_box,
-    view_starts,
-    mean_average_precision,
-    read_test_list,
-    write_test_list,
-)
+from moviekit_movieclip.frames import MovieclipFrames
+from moviekit_movieclip.scenes import MovieclipSceneClassifier
+from moviekit_movieclip.testlist import VerifiedShot, mean_average_precision, read_test_list, write_test_list
+from moviekit_movieclip.videomodels import PAPER_SETTINGS, backbone_config, cheap_frame_features
+from moviekit_movieclip.views import crop_resize, three_crop_boxes, train_crop_box, view_starts
 from moviekit_movieclip.shotscale import (
     SCALES,
     MovieclipShotScale,
@@ -334,7 +324,7 @@ TINY_BACKBONES = {
 def test_every_paper_model_builds_and_backpropagates(model):
     import torch
 
-    from moviekit_movieclip.scenes import build_recognizer
+    from moviekit_movieclip.videomodels import build_recognizer
 
     backbone, t, size = TINY_BACKBONES[model]
     net = build_recognizer(model, 3, t, size, backbone=backbone)
