@@ -39,6 +39,7 @@ from .records import (
     Shot,
     Track,
     Video,
+    VideoInfo,
 )
 from .device import resolve_device
 from .recipe import load_recipe
@@ -132,6 +133,7 @@ __all__ = [
     "Track",
     "UnknownComponentError",
     "Video",
+    "VideoInfo",
     "WeightsNotFoundError",
     "WeightsSpec",
     "get_registry",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video
+from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video, VideoInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -167,13 +167,39 @@ class Reader(Component):
     takes = "Video"
     returns = "FrameBatch and AudioChunk streams, one pass"
 
-    def probe(self, video: Video) -> dict[str, Any]:
-        """Stream facts: fps, num_frames, duration, width, height, has_audio."""
+    def probe(self, video: Video) -> VideoInfo:
+        """Stream facts (fps, num_frames, duration, width, height, has_audio, rotation) as a :class:`VideoInfo`."""
         raise NotImplementedError
 
     def read(self, video: Video, consumers: list[tuple[Needs, Sink]]) -> None:
         """Decode ``video`` in one pass, handing each sink what its needs ask for."""
         raise NotImplementedError
+
+    def frame_at(self, video: Video, time: float | None = None) -> np.ndarray:
+        """The upright RGB frame ``(H, W, 3)`` uint8 shown at ``time`` seconds (the middle of the video when None),
+        as :meth:`read` would deliver it: the first frame at or after ``time``, else the last one.
+
+        This default decodes the video through :meth:`read`; a reader that can seek overrides it.
+        """
+        if time is None:
+            time = self.probe(video).duration / 2
+        state: dict[str, Any] = {"frame": None, "done": False}
+
+        class _Pick(Sink):
+            def frames(self, batch: FrameBatch) -> None:
+                for img, t in zip(batch.frames, batch.times, strict=True):
+                    if state["done"]:
+                        return
+                    state["frame"] = img
+                    state["done"] = float(t) + 1e-3 >= time
+
+            def close(self) -> None:
+                return None
+
+        self.read(video, [(Needs(frames=FrameNeed()), _Pick())])
+        if state["frame"] is None:
+            raise ValueError(f"{video.path}: no video frames")
+        return np.asarray(state["frame"])
 
 
 class Segmenter(Component):
@@ -183,7 +209,7 @@ class Segmenter(Component):
     takes = "FrameBatch stream"
     returns = "list[Shot]"
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         """A sink whose ``close()`` returns ``list[Shot]``."""
         raise NotImplementedError
 
@@ -258,7 +284,7 @@ class Expert(Component):
         """``(times, values)`` for an audio chunk."""
         return None
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         return _FeatureSink(self)
 
     def pool(self, track: Track, clips: list[Clip]) -> np.ndarray:
@@ -272,7 +298,7 @@ class Labeler(Component):
     takes = "FrameBatch stream and Shots"
     returns = "list[Labels] per shot"
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         """A sink whose ``close()`` returns a :class:`Track` of per-frame label scores."""
         raise NotImplementedError
 

@@ -38,7 +38,7 @@ from pydantic import Field, field_validator
 
 from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, FrameNeed, Needs, Reader, Segmenter, Sink
-from moviekit.records import FrameBatch, Shot, Video
+from moviekit.records import FrameBatch, Shot, Video, VideoInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from scenedetect.detector import SceneDetector
@@ -257,14 +257,14 @@ class SceneDetectSegmenter(Segmenter):
             return HashDetector(threshold=h.threshold, size=h.size, lowpass=h.lowpass, min_scene_len=msl)
         raise ValueError(f"unknown detector {cfg.detector!r}")  # pragma: no cover - Literal guards it
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         return _SceneDetectSink(self, video, info)
 
 
-def _frame_rate(info: dict[str, Any]) -> Fraction:
+def _frame_rate(info: VideoInfo) -> Fraction:
     from scenedetect.common import framerate_to_fraction
 
-    fps = float(info.get("fps") or 0.0)
+    fps = float(info.fps or 0.0)
     return framerate_to_fraction(fps if fps > 0 else 25.0)
 
 
@@ -309,7 +309,7 @@ class _Timeline:
 
 
 class _SceneDetectSink(Sink):
-    def __init__(self, segmenter: SceneDetectSegmenter, video: Video, info: dict[str, Any]):
+    def __init__(self, segmenter: SceneDetectSegmenter, video: Video, info: VideoInfo):
         import cv2
         from scenedetect.common import FrameTimecode
 
@@ -322,7 +322,7 @@ class _SceneDetectSink(Sink):
         self.detector = segmenter.build_detector(self.rate)
         self.timeline = _Timeline(float(self.rate))
         self.interp = getattr(cv2, f"INTER_{self.cfg.interpolation.upper()}")
-        w, h = info.get("width"), info.get("height")
+        w, h = info.width, info.height
         self.factor: float | None = segmenter.downscale_factor(int(w), int(h)) if w and h else None
         self.frame_shape: tuple[int, ...] | None = None
         self.size_errors = 0
@@ -392,12 +392,12 @@ class FixedLengthSegmenter(Segmenter):
         # Every frame (its index and timestamp) is needed, its pixels are not: ask for tiny ones.
         return Needs(frames=FrameNeed(fps=None, size=(32, 32), batch=64))
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         return _FixedLengthSink(self.config.seconds, video, info)
 
 
 class _FixedLengthSink(Sink):
-    def __init__(self, seconds: float, video: Video, info: dict[str, Any]):
+    def __init__(self, seconds: float, video: Video, info: VideoInfo):
         self.seconds = seconds
         self.video_id = video.id
         self.timeline = _Timeline(float(_frame_rate(info)))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moviekit import AudioChunk, Clip, FrameBatch, MoviekitError, Track, Video, WeightsNotFoundError, get_registry
+from moviekit import AudioChunk, Clip, FrameBatch, MoviekitError, Track, Video, VideoInfo, WeightsNotFoundError, get_registry
 from moviekit.testing import check_component, components_of
 from moviekit_mmx.experts import MmxAppearance, MmxAudio, MmxMotion, MmxScene
 
 VIDEO = Video(id="t")
-INFO = {"fps": 12.0, "num_frames": 24, "duration": 2.0, "width": 64, "height": 48, "has_audio": True}
+INFO = VideoInfo(fps=12.0, num_frames=24, duration=2.0, width=64, height=48, has_audio=True)
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from moviekit import (
     Sink,
     Track,
     Video,
+    VideoInfo,
 )
 
 # -- per-shot frame clips from the shared decode ----------------------------------------------
@@ -86,7 +87,7 @@ class MovieclipFrames(Expert):
     def feature_shape(self) -> tuple[int, ...]:
         return (self.config.test_clips * self.config.clip_len, self.config.size, self.config.size, 3)
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         return _FramesSink(self)
 
     def windows(self, frames: list[np.ndarray], times: list[np.ndarray]) -> Track:

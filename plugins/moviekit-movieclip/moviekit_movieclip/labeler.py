@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from moviekit import Config, FrameBatch, FrameNeed, Labeler, Labels, Needs, Shot, Sink, Track, Video, WeightsSpec, resolve_device
+from moviekit import Config, FrameBatch, FrameNeed, Labeler, Labels, Needs, Shot, Sink, Track, Video, VideoInfo, WeightsSpec, resolve_device
 from moviekit.backends import openclip
 
 from . import scoring
@@ -183,7 +183,7 @@ class MovieclipClip(Labeler):
         sims = scoring.cosine_similarity(self.image_embeddings(frames), self.text_embeddings())
         return scoring.frame_probabilities(sims, self.config.logit_scale)
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         self.text_embeddings()  # loads the model: fails before decoding when the weights are missing
         return _ClipSink(self)
 

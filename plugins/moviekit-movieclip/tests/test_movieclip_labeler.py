@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moviekit import FrameBatch, Labels, MoviekitError, Shot, Track, Video, WeightsNotFoundError, get_registry
+from moviekit import FrameBatch, Labels, MoviekitError, Shot, Track, Video, VideoInfo, WeightsNotFoundError, get_registry
 from moviekit.testing import check_component, components_of
 from moviekit_movieclip.hierarchy import MovieclipHierarchy
 from moviekit_movieclip.labeler import MovieclipClip
@@ -14,7 +14,7 @@ from moviekit.backends.openclip import TINY_MODEL
 from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
 VIDEO = Video(id="v")
-INFO = {"fps": 4.0, "num_frames": 8, "duration": 2.0, "width": 64, "height": 48, "has_audio": False}
+INFO = VideoInfo(fps=4.0, num_frames=8, duration=2.0, width=64, height=48, has_audio=False)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 

@@ -16,6 +16,7 @@ from moviekit import (
     Needs,
     Sink,
     Video,
+    VideoInfo,
     WeightsSpec,
     resolve_checkpoint,
 )
@@ -148,7 +149,7 @@ class MmxAppearance(Expert):
             self._net = (fn, size, mean, std, device)
         return self._net
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         self._load()  # fail before decoding when the weights are missing
         return super().open(video, info)
 

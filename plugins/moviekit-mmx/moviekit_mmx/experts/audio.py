@@ -19,6 +19,7 @@ from moviekit import (
     Sink,
     Track,
     Video,
+    VideoInfo,
     WeightsSpec,
     resolve_checkpoint,
 )
@@ -304,7 +305,7 @@ class MmxAudio(Expert):
                 out.append(model(torch.from_numpy(full[s : s + self.config.batch]).to(device)).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         if self.config.backend == "vggish":
             self._load()  # fail before decoding when the weights are missing
         return _AudioSink(self)

@@ -19,6 +19,7 @@ from moviekit import (
     Sink,
     Track,
     Video,
+    VideoInfo,
     WeightsSpec,
     resolve_checkpoint,
 )
@@ -262,5 +263,5 @@ class MmxMotion(Expert):
         self._net = (model, device)
         return self._net
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         return _MotionSink(self)

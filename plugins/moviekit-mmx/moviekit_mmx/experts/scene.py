@@ -17,6 +17,7 @@ from moviekit import (
     Needs,
     Sink,
     Video,
+    VideoInfo,
     WeightsSpec,
     resolve_checkpoint,
 )
@@ -182,7 +183,7 @@ class MmxScene(Expert):
             self._net = (model, self._size(), IMAGENET_MEAN, IMAGENET_STD, device)
         return self._net
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         if self.config.backend != "gist":
             self._load()  # fail before decoding when the weights are missing
         return super().open(video, info)
