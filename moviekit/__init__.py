@@ -40,6 +40,7 @@ from .records import (
     Shot,
     Track,
     Video,
+    VideoInfo,
 )
 from .device import resolve_device
 from .recipe import load_recipe
@@ -77,12 +78,16 @@ from .training import (
     warmup_cosine,
     warmup_cosine_factor,
 )
-from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
-from .default_plugins.formats import write_movieclip_json
+from .weights import resolve_checkpoint, resolve_weights
+from . import backends
+from .backends.openclip import weights_spec as open_clip_weights_spec
+from .doctor import import_check
+from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "backends",
     "open_clip_weights_spec",
     "register_record",
     "DiskWriteError",
@@ -160,6 +165,7 @@ __all__ = [
     "Track",
     "UnknownComponentError",
     "Video",
+    "VideoInfo",
     "WeightsNotFoundError",
     "WeightsSpec",
     "get_registry",
@@ -172,5 +178,8 @@ __all__ = [
     "pad_features",
     "pool_track",
     "resolve_weights",
-    "write_movieclip_json",
+    "VIDEO_EXTENSIONS",
+    "import_check",
+    "SplitConfig",
+    "deterministic_split",
 ]

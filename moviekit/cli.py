@@ -192,9 +192,8 @@ def show(
 
 @app.command()
 def doctor() -> None:
-    """Report Python, torch, CUDA devices, optional stacks and which weights resolve offline."""
-    import importlib
-
+    """Report Python, torch, CUDA devices, the core's and each plugin's stacks, and which weights resolve offline."""
+    from .doctor import core_checks, plugin_checks
     from .weights import available_offline, cache_root
 
     table = Table(title="moviekit doctor")
@@ -210,33 +209,12 @@ def doctor() -> None:
         table.add_row("CUDA devices", devs)
     except Exception as e:  # noqa: BLE001
         table.add_row("torch", f"[red]not importable: {e}[/]")
-    stacks = {
-        "PyAV": "av",
-        "PySceneDetect": "scenedetect",
-        "OpenCV": "cv2",
-        "faiss": "faiss",
-        "scikit-learn": "sklearn",
-        "open_clip": "open_clip",
-        "timm": "timm",
-        "mmaction2": "mmaction",
-        "pytorchvideo": "pytorchvideo",
-        "torchaudio": "torchaudio",
-    }
-    for label, mod in stacks.items():
-        try:
-            m = importlib.import_module(mod)
-            table.add_row(label, f"[green]ok[/] {getattr(m, '__version__', '')}")
-        except Exception as e:  # noqa: BLE001
-            table.add_row(label, f"[yellow]unavailable[/] ({type(e).__name__}: {str(e)[:80]})")
-    try:
-        import cv2
-
-        ok = hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
-        table.add_row("OpenCV TV-L1 flow", "[green]ok[/]" if ok else "[yellow]missing (install opencv-contrib-python)[/]")
-    except Exception:  # noqa: BLE001
-        pass
-    table.add_row("cache", str(cache_root()))
     reg = get_registry()
+    for label, ok, detail in core_checks():
+        table.add_row(label, _check_cell(ok, detail))
+    for plugin, (label, ok, detail) in plugin_checks(reg):
+        table.add_row(f"{label} ({plugin})", _check_cell(ok, detail))
+    table.add_row("cache", str(cache_root()))
     for name in reg.names():
         cls = reg.get(name)
         try:
@@ -313,6 +291,10 @@ def cache_prune(
     console.print(f"{verb} {res['files']} file(s), {_mib(res['bytes'])} in {res['root']}" + (f" ({kinds})" if kinds else ""), highlight=False)
     if res["dry_run"]:
         console.print("dry run: add --yes to delete", highlight=False)
+
+
+def _check_cell(ok: bool, detail: str) -> str:
+    return f"[green]ok[/] {detail}" if ok else f"[yellow]unavailable[/] ({detail})"
 
 
 @app.command("new-plugin")

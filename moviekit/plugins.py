@@ -20,12 +20,14 @@ from .errors import PluginError, UnknownComponentError
 #: Version of the plugin API this core provides.  Plugins declare the version
 #: they target as ``moviekit_api = "MAJOR.MINOR"``; the major must match and the
 #: minor must not be newer than the core's.
-PLUGIN_API_VERSION = "1.0"
+#: 1.1 added the ``doctor_checks`` hook.
+PLUGIN_API_VERSION = "1.1"
 ENTRY_POINT_GROUP = "moviekit"
 DEFAULT_PLUGINS = (
     "moviekit.default_plugins.media",
     "moviekit.default_plugins.segmenters",
     "moviekit.default_plugins.transnet",
+    "moviekit.default_plugins.segment_command",
     "moviekit.default_plugins.datasets",
     "moviekit.default_plugins.formats",
     "moviekit.default_plugins.synthetic",

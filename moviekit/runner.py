@@ -28,7 +28,7 @@ from .errors import DiskWriteError, ItemError, MoviekitError, WeightsNotFoundErr
 from .models import TrainedModel, load_model, model_digest
 from .plugins import Registry, get_registry
 from .recipe import ResolvedRecipe
-from .records import FeatureSet, Item, Shot, Track, Video
+from .records import FeatureSet, Item, Shot, Track, Video, VideoInfo
 from .context import Reporter, TaskContext
 from .runlock import RunLock
 from .store import ArtifactStore, atomic_write_bytes, atomic_write_text, hash_key
@@ -274,10 +274,12 @@ class Runner:
             raise ItemError(video.id, "extract", f"{video.path}: file is empty (0 bytes)")
         content = self.store.file_hash(video.path)
         info_key = hash_key(content, reader_id)
-        info = self.store.get("probe", info_key, check=probe_check)
-        if info is None:
+        cached = self.store.get("probe", info_key, check=probe_check)
+        if cached is None:
             info = reader.probe(video)
-            self.store.put("probe", info_key, info)
+            self.store.put("probe", info_key, info.model_dump(mode="json"))
+        else:  # stored as plain data; an older cache entry (a dict) validates the same way
+            info = VideoInfo.model_validate(cached)
         keys = {path: hash_key(content, identities[path], reader_id) for path, _ in consumers}
         self._item_keys[video.id] = hash_key(keys, cfg)
         results: dict[str, Any] = {}
@@ -306,7 +308,7 @@ class Runner:
                 self.store.put("stream", keys[path], results[path])
                 st.computed += 1
         shots = results.get("segmenter") or []
-        clips = make_clips(shots, info["fps"], cfg.trim_start, cfg.trim_end, cfg.min_frames)
+        clips = make_clips(shots, info.fps, cfg.trim_start, cfg.trim_end, cfg.min_frames)
         arrays = {}
         for path, comp in consumers:
             if isinstance(comp, Expert):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .components import DatasetSource, Encoder, Expert, Head, Labeler, Needs, Reader, Segmenter, Sink, Task, TaskResult
 from .plugins import Registry, get_registry
-from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video
+from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video, VideoInfo
 from .store import ArtifactStore
 
 
@@ -210,7 +210,7 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
     for spec in comp.weights():
         assert spec.name, f"{cls.name}: weights spec without a name"
     video = Video(id="contract", path=tmp_path / "contract.mp4")
-    info = {"fps": 12.0, "num_frames": 24, "duration": 2.0, "width": 64, "height": 48, "has_audio": True}
+    info = VideoInfo(fps=12.0, num_frames=24, duration=2.0, width=64, height=48, has_audio=True)
 
     if isinstance(comp, DatasetSource):
         items = list(comp.items())
@@ -222,11 +222,10 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
         path = write_test_video(tmp_path / "contract.mp4")
         video = Video(id="contract", path=path)
         probe = comp.probe(video)
-        for key in ("fps", "num_frames", "duration", "width", "height", "has_audio"):
-            assert key in probe, f"{cls.name}: probe() lacks '{key}'"
+        assert isinstance(probe, VideoInfo), f"{cls.name}: probe() must return a VideoInfo record"
         sink = RecordingSink()
         comp.read(video, [(Needs(frames=None, audio=None), RecordingSink()), (Needs.model_validate({"frames": {"fps": None}, "audio": {}}), sink)])
-        assert sum(len(b) for b in sink.batches) == probe["num_frames"], f"{cls.name}: read() must deliver every frame"
+        assert sum(len(b) for b in sink.batches) == probe.num_frames, f"{cls.name}: read() must deliver every frame"
         assert_storable(cls.name, probe, "probe()")
         return probe
     if isinstance(comp, Segmenter):

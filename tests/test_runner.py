@@ -99,7 +99,6 @@ moviekit_api = "1.0"
 class Loudness(Expert):
     """RMS loudness of every quarter second of audio."""
     name = "test_loudness"
-    modality = "audio"
 
     def needs(self):
         return Needs(audio=AudioNeed(sample_rate=16000, chunk_seconds=1.0))

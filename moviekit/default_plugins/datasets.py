@@ -3,43 +3,17 @@
 from __future__ import annotations
 
 import csv
-import random
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from moviekit import hookimpl
-from moviekit.components import Config, DatasetSource
+from moviekit.hookspecs import hookimpl
+from moviekit.components import DatasetSource
 from moviekit.errors import MoviekitError
 from moviekit.records import Video
+from moviekit.sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
-
-
-def deterministic_split(ids: list[str], seed: int, fractions: tuple[float, float, float]) -> dict[str, str]:
-    """train/val/test by a seeded shuffle of the sorted ids (stable across runs and machines)."""
-    order = sorted(ids)
-    random.Random(seed).shuffle(order)
-    n = len(order)
-    n_train = round(n * fractions[0])
-    n_val = round(n * fractions[1])
-    return {vid: ("train" if i < n_train else "val" if i < n_train + n_val else "test") for i, vid in enumerate(order)}
-
-
-class SplitConfig(Config):
-    """Config fields shared by labelled sources: the deterministic split and the label order."""
-
-    split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions when the data gives no split")
-    seed: int = Field(0, description="seed of the deterministic split")
-    vocabulary: list[str] | None = Field(None, description="fixed label order; default sorted labels found")
-
-    @field_validator("split_fractions")
-    @classmethod
-    def _sum(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if abs(sum(v) - 1.0) > 1e-6 or min(v) < 0:
-            raise ValueError(f"split_fractions must be non-negative and sum to 1, got {v}")
-        return v
-
+__all__ = ["VIDEO_EXTENSIONS", "SplitConfig", "VideoFolder", "deterministic_split"]
 
 class VideoFolder(DatasetSource):
     """Videos under a root folder, labelled by a CSV (`video`, `labels`, optional `split`).

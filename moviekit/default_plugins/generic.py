@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit import hookimpl
+from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, Encoder, Expert, FrameNeed, Head, Needs, Task, TaskResult
 from moviekit.errors import MoviekitError
 from moviekit.models import ModelPart, TrainedModel, build_part, init_from

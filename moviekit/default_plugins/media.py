@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit import hookimpl
+from moviekit.hookspecs import hookimpl
 from moviekit.components import AudioNeed, Config, FrameNeed, Needs, Reader, Sink
 from moviekit.errors import ItemError
-from moviekit.records import AudioChunk, FrameBatch, Video
+from moviekit.records import AudioChunk, FrameBatch, Video, VideoInfo
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ DECODE_PASSES = 0
 
 #: Packets probe() demuxes at most while looking for the first frame (for its display matrix).
 _PROBE_PACKETS = 64
+#: Frames decoded forward from a seek before frame_at() takes the one it reached.
+_SEEK_DECODE_LIMIT = 600
 
 
 # -- orientation (display matrix) ------------------------------------------------------------
@@ -243,7 +245,7 @@ class PyAVReader(Reader):
             pass  # read() reports undecodable files
         return None
 
-    def probe(self, video: Video) -> dict[str, Any]:
+    def probe(self, video: Video) -> VideoInfo:
         with self._open(video) as container:
             if not container.streams.video:
                 raise ItemError(video.id, "decode", f"{video.path}: has no video stream")
@@ -256,23 +258,56 @@ class PyAVReader(Reader):
                 duration = container.duration / 1_000_000
             else:
                 duration = 0.0
-            info = {
-                "fps": fps,
-                "num_frames": int(vs.frames) if vs.frames else int(round(duration * fps)),
-                "duration": duration,
-                "width": vs.codec_context.width,
-                "height": vs.codec_context.height,
-                "has_audio": bool(container.streams.audio),
-                "rotation": 0,
-            }
+            width, height, rotation = vs.codec_context.width, vs.codec_context.height, 0
             first = self._first_frame(container, vs)
             if first is not None:
-                if not info["width"] or not info["height"]:
-                    info["width"], info["height"] = first.width, first.height
+                if not width or not height:
+                    width, height = first.width, first.height
                 orientation = frame_orientation(first)
-                info["width"], info["height"] = orientation.display_size(info["width"], info["height"])
-                info["rotation"] = rotation_degrees(orientation)
-            return info
+                width, height = orientation.display_size(width, height)
+                rotation = rotation_degrees(orientation)
+            return VideoInfo(
+                fps=fps,
+                num_frames=int(vs.frames) if vs.frames else int(round(duration * fps)),
+                duration=max(duration, 0.0),
+                width=width or 0,
+                height=height or 0,
+                has_audio=bool(container.streams.audio),
+                rotation=rotation,
+            )
+
+    def frame_at(self, video: Video, time: float | None = None) -> np.ndarray:
+        """The upright RGB frame at ``time`` seconds (the middle when None), by seeking: decodes forward from the
+        keyframe before ``time`` to the first frame at or after it (the last frame when ``time`` is past the end)."""
+        with self._open(video) as container:
+            if not container.streams.video:
+                raise ItemError(video.id, "decode", f"{video.path}: has no video stream")
+            stream = container.streams.video[0]
+            tb = stream.time_base
+            start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+            duration = float(stream.duration * tb) if stream.duration and tb else (container.duration or 0) / 1e6
+            if time is None:
+                time = duration / 2
+            if duration > 0:
+                time = min(max(time, 0.0), duration)
+            target = start + time
+            best = None
+            if tb and target > 0:
+                try:
+                    container.seek(int(target / tb), stream=stream, backward=True)
+                except Exception:  # noqa: BLE001 - unseekable: decode from the start
+                    pass
+            for n, frame in enumerate(container.decode(stream)):
+                best = frame
+                if frame.time is None or frame.time + 1e-3 >= target or n > _SEEK_DECODE_LIMIT:
+                    break
+            if best is None:  # a seek past the last keyframe: decode from the start
+                container.seek(0, stream=stream)
+                for best in container.decode(stream):
+                    pass
+            if best is None:
+                raise ItemError(video.id, "decode", f"{video.path}: no video frames")
+            return _Converter(None, frame_orientation(best))(best)
 
     def read(self, video: Video, consumers: list[tuple[Needs, Sink]]) -> None:
         import av

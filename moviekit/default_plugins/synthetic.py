@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from moviekit import hookimpl
+from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, DatasetSource
 from moviekit.errors import MoviekitError
 from moviekit.records import Video

@@ -8,10 +8,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from moviekit import Config, FrameBatch, FrameNeed, Labeler, Labels, Needs, Shot, Sink, Track, Video, WeightsSpec, resolve_device
+from moviekit import Config, FrameBatch, FrameNeed, Labeler, Labels, Needs, Shot, Sink, Track, Video, VideoInfo, WeightsSpec, resolve_device
+from moviekit.backends import openclip
 
 from . import scoring
-from .openclip import LoadedClip, load_open_clip, weights_spec
 from .taxonomy import Taxonomy, resolve_taxonomy
 
 
@@ -115,10 +115,8 @@ class MovieclipClip(Labeler):
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
-        from .testing import TINY_MODEL, tiny_clip_checkpoint
-
-        # a tiny RANDOM model for the contract test (test-only; never a default)
-        return {"model": TINY_MODEL, "pretrained": str(tiny_clip_checkpoint(Path(tmp_path) / "tiny_clip")), "device": "cpu", "batch": 8}
+        # the backend's tiny RANDOM model for the contract test (test-only; never a default)
+        return {"model": openclip.TINY_MODEL, "pretrained": str(openclip.tiny_checkpoint(Path(tmp_path) / "tiny_clip")), "device": "cpu", "batch": 8}
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -133,13 +131,13 @@ class MovieclipClip(Labeler):
         return Needs(frames=FrameNeed(fps=self.config.fps, batch=self.config.batch))
 
     def weights(self) -> list[WeightsSpec]:
-        return [weights_spec(self.config.model, self.config.pretrained)[0]]
+        return [openclip.weights_spec(self.config.model, self.config.pretrained)[0]]
 
-    def _load(self) -> LoadedClip:
+    def _load(self) -> openclip.OpenClip:
         clip = self.__dict__.get("_clip")
         if clip is None:
             cfg = self.config
-            clip = load_open_clip(self.name, "pretrained", cfg.model, cfg.pretrained, resolve_device(cfg.device), cfg.resize_mode)
+            clip = openclip.load(self.name, "pretrained", cfg.model, cfg.pretrained, resolve_device(cfg.device), cfg.resize_mode)
             self.__dict__["_clip"] = clip
         return clip
 
@@ -185,7 +183,7 @@ class MovieclipClip(Labeler):
         sims = scoring.cosine_similarity(self.image_embeddings(frames), self.text_embeddings())
         return scoring.frame_probabilities(sims, self.config.logit_scale)
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         self.text_embeddings()  # loads the model: fails before decoding when the weights are missing
         return _ClipSink(self)
 
