@@ -211,5 +211,5 @@ class Item(Record):
 Video.model_rebuild()
 
 # the core's records are on the artifact codec's allow-list
-for _cls in (Video, Shot, Clip, FrameBatch, AudioChunk, Track, FeatureSet, Labels, Predictions, Embeddings, Item):
+for _cls in (Video, VideoInfo, Shot, Clip, FrameBatch, AudioChunk, Track, FeatureSet, Labels, Predictions, Embeddings, Item):
     register_record(_cls)
