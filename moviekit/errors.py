@@ -46,3 +46,19 @@ class ItemError(MoviekitError):
         self.stage = stage
         self.message = message
         super().__init__(f"{item}: {stage}: {message}")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT ended a run; what had finished is stored and a rerun resumes from it."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.name}")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
