@@ -263,6 +263,23 @@ def new_plugin(
     console.print(f"created {path}\nnext: pip install -e {path} && pytest {path}", highlight=False)
 
 
+def _interrupted(e: BaseException) -> int:
+    """Say how the run was interrupted and that it resumes; the exit code is 128 + the signal."""
+    from .errors import RunInterrupted
+
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__cause__ or cause.__context__
+    name, code = ("SIGINT", 130)
+    if isinstance(cause, RunInterrupted):
+        name, code = cause.name, cause.exit_code
+    err_console.print(
+        f"[bold yellow]interrupted[/] by {name}: finished artifacts are stored; run the same command again to resume",
+        highlight=False,
+    )
+    return code
+
+
 def main() -> None:
     reg = None
     try:
@@ -279,9 +296,8 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as e:
+        sys.exit(_interrupted(e))
     except Exception as e:  # click usage errors
         import click
 

@@ -20,6 +20,10 @@ class RecipeError(MoviekitError):
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
+        if len(problems) == 1:  # one problem: one line
+            path, msg = problems[0]
+            super().__init__(f"{source}: {path or '<root>'}: {msg}")
+            return
         lines = [f"{source}: {len(problems)} problem(s) in the recipe"]
         for path, msg in problems:
             lines.append(f"  {path or '<root>'}: {msg}")
