@@ -72,10 +72,13 @@ def run(
     from .runner import run_recipe
 
     resolved = load_recipe(recipe, set_ or [])
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
-    ) as progress:
-        summary = run_recipe(resolved, output=output, fresh=fresh, strict=strict or None, reporter=RichReporter(progress))
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+        ) as progress:
+            summary = run_recipe(resolved, output=output, fresh=fresh, strict=strict or None, reporter=RichReporter(progress))
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM turned into RunInterrupted by the runner
+        raise typer.Exit(_interrupted(e)) from None
     table = Table(title=f"moviekit run: {resolved.name}")
     for col in ("stage", "computed", "reused", "failed", "excluded", "seconds"):
         table.add_column(col, justify="left" if col == "stage" else "right")
@@ -276,11 +279,28 @@ def _interrupted(e: BaseException) -> int:
     err_console.print(
         f"[bold yellow]interrupted[/] by {name}: finished artifacts are stored; run the same command again to resume",
         highlight=False,
+        soft_wrap=True,
     )
     return code
 
 
+def _terminate_like_interrupt() -> None:
+    """SIGTERM ends the command like Ctrl-C (cleanly, with a message) from the very start."""
+    import signal
+
+    from .errors import RunInterrupted
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise RunInterrupted(signum)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
 def main() -> None:
+    _terminate_like_interrupt()
     reg = None
     try:
         reg = get_registry()

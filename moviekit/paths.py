@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -32,7 +33,11 @@ def safe_component(name: str) -> str:
 def inside(path: Path, root: Path) -> bool:
     """Whether ``path`` is ``root`` or lies under it, once both are resolved (links followed)."""
     try:
-        Path(path).resolve().relative_to(Path(root).resolve())
+        resolved = Path(path).resolve()
+    except (RuntimeError, OSError):  # a symlink loop: judged by the path as written (reading it fails later, clearly)
+        resolved = Path(os.path.abspath(path))
+    try:
+        resolved.relative_to(Path(root).resolve())
     except ValueError:
         return False
     return True
@@ -61,6 +66,6 @@ def output_path(out_dir: Path, rel: str, key: str) -> Path:
     if problem:
         raise MoviekitError(f"{key}: {problem}")
     path = Path(out_dir) / text
-    if not inside(path, out_dir) or Path(path).resolve() == Path(out_dir).resolve():
-        raise MoviekitError(f"{key}: {text!r} resolves to {Path(path).resolve()}, outside the run directory {out_dir}")
+    if not inside(path, out_dir) or Path(os.path.abspath(path)) == Path(os.path.abspath(out_dir)):
+        raise MoviekitError(f"{key}: {text!r} leads outside the run directory {out_dir} (through a link)")
     return path

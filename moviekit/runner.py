@@ -82,6 +82,7 @@ class ItemFailure(Exception):
 
     def __init__(self, stage: str, component: str | None, component_name: str | None, cause: BaseException, message: str | None = None):
         self.stage, self.component, self.component_name = stage, component, component_name
+        self.original = cause
         self.cause = cause if message is None else ItemError("", stage, message)
         if message is not None:
             self.cause.__traceback__ = cause.__traceback__
@@ -190,7 +191,7 @@ def _check_writable(folder: Path, what: str) -> None:
     os.unlink(tmp)
 
 
-def check_weights_file(path: Path) -> str | None:
+def check_weights_file(path: Path, filenames: tuple[str, ...] = ()) -> str | None:
     """Why a resolved weights path cannot be a checkpoint (None when it looks loadable).
 
     A cheap structural check, not a full load: a folder must hold a checkpoint file; a file must
@@ -198,13 +199,13 @@ def check_weights_file(path: Path) -> str | None:
     ``.bin``, ``.ckpt``, ``.tar``) must be a zip archive or a pickle stream.
     """
     if path.is_dir():
-        found = [p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES]
-        if not any(p.is_file() for p in path.rglob("*")):
-            return f"the weights folder {path} is empty"
+        named = [path / n for n in filenames if (path / n).is_file()]
+        found = named or sorted(
+            (p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES), key=lambda p: (p.suffix != ".safetensors", str(p))
+        )
         if not found:
-            # a folder of another layout (a package's own files, a hub snapshot): its loader decides
-            return None
-        path = sorted(found, key=lambda p: (p.suffix != ".safetensors", str(p)))[0]
+            return f"the weights folder {path} holds no checkpoint file ({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})"
+        path = found[0]
     if not path.is_file():
         return None
     size = path.stat().st_size
@@ -313,8 +314,10 @@ class Runner:
             "error": message,
             "error_type": type(err).__name__,
         }
-        if not isinstance(err, MoviekitError):
-            record["traceback"] = "".join(traceback.format_exception(type(err), err, err.__traceback__))[-4000:]
+        original = where.original if where is not None else err
+        if not isinstance(original, MoviekitError):
+            record["error_type"] = type(original).__name__
+            record["traceback"] = "".join(traceback.format_exception(type(original), original, original.__traceback__))[-4000:]
         self.failures.append(record)
         with (self.out_dir / "failures.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -351,7 +354,7 @@ class Runner:
                     found = resolve_weights(spec, key=path)
                 except WeightsNotFoundError as e:
                     raise WeightsNotFoundError(f"{path} ({comp.name}): {e}") from None
-                problem = check_weights_file(Path(found))
+                problem = check_weights_file(Path(found), tuple(spec.filenames))
                 if problem:
                     key = f"--set {path}.{spec.config_key}=..." if spec.config_key else f"$MOVIEKIT_WEIGHTS/{spec.name}"
                     raise WeightsNotFoundError(f"{path} ({comp.name}): cannot load its weights '{spec.name}': {problem}; replace it or point {key} at a good checkpoint")
