@@ -406,7 +406,7 @@ def test_duplicate_ids_are_an_error_naming_both_rows(tmp_path, registry, case):
     root = make_video_folder(tmp_path / "videos", n=2)
     csv = root / "labels.csv"
     if case == "two_extensions":
-        (root / "v0.mp4").link_to(root / "v0.mkv") if hasattr(Path, "link_to") else os.link(root / "v0.mp4", root / "v0.mkv")
+        os.link(root / "v0.mp4", root / "v0.mkv")
         csv.unlink()
     elif case == "twice":
         csv.write_text("video,labels,split\nv0.mp4,Drama,train\nv1.mp4,Comedy,test\nv0.mp4,Drama,train\n")
@@ -618,13 +618,11 @@ def test_cli_messages_exit_2_with_one_line(tmp_path):
                                   "run": {"cache_dir": str(tmp_path / "cache")}}))  # fmt: skip
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    for args in (["--set", "name.sub=1"], ["--set", ".=1"], ["-o", str(a_file)]):
-        r = run_cli("run", str(rp), *args)
+    for args, named in ((["--set", "name.sub=1"], "name.sub"), (["-o", str(a_file)], str(a_file))):
+        r = run_cli("run", str(rp), *args, env_extra={"MOVIEKIT_LOAD_PLUGINS": ""})
         assert r.returncode == 2, r.stderr
         lines = [x for x in r.stderr.splitlines() if x.strip()]
-        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    r = run_cli("validate", str(rp), "--set", "experts.colour.fps.x=3")
-    assert r.returncode == 0 or "experts" in r.stderr
+        assert len(lines) == 1 and named in lines[0] and "Traceback" not in r.stderr, r.stderr
 
 
 def test_component_whose_constructor_raises_is_named_by_validate(tmp_path, registry):
