@@ -666,6 +666,7 @@ def extract_videos(resolved: ResolvedRecipe, videos: list[Video], output: Path |
 
     out = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="moviekit-extract-"))
     runner = Runner(resolved, output=out, **options)
+    runner.preflight()
     runner.prepare()
     runner.check_weights()
     return runner.extract(videos)

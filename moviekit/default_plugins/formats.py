@@ -123,6 +123,10 @@ class FeaturesDir(_ListingSource, VideoFolder):
         """A features_dir row's `video` is the item id itself (its folder is the id made path-safe)."""
         return rel
 
+    def _resolve(self, rel: str, where: str) -> Path:
+        # no video file: the features are read from <root>/<modality>/<safe id>/, which cannot escape root
+        return Path(self.config.root)
+
     def _clip_rows(self) -> dict[tuple[str, int], dict[str, str]] | None:
         path = self.config.clips_csv or (Path(self.config.root) / "clips.csv")
         if not Path(path).exists():
@@ -446,6 +450,9 @@ class MovieClipJSON(_ListingSource, DatasetSource):
         if self.config.videos_root is None:
             return None
         root = Path(self.config.videos_root)
+        if safe_component(vid) != vid:
+            log.warning("movieclip_json: video id %r is not a plain file name; no video file is looked up for it", vid)
+            return None
         for ext in VIDEO_EXTENSIONS:
             p = root / f"{vid}{ext}"
             if p.is_file():
