@@ -110,6 +110,11 @@ class _GuardedSink(Sink):
     def close(self) -> Any:
         return self.sink.close()
 
+    def __getattr__(self, name: str) -> Any:  # anything else a reader may use goes to the real sink
+        if name == "sink":
+            raise AttributeError(name)
+        return getattr(self.sink, name)
+
 
 def build_component(rc: Any) -> Component:
     """``rc.build()``; a constructor that raises becomes a message naming the recipe key."""
