@@ -72,10 +72,13 @@ def run(
     from .runner import run_recipe
 
     resolved = load_recipe(recipe, set_ or [])
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
-    ) as progress:
-        summary = run_recipe(resolved, output=output, fresh=fresh, strict=strict or None, reporter=RichReporter(progress))
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+        ) as progress:
+            summary = run_recipe(resolved, output=output, fresh=fresh, strict=strict or None, reporter=RichReporter(progress))
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM turned into RunInterrupted by the runner
+        raise typer.Exit(_interrupted(e)) from None
     table = Table(title=f"moviekit run: {resolved.name}")
     for col in ("stage", "computed", "reused", "failed", "excluded", "seconds"):
         table.add_column(col, justify="left" if col == "stage" else "right")
@@ -309,7 +312,41 @@ def new_plugin(
     console.print(f"created {path}\nnext: pip install -e {path} && pytest {path}", highlight=False)
 
 
+def _interrupted(e: BaseException) -> int:
+    """Say how the run was interrupted and that it resumes; the exit code is 128 + the signal."""
+    from .errors import RunInterrupted
+
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__cause__ or cause.__context__
+    name, code = ("SIGINT", 130)
+    if isinstance(cause, RunInterrupted):
+        name, code = cause.name, cause.exit_code
+    err_console.print(
+        f"[bold yellow]interrupted[/] by {name}: finished artifacts are stored; run the same command again to resume",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return code
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM ends the command like Ctrl-C (cleanly, with a message) from the very start."""
+    import signal
+
+    from .errors import RunInterrupted
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise RunInterrupted(signum)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
 def main() -> None:
+    _terminate_like_interrupt()
     reg = None
     try:
         reg = get_registry()
@@ -325,9 +362,8 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as e:
+        sys.exit(_interrupted(e))
     except Exception as e:  # click usage errors
         import click
 

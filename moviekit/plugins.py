@@ -164,10 +164,12 @@ class Registry:
                 f"component name '{cls.name}' is provided by both {existing.plugin.name} "
                 f"({existing.plugin.distribution}) and {info.name} ({info.distribution})"
             )
-            self.conflicts.setdefault(cls.name, [existing.plugin.name]).append(info.name)
-            info.errors.append(msg)
-            if msg not in existing.plugin.errors:
-                existing.plugin.errors.append(msg)
+            # Only the newcomer is broken: the owner keeps its name.  A core (default) component
+            # keeps resolving; between two third-party plugins the name is ambiguous, so using it
+            # is an error naming both (the owner's other components still work).
+            info.errors.append(msg + f"; {info.name}'s '{cls.name}' is not loaded")
+            if not existing.plugin.default:
+                self.conflicts.setdefault(cls.name, [existing.plugin.name]).append(info.name)
             return
         self.components[cls.name] = Registration(cls, info)
         info.components.setdefault(cls.kind, []).append(cls.name)

@@ -21,6 +21,7 @@ from pydantic import Field
 from moviekit.hookspecs import hookimpl
 from moviekit.default_plugins.datasets import VideoFolder
 from moviekit.errors import MoviekitError
+from moviekit.paths import safe_component
 from moviekit.records import Clip, FeatureSet, Item, Video
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,17 @@ class FeaturesDir(_ListingSource, VideoFolder):
         if self.config.labels_csv or Path(csv_path).exists():
             return super()._rows()
         root = Path(self.config.root)
-        ids = sorted({p.name for m in self._modalities() for p in (root / m).iterdir() if p.is_dir()})
-        return [{"video": vid} for vid in ids]
+        ids = sorted({p.name for m in self._modalities() for p in (root / m).iterdir() if p.is_dir() and not p.name.startswith(".")})
+        return [{"video": vid, "_where": str(root / "<modality>" / vid)} for vid in ids]
+
+    @staticmethod
+    def _video_id(rel: str) -> str:
+        """A features_dir row's `video` is the item id itself (its folder is the id made path-safe)."""
+        return rel
+
+    def _resolve(self, rel: str, where: str) -> Path:
+        # no video file: the features are read from <root>/<modality>/<safe id>/, which cannot escape root
+        return Path(self.config.root)
 
     def _clip_rows(self) -> dict[tuple[str, int], dict[str, str]] | None:
         path = self.config.clips_csv or (Path(self.config.root) / "clips.csv")
@@ -169,7 +179,7 @@ class FeaturesDir(_ListingSource, VideoFolder):
         root = Path(self.config.root)
         files: dict[str, dict[int, Path]] = {}
         for m in modalities:
-            folder = root / m / vid
+            folder = root / m / safe_component(vid)
             if not folder.is_dir():
                 raise _VideoProblem(f"modality '{m}' is missing ({folder} is not a folder)")
             by_index: dict[int, Path] = {}
@@ -277,7 +287,7 @@ def write_features_dir(root: str | Path, items: Iterable[Item]) -> Path:
         for m, arr in item.features.arrays.items():
             if arr.ndim not in (2, 3):
                 raise MoviekitError(f"{vid}: modality '{m}' must be (clips, d) or (clips, t, d) to write, got {arr.shape}")
-            folder = root / m / vid
+            folder = root / m / safe_component(vid)
             folder.mkdir(parents=True, exist_ok=True)
             for idx, row in zip(indices, arr, strict=True):
                 np.save(folder / f"{idx}.npy", np.asarray(row, dtype=np.float32))

@@ -1041,8 +1041,15 @@ class SyntheticTrailers(DatasetSource):
 
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
             try:
-                with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),))
+                try:
                     results = list(pool.map(_write_one, [(self.config, i, str(folder)) for i in range(n)], chunksize=1))
+                except BaseException:
+                    # SIGTERM/SIGINT (or an error) in the parent: stop the workers now instead of
+                    # waiting for their trailers; the temporary folder is removed by ensure().
+                    _terminate_pool(pool)
+                    raise
+                pool.shutdown(wait=True)
             except (OSError, BrokenProcessPool) as e:  # no usable process pool here: do it in this process
                 log.warning("synthetic_trailers: process pool failed (%s); generating in one process", e)
                 workers = 1
@@ -1077,6 +1084,45 @@ class SyntheticTrailers(DatasetSource):
 
     def vocabulary(self) -> list[str]:
         return list(GENRES)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: the worker gets SIGKILL when the parent dies, even by SIGKILL
+    (Linux ``prctl(PR_SET_PDEATHSIG)``); elsewhere a watchdog thread exits once the parent is gone."""
+    import signal
+    import sys
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops the pool
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="moviekit-parent-watch").start()
+
+
+def _terminate_pool(pool: Any) -> None:
+    """Cancel what is queued and kill the pool's worker processes at once."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+    for p in processes:
+        p.join(timeout=5)
 
 
 def _write_one(args: tuple[SyntheticTrailers.Config, int, str]) -> tuple[str, list[str]]:
