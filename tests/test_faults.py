@@ -95,7 +95,7 @@ def recipe(root, cache, tasks=None, **extra):
         "dataset": {"use": "video_folder", "root": str(root)},
         "segmenter": {"use": "every_n", "n": 12},
         "experts": {"luma": {"use": "test_luma"}, "greedy": {"use": "test_greedy"}},
-        "clips": {"min_clips": 2, "sequence_length": 2},
+        "clips": {"min_clips": 2},
         "encoder": {"use": "mean_pool", "dim": 8, "hidden": 16, "dropout": 0.3},
         "head": {"use": "mlp", "hidden": [8], "dropout": 0.3},
         "tasks": tasks if tasks is not None else [{"use": "multilabel_classification", "epochs": 3, "batch_size": 2}],
