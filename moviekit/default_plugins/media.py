@@ -135,11 +135,18 @@ class _Converter:
 
 
 class _FrameFan:
-    """Collects sampled frames for one consumer into a preallocated batch and flushes it when full."""
+    """Collects sampled frames for the consumers of one :class:`FrameNeed` into a preallocated
+    batch and flushes it when full.
 
-    def __init__(self, need: FrameNeed, sink: Sink):
+    Consumers asking for the same need (rate, size and batch length) share one fan, so the
+    frames are sampled and copied once and every one of them gets the same batch; a shared
+    batch is made read-only, so a consumer that writes into it fails loudly instead of
+    changing what the others see.
+    """
+
+    def __init__(self, need: FrameNeed, sinks: list[Sink]):
         self.need = need
-        self.sink = sink
+        self.sinks = sinks
         self.next_time = -np.inf
         self.buf: np.ndarray | None = None
         self.n = 0
@@ -173,8 +180,14 @@ class _FrameFan:
     def flush(self) -> None:
         if self.n and self.buf is not None:
             n = self.n
-            # A new buffer for every batch: a sink may keep the one it was given.
-            self.sink.frames(FrameBatch(frames=self.buf[:n], indices=self.indices[:n].copy(), times=self.times[:n].copy()))
+            # A new buffer for every batch: a sink may keep the one it was given (or, with
+            # consumers on threads, still be working on it while the next batch fills).
+            batch = FrameBatch(frames=self.buf[:n], indices=self.indices[:n].copy(), times=self.times[:n].copy())
+            if len(self.sinks) > 1:
+                for a in (batch.frames, batch.indices, batch.times):
+                    a.flags.writeable = False
+            for sink in self.sinks:
+                sink.frames(batch)
         self.buf, self.n = None, 0
 
 
@@ -279,7 +292,11 @@ class PyAVReader(Reader):
 
         global DECODE_PASSES
         DECODE_PASSES += 1
-        frame_fans = [_FrameFan(n.frames, s) for n, s in consumers if n.frames is not None]
+        by_need: dict[FrameNeed, list[Sink]] = {}
+        for n, s in consumers:
+            if n.frames is not None:
+                by_need.setdefault(n.frames, []).append(s)
+        frame_fans = [_FrameFan(need, sinks) for need, sinks in by_need.items()]
         audio_fans = [_AudioFan(n.audio, s) for n, s in consumers if n.audio is not None]
         with self._open(video) as container:
             if not container.streams.video:
