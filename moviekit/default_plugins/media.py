@@ -8,9 +8,10 @@ phone writes) is applied, so frames come out upright, as players and OpenCV show
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,46 @@ class PyAVReader(Reader):
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
             raise ItemError(video.id, "decode", f"{path}: cannot open as a video ({type(e).__name__}: {e})") from e
 
+    def _threading(self, vs: Any) -> None:
+        """Decoder threading (fixed once the codec is open, so set before the first decode)."""
+        vs.thread_type = "AUTO"
+        if self.config.threads:
+            vs.codec_context.thread_count = self.config.threads
+
+    @contextlib.contextmanager
+    def _probe_open(self, video: Video) -> Iterator[Any]:
+        """Opens for probe() and, when it succeeds, keeps the container for the read() that follows."""
+        self._release()
+        container = self._open(video)
+        try:
+            if container.streams.video:
+                self._threading(container.streams.video[0])
+            yield container
+        except BaseException:
+            container.close()
+            raise
+        self._held = (str(video.path), container)
+
+    def _read_open(self, video: Video) -> tuple[Any, bool]:
+        """``(container, reused)``: probe()'s container of this file rewound to the start, else a new one."""
+        import av
+
+        held, self._held = getattr(self, "_held", None), None
+        if held is not None:
+            if held[0] == str(video.path):
+                try:
+                    held[1].seek(0)  # also flushes the decoders
+                    return held[1], True
+                except av.error.FFmpegError:
+                    pass
+            held[1].close()
+        return self._open(video), False
+
+    def _release(self) -> None:
+        held, self._held = getattr(self, "_held", None), None
+        if held is not None:
+            held[1].close()
+
     @staticmethod
     def _first_frame(container: Any, vs: Any) -> Any:
         """The first decoded frame (for its display matrix), or None if none comes soon."""
@@ -257,7 +298,7 @@ class PyAVReader(Reader):
         return None
 
     def probe(self, video: Video) -> dict[str, Any]:
-        with self._open(video) as container:
+        with self._probe_open(video) as container:
             if not container.streams.video:
                 raise ItemError(video.id, "decode", f"{video.path}: has no video stream")
             vs = container.streams.video[0]
@@ -298,13 +339,13 @@ class PyAVReader(Reader):
                 by_need.setdefault(n.frames, []).append(s)
         frame_fans = [_FrameFan(need, sinks) for need, sinks in by_need.items()]
         audio_fans = [_AudioFan(n.audio, s) for n, s in consumers if n.audio is not None]
-        with self._open(video) as container:
+        container, reused = self._read_open(video)
+        with container:
             if not container.streams.video:
                 raise ItemError(video.id, "decode", f"{video.path}: has no video stream")
             vs = container.streams.video[0]
-            vs.thread_type = "AUTO"
-            if self.config.threads:
-                vs.codec_context.thread_count = self.config.threads
+            if not reused:
+                self._threading(vs)
             streams = [vs] if frame_fans else []
             resamplers: dict[int, Any] = {}
             ast = container.streams.audio[0] if (audio_fans and container.streams.audio) else None
