@@ -1,8 +1,8 @@
 """The consumers of one decode, run side by side: each sink on its own thread behind a bounded queue.
 
 The reader decodes a video once and hands every batch to every consumer.  Called one after the
-other, the consumers' costs add up; here each sink runs on its own thread, so the slowest consumer
-bounds the wall time instead of the sum.  Threads are enough because the work inside sinks (torch,
+other, the consumers' costs (and the decoding) add up; here each sink runs on its own thread, so the
+slowest of them bounds the wall time instead of the sum (a lone consumer overlaps the decoding).  Threads are enough because the work inside sinks (torch,
 OpenCV, NumPy's FFT and reductions, PyAV) releases the GIL.
 
 What :class:`Fanout` guarantees:
@@ -146,8 +146,8 @@ class Fanout:
 
     def __init__(self, sinks: Sequence[Sink], concurrent: bool = True, depth: int = DEFAULT_DEPTH, threads: int | None = None, names: Sequence[str] | None = None):
         names = list(names) if names is not None else [f"sink{i}" for i in range(len(sinks))]
-        # One consumer gains nothing from a thread of its own.
-        self.concurrent = concurrent and len(sinks) > 1
+        # Even a single consumer gets a thread: its work then overlaps the decoding.
+        self.concurrent = concurrent
         self.depth = depth
         self.library_threads = per_consumer_threads(threads, len(sinks) if self.concurrent else 1)
         self._threads_cm: Any = None
