@@ -52,7 +52,7 @@ class _SerialSink(Sink):
             return
         try:
             getattr(self.inner, kind)(payload)
-        except BaseException as e:  # noqa: BLE001 - kept and reported by close()
+        except Exception as e:  # noqa: BLE001 - kept and reported by close()
             self.error = e
 
     def frames(self, batch: FrameBatch) -> None:
@@ -65,7 +65,7 @@ class _SerialSink(Sink):
         if self.error is None:
             try:
                 self.result = self.inner.close()
-            except BaseException as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001
                 self.error = e
 
     def finish(self) -> tuple[Any, BaseException | None]:
@@ -91,10 +91,15 @@ class ThreadedSink(_SerialSink):
             kind, payload = self.queue.get()
             if kind == _ABORT:
                 return
+            try:
+                if kind == _CLOSE:
+                    super().start_close()
+                else:
+                    self._call(kind, payload)
+            except BaseException as e:  # noqa: BLE001 - SystemExit and the like: recorded, and the queue keeps draining
+                self.error = e
             if kind == _CLOSE:
-                super().start_close()
                 return
-            self._call(kind, payload)
 
     def _put(self, kind: str, payload: Any) -> None:
         if self.error is not None:
