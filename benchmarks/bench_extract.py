@@ -311,7 +311,7 @@ def run_process(cmd: list[str], env: dict | None = None, cwd: str | None = None)
     for line in text.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[7:])
-    return {"wall": wall, "rss": usage.ru_maxrss / 1024, **result}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024, **result}
 
 
 def me(child: str, videos: str, only: str | None = None, consumers: str = "threads") -> list[str]:
@@ -322,24 +322,24 @@ def me(child: str, videos: str, only: str | None = None, consumers: str = "threa
 def peer_pipeline(paths: list[str], videos: str) -> dict:
     """The whole peer pipeline: the scenedetect CLI per video, then one process per expert."""
     scenedetect = shutil.which("scenedetect") or str(Path(sys.executable).with_name("scenedetect"))
-    wall, rss, parts = 0.0, 0.0, {}
+    wall, cpu, rss, parts = 0.0, 0.0, 0.0, {}
     with tempfile.TemporaryDirectory() as tmp:
-        t = 0.0
+        t = c = 0.0
         for p in paths:
             r = run_process([scenedetect, "-i", p, "-o", tmp, "detect-content", "list-scenes"])
-            t += r["wall"]
+            t, c = t + r["wall"], c + r["cpu"]
             rss = max(rss, r["rss"])
-        parts["scenedetect"] = {"wall": t, "rss": rss}
-        wall += t
+        parts["scenedetect"] = {"wall": t, "cpu": c, "rss": rss}
+        wall, cpu = wall + t, cpu + c
     for key in EXPERTS:
         r = run_process(me("peer-expert", videos, key))
         parts[key] = r
-        wall += r["wall"]
+        wall, cpu = wall + r["wall"], cpu + r["cpu"]
         rss = max(rss, r["rss"])
-    return {"wall": wall, "rss": rss, "parts": parts}
+    return {"wall": wall, "cpu": cpu, "rss": rss, "parts": parts}
 
 
-def measure_set(name: str, paths: list[str], repeats: int) -> dict:
+def measure_set(name: str, paths: list[str], repeats: int, alone: tuple[str, ...] = EXPERTS) -> dict:
     videos = Path(tempfile.mkdtemp(prefix="bench-extract-")) / f"{name}.json"
     videos.write_text(json.dumps(paths))
     plans = {
@@ -349,7 +349,7 @@ def measure_set(name: str, paths: list[str], repeats: int) -> dict:
         "decode": lambda: run_process(me("decode", str(videos))),
         "reader": lambda: run_process(me("reader", str(videos))),
         "segmenter": lambda: run_process(me("onepass", str(videos), "segmenter")),
-        **{k: (lambda k=k: run_process(me("onepass", str(videos), k))) for k in EXPERTS},
+        **{k: (lambda k=k: run_process(me("onepass", str(videos), k))) for k in EXPERTS if k in alone},
     }
     runs: dict[str, list[dict]] = {k: [] for k in plans}
     names = list(plans)
@@ -367,12 +367,13 @@ def med(rows: list[dict], key: str) -> float:
 
 def report(name: str, paths: list[str], runs: dict) -> list[str]:
     lines = [f"\n### {name}: {len(paths)} video(s), medians of {len(runs['onepass'])} alternated runs\n"]
-    lines.append("| whole process | wall s | peak RSS MiB |")
-    lines.append("|---|---|---|")
+    lines.append("| whole process | wall s | CPU s | peak RSS MiB |")
+    lines.append("|---|---|---|---|")
     for k, label in (("onepass", "moviekit one pass (consumers on threads)"), ("onepass_serial", "moviekit one pass (consumers serial)"), ("peer", "peer pipeline (total)")):
-        lines.append(f"| {label} | {med(runs[k], 'wall'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |")
+        lines.append(f"| {label} | {med(runs[k], 'wall'):.2f} | {med(runs[k], 'cpu'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |")
     for part in ("scenedetect", *EXPERTS):
-        lines.append(f"| &nbsp; peer: {part} | {statistics.median(r['parts'][part]['wall'] for r in runs['peer']):.2f} | {max(r['parts'][part]['rss'] for r in runs['peer']):.0f} |")
+        pr = [r["parts"][part] for r in runs["peer"]]
+        lines.append(f"| &nbsp; peer: {part} | {med(pr, 'wall'):.2f} | {med(pr, 'cpu'):.2f} | {max(r['rss'] for r in pr):.0f} |")
     peer, one, serial = med(runs["peer"], "wall"), med(runs["onepass"], "wall"), med(runs["onepass_serial"], "wall")
     lines.append("")
     lines.append(f"**peer / one pass: {peer / one:.2f}x** (target >= 2.5x); peer / one pass serial: {peer / serial:.2f}x; serial / threads: {serial / one:.2f}x")
@@ -380,7 +381,7 @@ def report(name: str, paths: list[str], runs: dict) -> list[str]:
     lines.append("| in-process extraction (start-up excluded) | s | decode-only / this | whole process s | peak RSS MiB |")
     lines.append("|---|---|---|---|---|")
     dec = med(runs["decode"], "seconds")
-    for k in ("decode", "reader", "segmenter", *EXPERTS, "onepass"):
+    for k in ("decode", "reader", "segmenter", *[e for e in EXPERTS if e in runs], "onepass"):
         s = med(runs[k], "seconds")
         lines.append(f"| {LABELS.get(k, k + ' alone')} | {s:.2f} | {dec / s:.2f}x | {med(runs[k], 'wall'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |" if k not in ("decode", "onepass") else
                      f"| {'decode-only (PyAV, no conversion)' if k == 'decode' else 'one pass, all five'} | {s:.2f} | {dec / s:.2f}x | {med(runs[k], 'wall'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |")
@@ -394,8 +395,9 @@ def startup(repeats: int) -> list[str]:
     ref = [run_process([scd, "version"]) for _ in range(max(3, repeats))]
     return [
         "\n### start-up\n",
-        f"`moviekit validate recipes/mmx_trailer.yaml`: {med(rows, 'wall'):.2f} s (median of {len(rows)}; target < 1 s), peak RSS {max(r['rss'] for r in rows):.0f} MiB; "
-        f"`scenedetect version`: {med(ref, 'wall'):.2f} s, {max(r['rss'] for r in ref):.0f} MiB",
+        f"`moviekit validate recipes/mmx_trailer.yaml`: {med(rows, 'wall'):.2f} s wall, {med(rows, 'cpu'):.2f} s CPU (medians of {len(rows)}; "
+        f"target < 1 s), peak RSS {max(r['rss'] for r in rows):.0f} MiB; "
+        f"`scenedetect version`: {med(ref, 'wall'):.2f} s wall, {med(ref, 'cpu'):.2f} s CPU, {max(r['rss'] for r in ref):.0f} MiB",
     ]
 
 
@@ -404,6 +406,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="alternated runs of each kind (medians are reported)")
     ap.add_argument("--sets", default="trailers,720p", help="comma-separated: trailers, 720p")
     ap.add_argument("--trailers", type=int, default=20, help="embedded synthetic trailers used")
+    ap.add_argument("--alone", default=",".join(EXPERTS), help="experts also measured alone (comma-separated; the segmenter always is)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--videos", help=argparse.SUPPRESS)
     ap.add_argument("--only", help=argparse.SUPPRESS)
@@ -420,7 +423,8 @@ def main() -> None:
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         paths = trailer_videos(args.trailers) if name == "trailers" else video_720p()
         print(f"{name}: {len(paths)} video(s)", flush=True)
-        lines += report(name, paths, measure_set(name, paths, args.repeats))
+        alone = tuple(k.strip() for k in args.alone.split(",") if k.strip())
+        lines += report(name, paths, measure_set(name, paths, args.repeats, alone))
     lines += startup(args.repeats)
     lines.append(f"\nload average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("\n".join(lines))
