@@ -324,10 +324,12 @@ def test_registry_and_versions_do_not_import_heavy_stacks():
         "from moviekit.runner import environment_versions\n"
         "reg = get_registry(); v = environment_versions(reg)\n"
         "heavy = [m for m in ('torch', 'torchvision', 'torchaudio', 'open_clip', 'mmaction', 'sentence_transformers', 'timm') if m in sys.modules]\n"
-        "print(json.dumps({'heavy': heavy, 'torch': v['torch'], 'n': len(reg.names())}))\n"
+        "print(json.dumps({'heavy': heavy, 'torch': v['torch'], 'n': len(reg.names()), 'plugins': sorted(reg.plugins)}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["heavy"] == [] and result["n"] > 5
+    # a plugin importing one of these at module level (instead of where a component is built) fails here
+    assert result["heavy"] == [], f"loading the plugins {result['plugins']} imported {result['heavy']}"
+    assert result["n"] > 5
     assert result["torch"][0].isdigit()  # the version is still recorded

@@ -2,7 +2,9 @@
 
 Each distinct output size is converted from the decoded picture once per frame by its own
 swscale context (kept for the whole video), straight to RGB at the consumer's size, and
-copied once into the batch handed to the consumer.  Rotation metadata (the display matrix a
+copied once into the batch handed to the consumers of that need (consumers with the same
+``FrameNeed`` share one read-only batch).  ``read()`` reuses the container ``probe()`` opened
+for the same file, rewound to the start, so a video is opened once.  Rotation metadata (the display matrix a
 phone writes) is applied, so frames come out upright, as players and OpenCV show them.
 """
 
