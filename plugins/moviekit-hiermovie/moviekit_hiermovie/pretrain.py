@@ -50,8 +50,8 @@ class BackbonePretrain(Task):
         checkpoint_every: int = Field(5, ge=1, description="epochs between mid-task checkpoints")
 
     @classmethod
-    def example_setup(cls, tmp_path: Path) -> dict:
-        return {}
+    def example_config(cls, tmp_path: Path) -> dict:
+        return {"objective": "random"}  # the contract's items have no frames; tests train it on frames
 
     def _videos(self, ctx) -> list[np.ndarray]:
         m = self.config.modality
@@ -123,9 +123,9 @@ class BackbonePretrain(Task):
                 s1, s2 = sample_pair_starts(len(v), L, cfg.max_distance if cfg.max_distance is not None else len(v), rng)
                 a.append(view(v, s1))
                 b.append(view(v, s2))
-            za = model["projection"](model["backbone"].embed(torch.stack(a).to(ctx.device)))
-            zb = model["projection"](model["backbone"].embed(torch.stack(b).to(ctx.device)))
-            return info_nce(za, zb, cfg.temperature)
+            # both views in one forward pass: batch norm sees 2N clips (and a last batch of one video works)
+            z = model["projection"](model["backbone"].embed(torch.stack(a + b).to(ctx.device)))
+            return info_nce(z[: len(a)], z[len(a) :], cfg.temperature)
 
         history = train_loop(
             model, step, len(videos), opt, cfg.epochs, cfg.batch_size, ctx, seed=ctx.seed, scheduler=sched, scheduler_per="iter",
@@ -157,6 +157,10 @@ class ContextPretrain(Task):
         frames: str = Field("frames", description="modality of the frame stacks")
         tokens: str = Field("tokens", description="modality of per-event features (backbone 'features')")
         checkpoint_every: int = Field(20, ge=1)
+
+    @classmethod
+    def example_config(cls, tmp_path: Path) -> dict:
+        return {"backbones": ["features"], "tokens": "visual", "width": 16, "ffn": 32, "heads": 2, "layers": 1, "epochs": 1}
 
     def run(self, ctx) -> TaskResult:
         import torch

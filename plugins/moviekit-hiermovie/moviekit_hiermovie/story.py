@@ -257,8 +257,14 @@ def motion_track(motion: str, u: np.ndarray, a0: np.ndarray, p0: np.ndarray, spe
         a = a0 + np.stack([0.03 * np.sin(2 * np.pi * u), 0.03 * np.cos(2 * np.pi * u)], 1)
     else:
         raise ValueError(f"unknown motion {motion!r}")
-    reflect = lambda x: 0.08 + np.abs(((x - 0.08) % 1.68) - 0.84)  # noqa: E731  keep inside [0.08, 0.92]
     return {"agent": reflect(a), "patient": reflect(p), "scale": scale, "visible": visible}
+
+
+def reflect(x: np.ndarray, lo: float = 0.08, hi: float = 0.92) -> np.ndarray:
+    """Fold positions back into ``[lo, hi]`` (a triangle wave: the actor bounces off the border)."""
+    span = hi - lo
+    y = np.mod(x - lo, 2 * span)
+    return lo + np.where(y > span, 2 * span - y, y)
 
 
 def _shape_mask(shape: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:

@@ -67,11 +67,11 @@ class SyntheticVidSitu(DatasetSource):
     version = GENERATOR_VERSION
 
     class Config(Config):
-        n_train: int = Field(160, ge=1, description="annotated training clips")
-        n_val: int = Field(40, ge=0, description="annotated validation clips")
-        n_test: int = Field(80, ge=1, description="annotated test clips")
-        n_unlabelled: int = Field(160, ge=0, description="movie clips without annotations (contextualizer pre-training)")
-        n_actions: int = Field(240, ge=0, description="Kinetics-like single-motion clips without labels (backbone pre-training)")
+        n_train: int = Field(120, ge=1, description="annotated training clips")
+        n_val: int = Field(20, ge=0, description="annotated validation clips")
+        n_test: int = Field(60, ge=1, description="annotated test clips")
+        n_unlabelled: int = Field(120, ge=0, description="movie clips without annotations (contextualizer pre-training)")
+        n_actions: int = Field(200, ge=0, description="Kinetics-like single-motion clips without labels (backbone pre-training)")
         action_seconds: int = Field(4, ge=2, description="length of an action clip (whole 2-s events)")
         size: int = Field(32, ge=16, le=256, description="frame width and height in pixels (even)")
         fps: int = Field(8, ge=4, le=30, description="frames per second")
