@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 
-def sample_pair_starts(n_frames: int, clip_len: int, max_distance: int, rng: np.random.Generator) -> tuple[int, int]:
+def sample_pair_starts(n_frames: int, clip_len: int, max_distance: int, rng: np.random.Generator, min_distance: int = 0) -> tuple[int, int]:
     """Start frames of two ``clip_len`` clips of an ``n_frames`` video, ``|s1 - s2| = d`` with
-    ``P(d) ∝ (D + 1 - d)`` for ``d in [0, D]``, ``D = min(max_distance, n_frames - clip_len)``."""
+    ``P(d) ∝ (D + 1 - d)`` for ``d in [m, D]``, ``D = min(max_distance, n_frames - clip_len)``,
+    ``m = min(min_distance, D)``."""
     span = max(n_frames - clip_len, 0)
     top = min(max_distance, span)
-    d = np.arange(top + 1)
+    d = np.arange(min(min_distance, top), top + 1)
     p = (top + 1 - d).astype(np.float64)
     dist = int(rng.choice(d, p=p / p.sum()))
     s1 = int(rng.integers(0, span - dist + 1))

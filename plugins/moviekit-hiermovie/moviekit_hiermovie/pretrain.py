@@ -43,6 +43,7 @@ class BackbonePretrain(Task):
         projection_layers: int = Field(3, ge=1, description="linear layers of the projection (CVRL: 3)")
         clip_frames: int = Field(16, ge=1, description="frames per training clip (CVRL: 16)")
         max_distance: int | None = Field(None, ge=0, description="largest start distance of the two clips in frames; None: the whole video")
+        min_distance: int = Field(0, ge=0, description="smallest start distance of the two clips in frames (CVRL: 0)")
         crop_scale: tuple[float, float] = Field((0.3, 1.0), description="area range of the random crop (CVRL: 0.3-1)")
         flip: bool = Field(True, description="random horizontal flip (CVRL: yes)")
         jitter: float = Field(0.4, ge=0, description="brightness/contrast/saturation jitter strength, applied with p=0.8 (CVRL)")
@@ -120,7 +121,7 @@ class BackbonePretrain(Task):
             a, b = [], []
             for i in idx:
                 v = videos[i]
-                s1, s2 = sample_pair_starts(len(v), L, cfg.max_distance if cfg.max_distance is not None else len(v), rng)
+                s1, s2 = sample_pair_starts(len(v), L, cfg.max_distance if cfg.max_distance is not None else len(v), rng, cfg.min_distance)
                 a.append(view(v, s1))
                 b.append(view(v, s2))
             # both views in one forward pass: batch norm sees 2N clips (and a last batch of one video works)

@@ -176,15 +176,29 @@ def draw_clip(seed: list[int] | int, clip_id: str, p_ambiguous: float = 0.35, p_
     return ClipSpec(id=clip_id, theme=theme, place=place, agent=agent, patient=patient, events=events)
 
 
-def draw_action_clip(seed: list[int] | int, clip_id: str, n_events: int = 2) -> ClipSpec:
-    """A Kinetics-like unlabelled clip: one motion (any of :data:`MOTIONS`) repeated ``n_events`` times."""
-    rng = np.random.default_rng(seed)
-    motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
+def _look(rng: np.random.Generator) -> tuple[str, tuple[str, str], tuple[str, str]]:
     place = list(PLACES)[int(rng.integers(len(PLACES)))]
     ids = rng.choice(len(COLOURS) * len(SHAPES), size=2, replace=False)
     agent, patient = ((list(COLOURS)[i // len(SHAPES)], SHAPES[i % len(SHAPES)]) for i in ids)
-    params = _motion_params(rng)
-    events = [EventSpec(verb=motion, motion=motion, context_dependent=False, params=params) for _ in range(n_events)]
+    return place, agent, patient
+
+
+def draw_action_clip(seed: list[int] | int, clip_id: str, n_events: int = 3) -> ClipSpec:
+    """A Kinetics-like unlabelled clip: one motion (any of :data:`MOTIONS`) in ``n_events`` 2-s shots,
+    each shot with a new look (place, agent and patient) and new start positions.
+
+    What stays the same through such a clip is the action: two clips of it at a temporal
+    distance (the positives of contrastive pre-training) share the motion, and the look only
+    when they fall in one shot, so telling clips apart needs motion features.
+    """
+    rng = np.random.default_rng(seed)
+    motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
+    events = []
+    for _ in range(n_events):
+        params = _motion_params(rng)
+        params["look"] = _look(rng)
+        events.append(EventSpec(verb=motion, motion=motion, context_dependent=False, params=params))
+    place, agent, patient = events[0].params["look"]
     return ClipSpec(id=clip_id, theme="", place=place, agent=agent, patient=patient, events=events)
 
 
@@ -296,29 +310,25 @@ def render_events(clip: ClipSpec, frames_per_event: int, width: int, height: int
     """``(5 * frames_per_event, height, width, 3) uint8`` frames of the clip's events in order.
 
     Each event starts where its own drawn parameters put the actors (a cut between events, as
-    between shots), except that consecutive events of one motion (action clips) continue.
+    between shots); an event whose parameters hold a ``look`` is drawn with that place and actors.
     """
     rng = np.random.default_rng(seed)
-    bg = background(clip.place, width, height)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     r0 = 0.11 * min(width, height)
     out = np.empty((len(clip.events) * frames_per_event, height, width, 3), np.uint8)
     u = np.arange(frames_per_event) / max(frames_per_event - 1, 1)
-    carry: dict[str, np.ndarray] | None = None
     for k, ev in enumerate(clip.events):
-        a0, p0 = np.asarray(ev.params["a0"]), np.asarray(ev.params["p0"])
-        if carry is not None and k > 0 and clip.events[k - 1].motion == ev.motion and not clip.theme:
-            a0, p0 = carry["agent"][-1], carry["patient"][-1]
-        tr = motion_track(ev.motion, u, a0, p0, ev.params["speed"])
-        carry = tr
+        place, agent, patient = ev.params.get("look") or (clip.place, clip.agent, clip.patient)
+        bg = background(place, width, height)
+        tr = motion_track(ev.motion, u, np.asarray(ev.params["a0"]), np.asarray(ev.params["p0"]), ev.params["speed"])
         r = r0 * ev.params["size"]
         for t in range(frames_per_event):
             img = bg.copy()
             px, py = tr["patient"][t] * [width, height]
-            img[_shape_mask(clip.patient[1], xx, yy, px, py, r)] = COLOURS[clip.patient[0]]
+            img[_shape_mask(patient[1], xx, yy, px, py, r)] = COLOURS[patient[0]]
             if tr["visible"][t]:
                 ax, ay = tr["agent"][t] * [width, height]
-                img[_shape_mask(clip.agent[1], xx, yy, ax, ay, r * tr["scale"][t])] = COLOURS[clip.agent[0]]
+                img[_shape_mask(agent[1], xx, yy, ax, ay, r * tr["scale"][t])] = COLOURS[agent[0]]
             img += rng.normal(0, 4.0, img.shape).astype(np.float32)
             out[k * frames_per_event + t] = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     return out

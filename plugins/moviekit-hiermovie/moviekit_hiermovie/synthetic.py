@@ -32,7 +32,7 @@ from .fixtures import spec_events
 from .story import VERBS, draw_action_clip, draw_clip, render_events
 from .vidsitu import VidSitu, atomic_write_text, write_vidsitu
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 12) -> None:
@@ -72,7 +72,7 @@ class SyntheticVidSitu(DatasetSource):
         n_test: int = Field(60, ge=1, description="annotated test clips")
         n_unlabelled: int = Field(120, ge=0, description="movie clips without annotations (contextualizer pre-training)")
         n_actions: int = Field(200, ge=0, description="Kinetics-like single-motion clips without labels (backbone pre-training)")
-        action_seconds: int = Field(4, ge=2, description="length of an action clip (whole 2-s events)")
+        action_seconds: int = Field(6, ge=2, description="length of an action clip: 2-s shots of one motion, each with a new look")
         size: int = Field(32, ge=16, le=256, description="frame width and height in pixels (even)")
         fps: int = Field(8, ge=4, le=30, description="frames per second")
         p_ambiguous: float = Field(0.35, ge=0, le=1, description="chance that an event's motion is ambiguous (its verb decided by the clip's theme)")
