@@ -11,10 +11,11 @@ def register_components(register):
     from .backbone import HierBackboneEncoder, HierBackboneExpert
     from .contextualizer import HierContextualizer
     from .frames import HierFrames
+    from .lvu_heads import LVUHeads
     from .pretrain import BackbonePretrain, ContextPretrain
     from .synthetic import SyntheticVidSitu
     from .tasks import Ablation, VidSituHeads
     from .vidsitu import VidSitu
 
-    for cls in (SyntheticVidSitu, VidSitu, HierFrames, HierBackboneExpert, HierBackboneEncoder, HierContextualizer, BackbonePretrain, ContextPretrain, VidSituHeads, Ablation):
+    for cls in (SyntheticVidSitu, VidSitu, HierFrames, HierBackboneExpert, HierBackboneEncoder, HierContextualizer, BackbonePretrain, ContextPretrain, VidSituHeads, Ablation, LVUHeads):
         register(cls)

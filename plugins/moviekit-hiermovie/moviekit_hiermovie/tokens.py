@@ -52,15 +52,13 @@ def _events(arr: np.ndarray) -> np.ndarray:
     return np.concatenate([arr, np.repeat(arr[-1:], N_EVENTS - len(arr), 0)])
 
 
-def event_tokens(ctx: Any, backbone: str, items: list[Any], frames: str = "frames", tokens: str = "tokens", batch: int = 32) -> np.ndarray:
-    """``(len(items), 5, D)`` float32 tokens of ``items`` under backbone model ``backbone``."""
-    if not items:
-        return np.zeros((0, N_EVENTS, 0), np.float32)
+def clip_tokens(ctx: Any, backbone: str, items: list[Any], frames: str = "frames", tokens: str = "tokens", batch: int = 32) -> list[np.ndarray]:
+    """Per item, ``(clips, D)`` float32 tokens of every clip under backbone model ``backbone``."""
     if backbone == FEATURES:
         missing = [it.id for it in items if tokens not in it.features.arrays]
         if missing:
             raise MoviekitError(f"backbone '{FEATURES}' takes the items' '{tokens}' features, which {missing[0]} lacks")
-        return np.stack([_events(it.features.arrays[tokens]) for it in items]).astype(np.float32)
+        return [it.features.arrays[tokens].reshape(len(it.features.arrays[tokens]), -1).astype(np.float32) for it in items]
     import torch
 
     model = ctx.model(backbone)
@@ -76,12 +74,20 @@ def event_tokens(ctx: Any, backbone: str, items: list[Any], frames: str = "frame
     if cached is not None:
         return cached
     net = model.build("backbone").to(ctx.device).eval()
-    windows = np.stack([_events(it.features.arrays[frames]) for it in items])  # (N, 5, T, H, W, 3)
-    flat = windows.reshape(-1, *windows.shape[2:])
+    lengths = [len(it.features.arrays[frames]) for it in items]
+    flat = np.concatenate([it.features.arrays[frames] for it in items])  # (sum clips, T, H, W, 3)
     out = []
     with torch.no_grad():
         for s in range(0, len(flat), batch):
             out.append(net.embed(torch.from_numpy(flat[s : s + batch]).to(ctx.device)).float().cpu().numpy())
-    result = np.concatenate(out).reshape(len(items), N_EVENTS, -1).astype(np.float32)
+    rows = np.concatenate(out).astype(np.float32)
+    result = np.split(rows, np.cumsum(lengths)[:-1])
     ctx.store.put("hier_tokens", key, result)
     return result
+
+
+def event_tokens(ctx: Any, backbone: str, items: list[Any], frames: str = "frames", tokens: str = "tokens", batch: int = 32) -> np.ndarray:
+    """``(len(items), 5, D)`` float32 tokens of the five events of ``items`` (fewer clips: the last repeats)."""
+    if not items:
+        return np.zeros((0, N_EVENTS, 0), np.float32)
+    return np.stack([_events(t) for t in clip_tokens(ctx, backbone, items, frames, tokens, batch)])

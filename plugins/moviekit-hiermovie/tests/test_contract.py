@@ -97,3 +97,31 @@ def test_contrastive_pretraining_on_frames_hands_on_a_backbone(tmp_path):
     with torch.no_grad():
         assert net.embed(torch.zeros(1, 4, 16, 16, 3)).shape == (1, 32)
     assert all((ctx.out_dir / f).exists() for f in result.files)
+
+
+def test_lvu_heads_on_lvu_files_with_a_rank_table(tmp_path):
+    """The LVU heads over the core's `lvu` reader (per-clip features), ranked with another run's results."""
+    import json
+
+    from moviekit.default_plugins.formats import write_features_dir
+
+    root = tmp_path / "lvu"
+    items = tiny_items(n=24, vocabulary=("a",), modalities={"tokens": (6,)}, n_clips=7)
+    write_features_dir(tmp_path / "feats", items)
+    for split, ids in (("train", range(0, 16)), ("val", range(16, 20)), ("test", range(20, 24))):
+        (root / "scene").mkdir(parents=True, exist_ok=True)
+        lines = ["scene youtube_id imdb_id"] + [f"{i % 3} {items[i].id} tt{i}" for i in ids]
+        (root / "scene" / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    src = get_registry().create("lvu", "dataset", root=root, task="scene", features=tmp_path / "feats")
+    lvu_items = [Item(video=v, clips=v.clips, features=v.features) for v in src.items()]
+    ctx = make_context(tmp_path, items=lvu_items, vocabulary=src.vocabulary())
+    get_registry().create("hier_context_pretrain", "task", backbones=["features"], splits=["train"], width=16, ffn=32, heads=2, layers=1, epochs=1).run(ctx)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"task": "like_ratio", "kind": "regression", "higher_is_better": False, "scores": {"features/none": 1.0, "features/mask": 2.0}}))
+    result = get_registry().create("hier_lvu", "task", backbones=["features"], epochs=3, summary_from=[other]).run(ctx)
+    scores = json.loads((ctx.out_dir / "lvu.json").read_text())
+    assert scores["task"] == "scene" and set(scores["scores"]) == {"features/none", "features/mask"}
+    assert all(0 <= v <= 100 for v in scores["scores"].values())
+    ranks = (ctx.out_dir / "lvu_ranks.csv").read_text().splitlines()
+    assert ranks[0] == "setting,top1_rank,mean_rank" and any(r.startswith("features/none,") and "/2," in r for r in ranks)
+    assert set(result.files) == {"lvu.json", "lvu_ranks.csv"}
