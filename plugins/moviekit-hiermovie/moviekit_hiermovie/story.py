@@ -185,7 +185,7 @@ def _look(rng: np.random.Generator) -> tuple[str, tuple[str, str], tuple[str, st
 
 def draw_action_clip(seed: list[int] | int, clip_id: str, n_events: int = 3) -> ClipSpec:
     """A Kinetics-like unlabelled clip: one motion (any of :data:`MOTIONS`) in ``n_events`` 2-s shots,
-    each shot with a new look (place, agent and patient) and new start positions.
+    the same movement in every shot but each with a new look (place, agent and patient).
 
     What stays the same through such a clip is the action: two clips of it at a temporal
     distance (the positives of contrastive pre-training) share the motion, and the look only
@@ -194,9 +194,9 @@ def draw_action_clip(seed: list[int] | int, clip_id: str, n_events: int = 3) -> 
     rng = np.random.default_rng(seed)
     motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
     events = []
+    base = _motion_params(rng)
     for _ in range(n_events):
-        params = _motion_params(rng)
-        params["look"] = _look(rng)
+        params = {**base, "look": _look(rng)}
         events.append(EventSpec(verb=motion, motion=motion, context_dependent=False, params=params))
     place, agent, patient = events[0].params["look"]
     return ClipSpec(id=clip_id, theme="", place=place, agent=agent, patient=patient, events=events)
