@@ -53,3 +53,10 @@ def test_augmentation_is_consistent_over_frames():
     assert out.shape == clip.shape
     assert torch.allclose(out, out[:1].expand_as(out))
     assert not torch.allclose(out[0], frame)  # something was applied
+
+
+def test_min_distance_keeps_clips_apart():
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        s1, s2 = sample_pair_starts(24, 8, 24, rng, min_distance=8)
+        assert 8 <= abs(s1 - s2) <= 16
