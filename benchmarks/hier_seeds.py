@@ -30,7 +30,7 @@ def run_seed(seed: int, out: Path, scratch: bool) -> tuple[list[dict], float]:
     from moviekit import load_recipe, run_recipe
 
     kinds = ["none", "mask", "scratch"] if scratch else ["none", "mask"]
-    overrides = [f"run.seed={seed}", "tasks[4].seeds=[%d]" % seed, f"tasks[4].contextualizers={json.dumps(kinds)}"]
+    overrides = [f"run.seed={seed}", f"tasks[4].seeds=[{seed}]", f"tasks[4].contextualizers={json.dumps(kinds)}"]
     resolved = load_recipe(ROOT / "recipes" / "hierarchical_movie.yaml", overrides)
     t0 = time.perf_counter()
     run_recipe(resolved, output=out / f"seed{seed}")

@@ -16,7 +16,20 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Clip, Config, Encoder, Expert, FrameNeed, ModelPart, MoviekitError, Needs, Sink, Track, Video, WeightsSpec
+from moviekit import (
+    Clip,
+    Config,
+    Encoder,
+    Expert,
+    FrameNeed,
+    ModelPart,
+    MoviekitError,
+    Needs,
+    Sink,
+    Track,
+    Video,
+    WeightsSpec,
+)
 
 from .frames import FramesConfig, WindowSink, pool_windows
 

@@ -38,7 +38,7 @@ def consistent_augment(clip: Any, generator: Any, scale: tuple[float, float] = (
     def u(lo: float = 0.0, hi: float = 1.0) -> float:
         return float(lo + (hi - lo) * torch.rand((), generator=generator))
 
-    T, C, H, W = clip.shape
+    _, C, H, W = clip.shape
     area = u(*scale)
     ratio = float(np.exp(u(np.log(3 / 4), np.log(4 / 3))))
     h = int(round(min(H, max(2, np.sqrt(area * H * W / ratio)))))

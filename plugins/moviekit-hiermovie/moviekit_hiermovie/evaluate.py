@@ -14,11 +14,23 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, ModelPart, MoviekitError, TrainedModel, build_part, train_loop
+from moviekit import (
+    Config,
+    ModelPart,
+    MoviekitError,
+    TrainedModel,
+    build_part,
+    train_loop,
+)
 
 from .contextualizer import ContextConfig, HierContextualizer
 from .heads import REL_SLOTS, build_heads, build_vocab, decode_text, encode_text
-from .metrics import macro_recall_at_k, relation_metrics, role_metrics, verb_accuracy_at_k
+from .metrics import (
+    macro_recall_at_k,
+    relation_metrics,
+    role_metrics,
+    verb_accuracy_at_k,
+)
 from .tokens import event_tokens, movie_items
 from .vidsitu import majority, roles_text
 

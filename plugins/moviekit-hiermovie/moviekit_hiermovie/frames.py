@@ -16,7 +16,17 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit import Clip, Config, Expert, FrameBatch, FrameNeed, Needs, Sink, Track, Video
+from moviekit import (
+    Clip,
+    Config,
+    Expert,
+    FrameBatch,
+    FrameNeed,
+    Needs,
+    Sink,
+    Track,
+    Video,
+)
 
 
 class WindowSink(Sink):

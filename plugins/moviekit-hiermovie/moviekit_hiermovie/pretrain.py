@@ -8,7 +8,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import MoviekitError, Task, TaskResult, TrainedModel, build_part, train_loop
+from moviekit import (
+    MoviekitError,
+    Task,
+    TaskResult,
+    TrainedModel,
+    build_part,
+    train_loop,
+)
 
 from .backbone import BackboneConfig, HierBackboneEncoder, load_kinetics_weights
 from .contextualizer import ContextConfig, HierContextualizer

@@ -69,7 +69,7 @@ def roles_text(args: dict[str, str]) -> str:
 
 
 def read_split(path: Path) -> list[str]:
-    data, text = load_json(path)
+    data, _ = load_json(path)
     if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
         raise MoviekitError(f"{path}:1: a split file is a JSON list of clip ids (v_<video>_seg_<start>_<end>)")
     return data
@@ -115,7 +115,7 @@ def read_annotations(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 def read_vinfo_verbs(path: Path) -> dict[str, list[list[str]]]:
     """``{clip id: [verbs of Ev1, ..., Ev5]}`` from an info file's ``vb_lst`` (when present)."""
-    data, text = load_json(path)
+    data, _ = load_json(path)
     if not isinstance(data, list):
         raise MoviekitError(f"{path}:1: an info file is a JSON list of dicts")
     out = {}

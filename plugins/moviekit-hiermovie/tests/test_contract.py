@@ -108,7 +108,7 @@ def test_lvu_heads_on_lvu_files_with_a_rank_table(tmp_path):
     root = tmp_path / "lvu"
     items = tiny_items(n=24, vocabulary=("a",), modalities={"tokens": (6,)}, n_clips=7)
     write_features_dir(tmp_path / "feats", items)
-    for split, ids in (("train", range(0, 16)), ("val", range(16, 20)), ("test", range(20, 24))):
+    for split, ids in (("train", range(16)), ("val", range(16, 20)), ("test", range(20, 24))):
         (root / "scene").mkdir(parents=True, exist_ok=True)
         lines = ["scene youtube_id imdb_id"] + [f"{i % 3} {items[i].id} tt{i}" for i in ids]
         (root / "scene" / f"{split}.csv").write_text("\n".join(lines) + "\n")

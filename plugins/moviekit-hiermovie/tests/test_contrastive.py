@@ -2,8 +2,11 @@ import math
 
 import numpy as np
 import torch
-
-from moviekit_hiermovie.contrastive import consistent_augment, info_nce, sample_pair_starts
+from moviekit_hiermovie.contrastive import (
+    consistent_augment,
+    info_nce,
+    sample_pair_starts,
+)
 
 
 def _nt_xent_by_hand(z1: np.ndarray, z2: np.ndarray, t: float) -> float:

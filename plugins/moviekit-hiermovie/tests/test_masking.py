@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from moviekit_hiermovie.masking import apply_mask, bert_mask, masked_loss
 
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from moviekit_hiermovie.metrics import (
     cider_scores,
     macro_recall_at_k,

@@ -1,7 +1,18 @@
 import numpy as np
-
 from moviekit_hiermovie.story import (
-    AMBIGUOUS_VERBS, COLOURS, MOTIONS, OWN_VERBS, RELATIONS, THEMES, VERB_MOTION, VERBS, ClipSpec, EventSpec, draw_clip, reflect, render_events,
+    AMBIGUOUS_VERBS,
+    COLOURS,
+    MOTIONS,
+    OWN_VERBS,
+    RELATIONS,
+    THEMES,
+    VERB_MOTION,
+    VERBS,
+    ClipSpec,
+    EventSpec,
+    draw_clip,
+    reflect,
+    render_events,
 )  # fmt: skip
 
 

@@ -2,10 +2,16 @@ import json
 
 import numpy as np
 import pytest
+from moviekit_hiermovie.fixtures import write_tiny_vidsitu
+from moviekit_hiermovie.vidsitu import (
+    VidSitu,
+    majority,
+    read_annotations,
+    role_name,
+    roles_text,
+)
 
 from moviekit import MoviekitError
-from moviekit_hiermovie.fixtures import write_tiny_vidsitu
-from moviekit_hiermovie.vidsitu import VidSitu, majority, read_annotations, role_name, roles_text
 
 
 def _ann(vid, verbs, rel="Causes", args=None):
