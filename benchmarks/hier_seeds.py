@@ -30,7 +30,7 @@ def run_seed(seed: int, out: Path, scratch: bool) -> tuple[list[dict], float]:
     from moviekit import load_recipe, run_recipe
 
     kinds = ["none", "mask", "scratch"] if scratch else ["none", "mask"]
-    overrides = [f"run.seed={seed}", f"tasks[4].seeds=[{seed}]", f"tasks[4].contextualizers={json.dumps(kinds)}"]
+    overrides = [f"run.seed={seed}", f"tasks[5].seeds=[{seed}]", f"tasks[5].contextualizers={json.dumps(kinds)}"]
     resolved = load_recipe(ROOT / "recipes" / "hierarchical_movie.yaml", overrides)
     t0 = time.perf_counter()
     run_recipe(resolved, output=out / f"seed{seed}")
@@ -61,6 +61,10 @@ def main() -> None:
     if ("contrastive", "none") in mean and ("random", "none") in mean:
         c, r = mean[("contrastive", "none")], mean[("random", "none")]
         print(f"\ncontrastive vs random-init backbone, verb Acc@1: {c['verb_acc1']:.1f} vs {r['verb_acc1']:.1f} ({c['verb_acc1'] - r['verb_acc1']:+.1f})")
+    if ("labels", "mask") in mean and ("labels", "none") in mean:
+        m, n = mean[("labels", "mask")], mean[("labels", "none")]
+        for k, name in keys[:5]:
+            print(f"supervised-control backbone, mask prediction vs none, {name}: {m[k]:.1f} vs {n[k]:.1f} ({m[k] - n[k]:+.1f})")
     if ("contrastive", "mask") in mean and ("contrastive", "none") in mean:
         m, n = mean[("contrastive", "mask")], mean[("contrastive", "none")]
         for k, name in keys[1:5]:

@@ -34,9 +34,12 @@ class BackbonePretrain(Task):
     name = "hier_backbone_pretrain"
 
     class Config(BackboneConfig):
-        objective: Literal["contrastive", "random", "supervised"] = Field(
-            "contrastive", description="contrastive: CVRL training; random: the untrained initialisation (baseline); supervised: local Kinetics weights (`weights`)"
+        objective: Literal["contrastive", "random", "supervised", "labels"] = Field(
+            "contrastive",
+            description="contrastive: CVRL training; random: the untrained initialisation (baseline); supervised: local Kinetics weights (`weights`); "
+            "labels: cross-entropy on the action clips' `metadata[label_key]` (a supervised stand-in where no Kinetics weights exist)",
         )
+        label_key: str = Field("motion", description="metadata key of the action label (objective labels)")
         weights: Path | None = Field(None, description="torchvision Kinetics-400 state dict of `arch` (objective supervised)")
         model_name: str = Field("backbone", description="name of the model handed on (models/<name>.json + .safetensors)")
         videos: Literal["action", "all"] = Field("action", description="action: the items marked as short unlabelled clips (hier_kind action), else every non-test item; all: every train/unlabelled item")
@@ -91,6 +94,8 @@ class BackbonePretrain(Task):
             load_kinetics_weights(net.net, cfg.weights)
         elif cfg.objective == "contrastive":
             history = self._train(ctx, net, videos)
+        elif cfg.objective == "labels":
+            history = self._train_labels(ctx, net)
         model = TrainedModel.from_modules(
             cfg.model_name, {"backbone": (part, net)}, task=self.name, input_dims=dims,
             metrics={"final_loss": history["epoch_loss"][-1]} if history else {},
@@ -98,6 +103,30 @@ class BackbonePretrain(Task):
         )  # fmt: skip
         files = ctx.put_model(model)
         return TaskResult(metrics={"objective": cfg.objective, "videos": len(videos), **model.record.metrics}, files=files)
+
+    def _train_labels(self, ctx, net) -> dict:
+        """Supervised: every clip of a labelled action video, cross-entropy through a linear classifier (dropped afterwards)."""
+        import torch
+        import torch.nn.functional as F
+
+        cfg = self.config
+        m = cfg.modality
+        its = [it for it in ctx.items if it.features is not None and m in it.features.arrays and it.video.metadata.get(cfg.label_key) is not None and split_name(it) in ("train", "none")]
+        if not its:
+            raise MoviekitError(f"objective labels: no train/unlabelled item with metadata '{cfg.label_key}' and '{m}' frames")
+        classes = sorted({it.video.metadata[cfg.label_key] for it in its})
+        clips = np.concatenate([it.features.arrays[m][:, : cfg.clip_frames] for it in its])
+        y = torch.tensor([classes.index(it.video.metadata[cfg.label_key]) for it in its for _ in range(len(it.features.arrays[m]))])
+        model = torch.nn.ModuleDict({"backbone": net, "classifier": torch.nn.Linear(net.out_dim, len(classes))}).to(ctx.device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        def step(idx: list[int]) -> torch.Tensor:
+            logits = model["classifier"](model["backbone"].embed(torch.from_numpy(clips[idx]).to(ctx.device)))
+            return F.cross_entropy(logits, y[idx].to(ctx.device))
+
+        history = train_loop(model, step, len(clips), opt, cfg.epochs, cfg.batch_size, ctx, seed=ctx.seed, checkpoint_every=cfg.checkpoint_every, tag=f"backbone-{cfg.model_name}")
+        ctx.log(f"{self.name}: {cfg.model_name} cross-entropy {history['epoch_loss'][0]:.3f} -> {history['epoch_loss'][-1]:.3f}")
+        return history
 
     def _train(self, ctx, net, videos: list[np.ndarray]) -> dict:
         import torch
