@@ -34,7 +34,7 @@ from moviekit.backends.openclip import is_test_only
 
 from .frames import MovieclipFrames
 from .heads import warmup_cosine, write_report
-from .testlist import mean_average_precision, read_test_list
+from .testlist import VerifiedShot, mean_average_precision, read_test_list, write_test_list  # noqa: F401 - re-exported (the test-list format is documented here)
 from .videomodels import PAPER_SETTINGS, STEP_GAMMA, build_recognizer, lstm_classifier, sequence_inputs
 from .views import Box, crop_resize, three_crop_boxes, train_crop_box, view_starts
 
