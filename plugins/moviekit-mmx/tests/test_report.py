@@ -259,11 +259,11 @@ def test_config_schema_has_descriptions():
 
 def _wide_rows(page: str, metric: str) -> dict[str, list[str]]:
     """The per-genre table for ``metric`` as {row label: cell texts}."""
-    table = re.search(rf'<table class="wide per-genre-{metric}">(.*?)</table>', page, re.S)
+    table = re.search(rf'<table class="wide per-genre-{metric}">(.*?)</table>', page, re.DOTALL)
     assert table, f"no per-genre {metric} table"
     out = {}
-    for tr in re.findall(r"<tbody>.*", table.group(1), re.S)[0].split("<tr>")[1:]:
-        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", tr, re.S)]
+    for tr in re.findall(r"<tbody>.*", table.group(1), re.DOTALL)[0].split("<tr>")[1:]:
+        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", tr, re.DOTALL)]
         out[cells[0]] = cells[1:]
     return out
 

@@ -589,7 +589,7 @@ def test_published_test_list_drives_the_map(tmp_path):
     verified = [("v5", 0, ["forest"]), ("v5", 1, ["office", "beach"]), ("v5", 3, ["forest"])]
     published = tmp_path / "test_shots_human_verified.txt"
     published.write_text("\n".join(line(*v) for v in verified) + "\n")
-    common = dict(model="lstm", labels=VOCAB, epochs=2, batch_size=8, lstm_hidden=8)
+    common = {"model": "lstm", "labels": VOCAB, "epochs": 2, "batch_size": 8, "lstm_hidden": 8}
     ctx = make_context(tmp_path / "pub", items=items, vocabulary=VOCAB)
     result = MovieclipSceneClassifier(**common, test_list=str(published), label_map=str(label_map)).run(ctx)
     metrics = json.loads((ctx.out_dir / "scene_metrics.json").read_text())
@@ -616,7 +616,10 @@ def test_published_train_labels_with_label_source_file(tmp_path):
     """label_source file trains on the shots listed in a published label list, with the label map as vocabulary."""
     items = frame_items()
     label_map, line = _published_files(tmp_path)
-    scene = lambda it, c: [VOCAB[(int(it.id[1:]) + c.shot_index) % 3]]  # noqa: E731 - frame_items' scene of a shot
+
+    def scene(it, c):  # frame_items' scene of a shot
+        return [VOCAB[(int(it.id[1:]) + c.shot_index) % 3]]
+
     listed = [(it.id, c.shot_index, scene(it, c)) for it in items[:3] for c in it.clips[:3]]
     held = [(items[-1].id, c.shot_index, scene(items[-1], c)) for c in items[-1].clips[:2]]  # the test split's
     train = tmp_path / "train_multi_label.txt"
