@@ -29,11 +29,12 @@ from moviekit import (
     multi_hot,
     pos_weights,
     train_loop,
+    warmup_cosine,
 )
 from moviekit.backends.openclip import is_test_only
 
 from .frames import MovieclipFrames
-from .heads import warmup_cosine, write_report
+from .heads import write_report
 from .testlist import VerifiedShot, mean_average_precision, read_test_list, write_test_list  # noqa: F401 - re-exported (the test-list format is documented here)
 from .videomodels import PAPER_SETTINGS, STEP_GAMMA, build_recognizer, lstm_classifier, sequence_inputs
 from .views import Box, crop_resize, three_crop_boxes, train_crop_box, view_starts
@@ -243,8 +244,7 @@ class MovieclipSceneClassifier(Task):
             return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=s["milestones"], gamma=STEP_GAMMA), "epoch"
         if s["schedule"] == "cosine":
             total = s["epochs"] * steps_per_epoch
-            factor = warmup_cosine(total, int(round(s["warmup_epochs"] * steps_per_epoch)))
-            return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor), "iter"
+            return opt, warmup_cosine(opt, int(round(s["warmup_epochs"] * steps_per_epoch)), total, peak_in_warmup=True), "iter"
         return opt, None, "epoch"
 
     def _video_batch(self, clips: np.ndarray, s: dict[str, Any], device: Any, boxes: list[Box], size: int, flip: Any = None) -> Any:
