@@ -22,7 +22,7 @@ Ground truth beside each ``<id>.mp4`` in ``<id>.m2s.json``::
 
     {"fps": 8, "num_frames": 380, "cluster": 2,
      "shots": [[0, 12], [12, 25], ...],            # half-open frame ranges tiling the video
-     "scenes": [{"shots": [0, 4], "start_frame": 0, "end_frame": 50, "places": ["prison"]}, ...],
+     "scenes": [{"shots": [0, 4], "start_frame": 0, "end_frame": 50, "places": ["prison"], "activity": "chase"}, ...],
      "genres": [...], "synopsis": "...", "year": 1994, "like_ratio": 0.71}
 
 The folder also holds ``movies.csv`` (``movie,genres,synopsis,year,split``; the table the
@@ -264,7 +264,7 @@ def make_movie_spec(index: int, cfg: SyntheticMovies.Config, cluster: int, theme
             frame += length
         labels = place_labels(cfg.places)
         tags = [labels[place]] + ([labels[second]] if second is not None else [])
-        spec.scenes.append({"shots": [first_shot, len(spec.shots)], "start_frame": start, "end_frame": frame, "places": tags})
+        spec.scenes.append({"shots": [first_shot, len(spec.shots)], "start_frame": start, "end_frame": frame, "places": tags, "activity": theme.motion})
     return spec
 
 
@@ -479,7 +479,10 @@ class SyntheticMovies(DatasetSource):
 def scenes_in_seconds(gt: dict[str, Any]) -> list[dict[str, Any]]:
     """The ground truth's scenes as ``{start, end (seconds), places}``, the form tasks read."""
     fps = float(gt["fps"])
-    return [{"start": s["start_frame"] / fps, "end": s["end_frame"] / fps, "places": list(s["places"])} for s in gt["scenes"]]
+    return [
+        {"start": s["start_frame"] / fps, "end": s["end_frame"] / fps, "places": list(s["places"]), **({"activity": s["activity"]} if "activity" in s else {})}
+        for s in gt["scenes"]
+    ]
 
 
 def _write_one(args: tuple[SyntheticMovies.Config, int, str]) -> dict[str, Any]:
