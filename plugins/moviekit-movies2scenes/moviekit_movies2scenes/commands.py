@@ -10,9 +10,9 @@ import numpy as np
 import typer
 
 
-def embed_video(run_dir: Path, video: Path, model: str = "m2s_scene_cowatch", window: int = 4) -> dict[str, Any]:
-    """Shots and keyframes of ``video`` with the run's own recipe, then its scenes (windows of ``window`` shots, or the
-    video's annotated scenes) embedded by the run's scene encoder: ``{"ids": [...], "vectors": (n, d), "scenes": [...]}``."""
+def embed_video(run_dir: Path, video: Path, model: str = "m2s_scene_cowatch", window: int = 4, segmenter: str = "scenedetect") -> dict[str, Any]:
+    """Shots and keyframes of ``video`` with the run's own recipe (``segmenter`` when the run used annotated shots), then its
+    scenes (consecutive windows of ``window`` shots) embedded by the run's scene encoder: ``{"ids", "vectors": (n, d), "scenes"}``."""
     from moviekit import MoviekitError, Video, extract_videos, load_model, load_recipe
 
     from .common import Scene, load_network, scene_embeddings, shot_embeddings
@@ -23,10 +23,14 @@ def embed_video(run_dir: Path, video: Path, model: str = "m2s_scene_cowatch", wi
     if not Path(video).is_file():
         raise MoviekitError(f"video file not found: {video}")
     trained = load_model(run_dir / "models" / model)
-    resolved = load_recipe(run_dir / "resolved.yaml", ["clips.min_clips=1"])
-    seg = resolved.recipe.segmenter
-    if seg is not None and seg.use == "m2s_annotated_shots":
-        resolved = load_recipe(run_dir / "resolved.yaml", ["clips.min_clips=1", "segmenter.use=scenedetect"])
+    import yaml
+
+    raw = yaml.safe_load((run_dir / "resolved.yaml").read_text())
+    if (raw.get("segmenter") or {}).get("use") == "m2s_annotated_shots":
+        raw["segmenter"] = {"use": segmenter}  # a new video has no annotated shots: detect them
+    (run_dir / "queries").mkdir(parents=True, exist_ok=True)
+    (run_dir / "queries" / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    resolved = load_recipe(run_dir / "queries" / "recipe.yaml", ["clips.min_clips=1"])
     items = extract_videos(resolved, [Video(id=Path(video).stem, path=Path(video))], output=run_dir / "queries")
     if not items:
         raise MoviekitError(f"{video}: could not extract shots and keyframes (see {run_dir / 'queries' / 'failures.jsonl'})")

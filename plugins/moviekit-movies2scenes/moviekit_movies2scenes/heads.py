@@ -61,7 +61,7 @@ def fit_head(
     if loss == "ce":
         yt, fn = torch.from_numpy(y.astype(np.int64)), torch.nn.CrossEntropyLoss()
     elif loss == "bce":
-        yt, fn = torch.from_numpy(y.astype(np.float32)), torch.nn.BCEWithLogitsLoss()
+        yt, fn = torch.from_numpy(y.astype(np.float32).reshape(len(y), -1)), torch.nn.BCEWithLogitsLoss()
     else:
         yt, fn = torch.from_numpy(y.astype(np.float32).reshape(len(y), -1)), torch.nn.MSELoss()
     best = {"score": -np.inf, "epoch": epochs, "state": None}
