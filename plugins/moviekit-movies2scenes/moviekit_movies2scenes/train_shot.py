@@ -126,8 +126,8 @@ class ShotEncoderTask(Task):
         return TaskResult(metrics=metrics, files=files)
 
     @classmethod
-    def example_setup(cls, tmp_path: Any) -> dict[str, Any]:
-        return {}
+    def example_config(cls, tmp_path: Any) -> dict[str, Any]:
+        return {"modality": "visual", "epochs": 1, "queue": 64}
 
 
 def shot_network(ctx: Any, name: str) -> tuple[Any, str]:
