@@ -29,8 +29,8 @@ def embed_video(run_dir: Path, video: Path, model: str = "m2s_scene_cowatch", wi
     if (raw.get("segmenter") or {}).get("use") == "m2s_annotated_shots":
         raw["segmenter"] = {"use": segmenter}  # a new video has no annotated shots: detect them
     (run_dir / "queries").mkdir(parents=True, exist_ok=True)
-    (run_dir / "queries" / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    resolved = load_recipe(run_dir / "queries" / "recipe.yaml", ["clips.min_clips=1"])
+    (run_dir / "queries" / "query_recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    resolved = load_recipe(run_dir / "queries" / "query_recipe.yaml", ["clips.min_clips=1"])
     items = extract_videos(resolved, [Video(id=Path(video).stem, path=Path(video))], output=run_dir / "queries")
     if not items:
         raise MoviekitError(f"{video}: could not extract shots and keyframes (see {run_dir / 'queries' / 'failures.jsonl'})")
