@@ -4,6 +4,7 @@ Each test names the issue item it covers.  Small recipes (a frame-count segmente
 expert, a few epochs), so the whole file runs in well under two minutes.
 """
 
+import csv
 import json
 import os
 import signal
@@ -135,7 +136,7 @@ def test_task_keys_see_labels_splits_metadata_and_seed(tmp_path, registry):
     assert list(task_stats(r).values()) == [(1, 0)]
     r, _ = run(registry, base, tmp_path / "o1")
     assert list(task_stats(r).values()) == [(0, 1)], "an identical rerun reuses the task"
-    per_class = json.loads((tmp_path / "o1" / "per_class.json").read_text())
+    per_class = list(csv.DictReader((tmp_path / "o1" / "per_class.csv").open()))
 
     def changed(name, data, csv_text=None):
         if csv_text is not None:
@@ -156,7 +157,7 @@ def test_task_keys_see_labels_splits_metadata_and_seed(tmp_path, registry):
     (root / "labels.csv").write_text("\n".join(moved) + "\n")
     r, _ = run(registry, base, tmp_path / "moved")
     assert list(task_stats(r).values()) == [(1, 0)]
-    support = {row["label"]: row.get("support") for row in json.loads((tmp_path / "moved" / "per_class.json").read_text())}
+    support = {row["label"]: row.get("support") for row in csv.DictReader((tmp_path / "moved" / "per_class.csv").open())}
     assert support != {row["label"]: row.get("support") for row in per_class}
 
 
@@ -244,7 +245,7 @@ def test_resumed_run_gives_the_uninterrupted_metrics_byte_for_byte(tmp_path, reg
         run(registry, data, tmp_path / "killed")
     undo()
     if where == "after_checkpoint":
-        assert list((tmp_path / "cache" / "checkpoints").glob("*.pt")), "the kill came after a checkpoint"
+        assert list((tmp_path / "cache").rglob("checkpoints/*.pt")), "the kill came after a checkpoint"
     torch.manual_seed(12345)  # whatever the process did before, the result must not depend on it
     np.random.seed(4321)
     r, _ = run(registry, data, tmp_path / "killed")
@@ -443,9 +444,9 @@ def test_sigterm_ends_the_run_cleanly_and_it_resumes(tmp_path):
     rp.write_text(yaml.safe_dump(data))
     cmd = [sys.executable, "-m", "moviekit", "run", str(rp), "-o", str(tmp_path / "out")]
     proc = subprocess.Popen(cmd, env=_env(site), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stream = tmp_path / "cache" / "stream"
+    stream = tmp_path / "cache" / "v2" / "stream"
     deadline = time.monotonic() + 300
-    while not (stream.exists() and list(stream.rglob("*.pkl"))):
+    while not (stream.exists() and list(stream.rglob("*.zip"))):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -701,7 +702,7 @@ def test_a_raising_task_keeps_its_traceback(tmp_path, registry):
         run(registry, recipe(root, tmp_path / "cache"), tmp_path / "out")
     (log,) = (tmp_path / "out" / "task_errors").iterdir()
     assert log.name == "0-multilabel_classification.txt" and str(log) in str(e.value)
-    assert "Traceback" in log.read_text() and "needs train and test" in log.read_text()
+    assert "Traceback" in log.read_text() and "never evaluates on its training split" in log.read_text()
 
 
 # -- 17. duplicate component names -----------------------------------------------------------
