@@ -167,6 +167,12 @@ class Runner:
         return out
 
     def run(self) -> dict[str, Any]:
+        from .distributed import run_ranks
+
+        with run_ranks(self):  # torchrun: the process group, rank 0 the only writer (no-op in one process)
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         from .device import resolve_device, seed_everything
 
         self.prepare()
@@ -207,30 +213,43 @@ class Runner:
         self.run_tasks(ctx, upstream)
         return self.finish(ctx)
 
-    def extract(self, videos: list[Video]) -> list[Item]:
+    def consumers(self) -> tuple[Reader, list[tuple[str, Component]]]:
+        """The run's reader and the components that read the videos, by recipe key (segmenter, experts, labeler)."""
         segmenter: Segmenter | None = self.build("segmenter")
         experts: dict[str, Expert] = {k: self.build(f"experts.{k}") for k in self.recipe.experts}
         labeler: Labeler | None = self.build("labeler")
-        reader: Reader = self.build("run.reader")
         self.experts = experts
-        self._item_keys: dict[str, str] = {}
         consumers: list[tuple[str, Component]] = []
         if segmenter:
             consumers.append(("segmenter", segmenter))
         consumers += [(f"experts.{k}", e) for k, e in experts.items()]
         if labeler:
             consumers.append(("labeler", labeler))
+        return self.build("run.reader"), consumers
+
+    def extract(self, videos: list[Video]) -> list[Item]:
+        from .executors import extract_ahead
+
+        reader, consumers = self.consumers()
+        self._item_keys: dict[str, str] = {}
         identities = {path: component_identity(self.registry, c) for path, c in consumers}
         reader_id = component_identity(self.registry, reader)
         items: list[Item] = []
         with self._stage("extract", len(videos)) as st:
+            # run.executor processes/ray: workers compute every video's artifacts into the store first,
+            # then the loop below assembles the items from the store (cache hits, the serial code path)
+            ahead = extract_ahead(self, videos, reader_id, identities, st)
             for video in videos:
+                done = ahead.get(video.id) if ahead is not None else None
                 try:
-                    item = self._extract_one(video, reader, reader_id, consumers, identities, st)
+                    if done is not None and done.error is not None:
+                        raise done.error
+                    item = self._extract_one(video, reader, reader_id, consumers, identities, st if done is None else StageStats())
                 except Exception as e:
                     st.failed += 1
                     self._fail(video.id, "extract", e)
-                    self.reporter.advance("extract")
+                    if done is None:
+                        self.reporter.advance("extract")
                     continue
                 cfg = self.recipe.clips
                 if consumers and len(item.clips) < cfg.min_clips:
@@ -238,7 +257,10 @@ class Runner:
                     self.exclusions.append({"item": video.id, "reason": f"{len(item.clips)} clips < clips.min_clips={cfg.min_clips}"})
                 else:
                     items.append(item)
-                self.reporter.advance("extract")
+                if done is None:
+                    self.reporter.advance("extract")
+            if ahead is not None:
+                ahead.restore()
         if self.exclusions:
             atomic_write_text(self.out_dir / "exclusions.json", json.dumps(self.exclusions, indent=2))
         return items
