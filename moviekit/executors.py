@@ -53,7 +53,12 @@ class Outcome:
     computed: int = 0
     reused: int = 0
     decodes: int = 0
-    error: ItemError | None = None
+    message: str | None = None  # the failure's message (an exception would not always survive pickling)
+
+    @property
+    def error(self) -> ItemError | None:
+        """The failure, as the runner records it, or None."""
+        return ItemError(self.video_id, "extract", self.message) if self.message is not None else None
 
 
 @dataclass
@@ -115,7 +120,7 @@ def extract_video(job: Job, video: Video) -> Outcome:
     try:
         runner._extract_one(video, reader, job.reader_id, consumers, job.identities, st)
     except Exception as e:  # noqa: BLE001 - one bad video never loses the others' work
-        out.error = ItemError(video.id, "extract", error_message(e))
+        out.message = error_message(e)
     out.computed, out.reused, out.decodes = st.computed, st.reused, runner.decodes - before
     return out
 
@@ -150,15 +155,15 @@ def extract_ahead(runner: Runner, videos: list[Video], reader_id: dict[str, Any]
 
         def report(outcome: Outcome) -> None:
             runner.reporter.advance("extract")
-            if outcome.error is not None:
-                runner.reporter.log(f"[worker] {outcome.video_id}: {outcome.error.message}")
+            if outcome.message is not None:
+                runner.reporter.log(f"[worker] {outcome.video_id}: {outcome.message}")
 
         outcomes = list(run(job, todo, cfg, report))
     if distributed.is_distributed():
         # rank 0 extracted; every rank skips the same failed videos and assembles from the shared store
-        shared = distributed.broadcast_object([(o.video_id, o.error.message if o.error else None) for o in outcomes])
+        shared = distributed.broadcast_object([(o.video_id, o.message) for o in outcomes])
         if not distributed.is_main():
-            outcomes = [Outcome(vid, error=ItemError(vid, "extract", msg) if msg else None) for vid, msg in shared]
+            outcomes = [Outcome(vid, message=msg) for vid, msg in shared]
     for o in outcomes:
         st.computed += o.computed
         st.reused += o.reused
@@ -203,7 +208,7 @@ def _run_processes(job: Job, videos: list[Video], cfg: Any, report: Callable[[Ou
                     except BrokenProcessPool:
                         attempts[video.id] = attempts.get(video.id, 0) + 1
                         if attempts[video.id] > cfg.ray.max_retries:
-                            out = Outcome(video.id, error=ItemError(video.id, "extract", f"its worker process died {attempts[video.id]} time(s)"))
+                            out = Outcome(video.id, message=f"its worker process died {attempts[video.id]} time(s)")
                         else:
                             retry.append(video)
                             continue
@@ -255,7 +260,7 @@ def _run_ray(job: Job, videos: list[Video], cfg: Any, report: Callable[[Outcome]
                 try:
                     out = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - the worker died more than max_retries times
-                    out = Outcome(video.id, error=ItemError(video.id, "extract", f"Ray task failed after {rc.max_retries} retries: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
+                    out = Outcome(video.id, message=f"Ray task failed after {rc.max_retries} retries: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 report(out)
                 yield out
     finally:
