@@ -141,6 +141,7 @@ def assert_same_as_serial(serial: Path, tmp: Path, summary: dict) -> None:
     assert (ext["computed"], ext["failed"], summary["decodes"]) == (4 * 3, 1, 4)
 
 
+@pytest.mark.distributed
 def test_processes_executor_equals_serial(site, videos, serial, tmp_path):
     rr = validate(recipe(videos, tmp_path / "cache", executor="processes", workers=2), registry=site[1])
     before = media.DECODE_PASSES
@@ -166,6 +167,7 @@ def ray_cluster(site):
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_ray_executor_on_two_nodes_equals_serial_and_a_killed_worker_redoes_only_its_video(site, videos, serial, ray_cluster, tmp_path):
     import os
 

@@ -18,7 +18,7 @@ import yaml
 from moviekit.default_plugins.formats import write_features_dir
 from moviekit.testing import tiny_items
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 TOL = 1e-4
 
 #: Loaded by entry point in the runs below: SIGKILLs rank 0 right after the epoch MK_DIE_EPOCH of the
