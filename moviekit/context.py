@@ -68,10 +68,8 @@ class TaskContext:
         self.reporter.log(message)
 
     def checkpoint_path(self, name: str = "checkpoint") -> Path:
-        """A per-task file for mid-task checkpoints, keyed like the task's artifact."""
-        p = self.store.root / "checkpoints" / f"{self.task_key}-{name}.pt"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
+        """A per-task file for mid-task checkpoints in the store, keyed like the task's artifact."""
+        return self.store.file_path("checkpoints", f"{self.task_key}-{name}.pt")
 
     def put_model(self, model: TrainedModel) -> list[str]:
         """Hand ``model`` on to later tasks and write it to ``<run>/models/<name>.{json,safetensors}``

@@ -60,3 +60,43 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def derive_seed(seed: int, *scope: Any) -> int:
+    """A 63-bit seed from the run seed and a scope (e.g. ``"task", "tasks[1]"``), the same on every machine."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps([int(seed), *map(str, scope)]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@contextlib.contextmanager
+def seeded(seed: int, *scope: Any) -> Iterator[int]:
+    """Run a block with Python's, NumPy's and torch's (CPU and CUDA) global RNGs seeded from
+    ``derive_seed(seed, *scope)``, and put the previous states back afterwards.
+
+    The runner wraps every component build and every task in one, so a component's random
+    initialisation or a task's training does not depend on what ran before it in the process
+    (a task computed after a reused one starts from the same state as in an uninterrupted run).
+    Yields the derived seed.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    derived = derive_seed(seed, *scope)
+    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    random.seed(derived)
+    np.random.seed(derived % (2**32))
+    torch.manual_seed(derived)
+    try:
+        yield derived
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state_all(cuda_state)

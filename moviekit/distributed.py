@@ -258,7 +258,7 @@ class ReadOnlyStore:
         setattr(self._inner, name, value)
 
     def put(self, kind: str, key: str, value: Any) -> Any:
-        return self._inner._path(kind, key) if hasattr(self._inner, "_path") else None
+        return self._inner.path(kind, key)
 
 
 @contextlib.contextmanager
@@ -273,7 +273,10 @@ def run_ranks(runner: Any) -> Iterator[None]:
     scratch = None
     if is_distributed() and not is_main():
         scratch = Path(tempfile.mkdtemp(prefix=f"moviekit-rank{rank()}-"))
+        from .runlock import RunLock
+
         runner.out_dir = scratch
+        runner.lock = RunLock(scratch)
         runner.store = ReadOnlyStore(runner.store)
     try:
         yield

@@ -20,6 +20,10 @@ class RecipeError(MoviekitError):
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
+        if len(problems) == 1:  # one problem: one line
+            path, msg = problems[0]
+            super().__init__(f"{source}: {path or '<root>'}: {msg}")
+            return
         lines = [f"{source}: {len(problems)} problem(s) in the recipe"]
         for path, msg in problems:
             lines.append(f"  {path or '<root>'}: {msg}")
@@ -46,3 +50,25 @@ class ItemError(MoviekitError):
         self.stage = stage
         self.message = message
         super().__init__(f"{item}: {stage}: {message}")
+
+
+class DiskWriteError(MoviekitError, OSError):
+    """A file could not be written (disk full, read-only or no permission): a problem of the whole run.
+
+    Also an ``OSError``, so code that handled the original error still does."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT ended a run; what had finished is stored and a rerun resumes from it."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.name}")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum

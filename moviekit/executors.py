@@ -114,11 +114,17 @@ def extract_video(job: Job, video: Video) -> Outcome:
     """Compute one video's artifacts into the store (the serial path's own function)."""
     from .runner import StageStats
 
+    from .device import seeded
+    from .errors import DiskWriteError
+
     runner, reader, consumers = _worker_runner(job)
     st, before = StageStats(), runner.decodes
     out = Outcome(video.id)
     try:
-        runner._extract_one(video, reader, job.reader_id, consumers, job.identities, st)
+        with seeded(runner.recipe.run.seed, "extract", video.id):  # as the serial loop seeds it
+            runner._extract_one(video, reader, job.reader_id, consumers, job.identities, st)
+    except DiskWriteError:
+        raise  # a full or read-only disk is the run's problem: it stops the run
     except Exception as e:  # noqa: BLE001 - one bad video never loses the others' work
         out.message = error_message(e)
     out.computed, out.reused, out.decodes = st.computed, st.reused, runner.decodes - before
@@ -150,7 +156,9 @@ def extract_ahead(runner: Runner, videos: list[Video], reader_id: dict[str, Any]
     todo = [v for v in videos if v.features is None and identities]  # precomputed features need no worker
     outcomes: list[Outcome] = []
     if distributed.is_main() and todo:
-        job = Job(runner.resolved, runner.store, reader_id, identities)
+        # the workers' own store on the same folder (the driver's holds its run's log callback and records)
+        store = runner.store
+        job = Job(runner.resolved, type(store)(store.root, read=store.read), reader_id, identities)
         run = {"local": _run_local, "processes": _run_processes, "ray": _run_ray}[cfg.executor]
 
         def report(outcome: Outcome) -> None:

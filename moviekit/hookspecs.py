@@ -24,3 +24,14 @@ def register_components(register: Callable[[type], None]) -> None:
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``moviekit`` typer app (``cli.add_typer`` or ``cli.command``)."""
+
+
+@hookspec
+def doctor_checks() -> list[tuple[str, bool, str]]:
+    """Checks ``moviekit doctor`` shows for this plugin's own stack.
+
+    Return a list of ``(check, ok, detail)``: ``check`` names what was checked (e.g.
+    ``"mmaction2"``), ``ok`` says whether it is usable, ``detail`` is a version or what to install.
+    Must be cheap and must not raise for a missing optional stack (report it with ``ok=False``);
+    :func:`moviekit.import_check` builds the common "is this module importable" check.
+    """

@@ -20,11 +20,14 @@ from .errors import PluginError, UnknownComponentError
 #: Version of the plugin API this core provides.  Plugins declare the version
 #: they target as ``moviekit_api = "MAJOR.MINOR"``; the major must match and the
 #: minor must not be newer than the core's.
-PLUGIN_API_VERSION = "1.0"
+#: 1.1 added the ``doctor_checks`` hook.
+PLUGIN_API_VERSION = "1.1"
 ENTRY_POINT_GROUP = "moviekit"
 DEFAULT_PLUGINS = (
     "moviekit.default_plugins.media",
     "moviekit.default_plugins.segmenters",
+    "moviekit.default_plugins.transnet",
+    "moviekit.default_plugins.segment_command",
     "moviekit.default_plugins.datasets",
     "moviekit.default_plugins.formats",
     "moviekit.default_plugins.synthetic",
@@ -161,10 +164,12 @@ class Registry:
                 f"component name '{cls.name}' is provided by both {existing.plugin.name} "
                 f"({existing.plugin.distribution}) and {info.name} ({info.distribution})"
             )
-            self.conflicts.setdefault(cls.name, [existing.plugin.name]).append(info.name)
-            info.errors.append(msg)
-            if msg not in existing.plugin.errors:
-                existing.plugin.errors.append(msg)
+            # Only the newcomer is broken: the owner keeps its name.  A core (default) component
+            # keeps resolving; between two third-party plugins the name is ambiguous, so using it
+            # is an error naming both (the owner's other components still work).
+            info.errors.append(msg + f"; {info.name}'s '{cls.name}' is not loaded")
+            if not existing.plugin.default:
+                self.conflicts.setdefault(cls.name, [existing.plugin.name]).append(info.name)
             return
         self.components[cls.name] = Registration(cls, info)
         info.components.setdefault(cls.kind, []).append(cls.name)

@@ -240,41 +240,59 @@ def _pydantic_problems(err: ValidationError, prefix: tuple[Any, ...], model_for:
     return problems
 
 
+_OVERRIDE_KEY = re.compile(r"^[A-Za-z_][\w\-]*(\[\d+\])*(\.[A-Za-z_][\w\-]*(\[\d+\])*|\.\d+)*$")
+
+
 def parse_override(text: str) -> tuple[list[Any], Any]:
-    """``a.b.c=value`` -> (path parts, YAML-typed value)."""
+    """``a.b.c=value`` (or ``tasks[0].epochs=3``, ``tasks.0.epochs=3``) -> (path parts, YAML-typed value)."""
     if "=" not in text:
         raise RecipeError("--set", [(text, "an override must look like key.path=value")])
     key, _, value = text.partition("=")
     key = key.strip()
     if not key:
-        raise RecipeError("--set", [(text, "empty key path")])
+        raise RecipeError("--set", [(text, "empty key path (an override looks like key.path=value)")])
+    if not _OVERRIDE_KEY.match(key):
+        raise RecipeError("--set", [(key, f"malformed key path in {text!r}: use names joined by '.', list entries as [N] (e.g. tasks[0].epochs=3)")])
     parts: list[Any] = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]\.?", key) if p != ""]
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError as e:
-        raise RecipeError("--set", [(key, f"value is not valid YAML: {e}")]) from None
+        raise RecipeError("--set", [(key, f"value is not valid YAML: {str(e).splitlines()[0]}")]) from None
     return parts, parsed
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to raw recipe data; a key path that runs into a value that is not
+    a section (``name.sub=1`` when ``name`` is a string) or past a list's end is a :class:`RecipeError`."""
     for text in overrides:
         parts, value = parse_override(text)
         node: Any = data
-        for i, p in enumerate(parts[:-1]):
-            nxt = parts[i + 1]
+        for i, p in enumerate(parts):
+            here = format_loc(parts[: i + 1])
+            last = i == len(parts) - 1
             if isinstance(node, list):
                 if not isinstance(p, int) or p >= len(node):
-                    raise RecipeError("--set", [(format_loc(parts[: i + 1]), f"no list index {p} (list has {len(node)} entries)")])
-                node = node[p]
-                continue
-            if node.get(p) is None:
+                    what = f"no list index {p}" if isinstance(p, int) else f"'{format_loc(parts[:i]) or '<root>'}' is a list; index it as [N], not .{p}"
+                    raise RecipeError("--set", [(here, f"{what} (list has {len(node)} entries)")])
+            elif isinstance(node, dict):
+                if isinstance(p, int):
+                    raise RecipeError("--set", [(here, f"'{format_loc(parts[:i]) or '<root>'}' is a section, not a list; use a key name, not [{p}]")])
+            else:
+                parent = format_loc(parts[:i])
+                raise RecipeError(
+                    "--set", [(here, f"'{parent}' is {_a(type(node).__name__)} ({node!r}), not a section, so it has no key '{p}'; set '{parent}=...' instead")]
+                )
+            if last:
+                node[p] = value
+                break
+            nxt = parts[i + 1]
+            if isinstance(node, dict) and node.get(p) is None:
                 node[p] = [] if isinstance(nxt, int) else {}
             node = node[p]
-        last = parts[-1]
-        if isinstance(node, list):
-            if not isinstance(last, int) or last >= len(node):
-                raise RecipeError("--set", [(format_loc(parts), f"no list index {last}")])
-        node[last] = value
     return data
 
 
@@ -291,26 +309,89 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _prune(data: Any, errors: list[dict[str, Any]]) -> bool:
+    """Remove the values pydantic rejected (so the rest can still be checked); True if any was removed."""
+    removed = False
+    for err in errors:
+        loc = list(err["loc"])
+        node: Any = data
+        for part in loc[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
+                break
+        if node is None or not loc:
+            continue
+        last = loc[-1]
+        if isinstance(node, dict) and last in node:
+            node.pop(last)
+            removed = True
+        elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+            node[last] = None
+            removed = True
+    return removed
+
+
+def _raw_specs(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], ComponentSpec, str]]:
+    """The component entries of raw recipe data that parse as ``{use: ...}`` (when the recipe as a
+    whole does not validate, its components are still checked)."""
+    out: list[tuple[tuple[Any, ...], ComponentSpec, str]] = []
+
+    def add(path: tuple[Any, ...], raw: Any, kind: str) -> None:
+        if isinstance(raw, dict):
+            try:
+                out.append((path, ComponentSpec.model_validate(raw), kind))
+            except ValidationError:
+                pass
+
+    for section, kind in SINGLE_SECTIONS.items():
+        add((section,), data.get(section), kind)
+    experts = data.get("experts")
+    if isinstance(experts, dict):
+        for key, raw in experts.items():
+            add(("experts", key), raw, "expert")
+    tasks = data.get("tasks")
+    if isinstance(tasks, list):
+        for i, raw in enumerate(tasks):
+            add(("tasks", i), raw, "task")
+    run = data.get("run")
+    add(("run", "reader"), run.get("reader") if isinstance(run, dict) else None, "reader")
+    return out
+
+
 def validate(data: dict[str, Any], source: str = "<recipe>", registry: Registry | None = None) -> ResolvedRecipe:
-    """Validate raw recipe data; raise :class:`RecipeError` listing every problem."""
+    """Validate raw recipe data; raise :class:`RecipeError` listing every problem.
+
+    Every problem is reported at once: recipe-level ones (unknown keys, wrong types), each
+    component's (unknown name, bad config fields, a constructor that raises) and the checks that
+    need the whole recipe (a task's required sections, ``check_recipe``).
+    """
     registry = registry or get_registry()
     problems: list[tuple[str, str]] = []
+    recipe: Recipe | None = None
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
         problems += _pydantic_problems(e, (), _model_at)
-        # Drop the unknown keys and retry, so component names are still checked in the same report.
+        # Drop what was rejected and retry, so components are still checked in the same report.
         pruned = copy.deepcopy(data)
-        for err in e.errors():
-            if err["type"] == "extra_forbidden":
-                node: Any = pruned
-                for part in err["loc"][:-1]:
-                    node = node[part]
-                node.pop(err["loc"][-1], None)
-        try:
-            recipe = Recipe.model_validate(pruned)
-        except ValidationError:
-            raise RecipeError(source, problems) from None
+        errors = e.errors()
+        for _ in range(5):
+            if not _prune(pruned, errors):
+                break
+            try:
+                recipe = Recipe.model_validate(pruned)
+                break
+            except ValidationError as again:
+                errors = again.errors()
+        if recipe is None:
+            specs = _raw_specs(data)
+    if recipe is not None:
+        specs = [((section,), getattr(recipe, section), kind) for section, kind in SINGLE_SECTIONS.items() if getattr(recipe, section) is not None]
+        specs += [(("experts", key), spec, "expert") for key, spec in recipe.experts.items()]
+        specs += [(("tasks", i), spec, "task") for i, spec in enumerate(recipe.tasks)]
+        specs.append((("run", "reader"), recipe.run.reader, "reader"))
 
     components: dict[str, ResolvedComponent] = {}
 
@@ -330,30 +411,37 @@ def validate(data: dict[str, Any], source: str = "<recipe>", registry: Registry 
             for p, msg in _pydantic_problems(e, path, model_for):
                 problems.append((p, msg + f" [{kind} '{spec.use}']"))
             return
-        components[dotted] = ResolvedComponent(path=dotted, cls=cls, config=config)
+        except Exception as e:  # noqa: BLE001 - a config validator that raises something else
+            problems.append((dotted, f"config rejected: {type(e).__name__}: {e} [{kind} '{spec.use}']"))
+            return
+        rc = ResolvedComponent(path=dotted, cls=cls, config=config)
+        try:
+            rc.build()
+        except Exception as e:  # noqa: BLE001 - a constructor that raises is a problem at its key
+            problems.append((dotted, f"could not be created: {type(e).__name__}: {e} [{kind} '{spec.use}']"))
+            return
+        components[dotted] = rc
 
-    for section, kind in SINGLE_SECTIONS.items():
-        spec = getattr(recipe, section)
-        if spec is not None:
-            resolve((section,), spec, kind)
-    for key, spec in recipe.experts.items():
-        resolve(("experts", key), spec, "expert")
-    for i, spec in enumerate(recipe.tasks):
-        resolve(("tasks", i), spec, "task")
-    resolve(("run", "reader"), recipe.run.reader, "reader")
+    for path, spec, kind in specs:
+        resolve(path, spec, kind)
 
-    for i, spec in enumerate(recipe.tasks):
-        rc = components.get(f"tasks[{i}]")
-        if rc is None:
-            continue
-        for section in sorted(rc.cls.requires):
-            if not getattr(recipe, section, None):
-                problems.append((f"tasks[{i}]", f"task '{spec.use}' needs a `{section}` section, which the recipe does not have"))
-    for rc in components.values():
-        problems += [(rc.path, f"{msg} [{rc.cls.kind} '{rc.cls.name}']") for msg in rc.cls.check_recipe(rc.config, recipe)]
-    if recipe.experts and recipe.segmenter is None:
-        problems.append(("segmenter", "experts pool features per clip, so the recipe needs a segmenter"))
-    if problems:
+    if recipe is not None:
+        for i, spec in enumerate(recipe.tasks):
+            rc = components.get(f"tasks[{i}]")
+            if rc is None:
+                continue
+            for section in sorted(rc.cls.requires):
+                if not getattr(recipe, section, None):
+                    problems.append((f"tasks[{i}]", f"task '{spec.use}' needs a `{section}` section, which the recipe does not have"))
+        for rc in components.values():
+            try:
+                found = rc.cls.check_recipe(rc.config, recipe)
+            except Exception as e:  # noqa: BLE001 - a broken check is reported at its key
+                found = [f"check_recipe raised {type(e).__name__}: {e}"]
+            problems += [(rc.path, f"{msg} [{rc.cls.kind} '{rc.cls.name}']") for msg in found]
+        if recipe.experts and recipe.segmenter is None:
+            problems.append(("segmenter", "experts pool features per clip, so the recipe needs a segmenter"))
+    if problems or recipe is None:
         raise RecipeError(source, problems)
     return ResolvedRecipe(source=source, raw=data, recipe=recipe, components=components)
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .codec import register_record
+
 Split = Literal["train", "val", "test"]
 
 
@@ -34,6 +36,22 @@ class Video(Record):
     features: FeatureSet | None = None
     #: Precomputed clip boundaries that go with ``features``.
     clips: list[Clip] | None = None
+
+
+class VideoInfo(Record):
+    """What a reader's ``probe()`` tells about a video before decoding it (the stream facts components open with).
+
+    ``width``/``height`` are the upright display size (after rotation metadata); ``rotation`` is the
+    rotation in degrees the reader applies to frames.  Plain data, so it stores as JSON.
+    """
+
+    fps: float = Field(ge=0, description="frames per second (the stream's average rate; the pyav reader says 25 when unknown)")
+    num_frames: int = Field(ge=0, description="frames in the stream (from the container, else duration x fps)")
+    duration: float = Field(ge=0, description="seconds")
+    width: int = Field(ge=0, description="display width in pixels (upright)")
+    height: int = Field(ge=0, description="display height in pixels (upright)")
+    has_audio: bool = Field(description="whether the file has an audio stream")
+    rotation: int = Field(0, description="rotation (degrees, counter-clockwise as in the display matrix) the reader applies to frames")
 
 
 class Shot(Record):
@@ -191,3 +209,7 @@ class Item(Record):
 
 
 Video.model_rebuild()
+
+# the core's records are on the artifact codec's allow-list
+for _cls in (Video, VideoInfo, Shot, Clip, FrameBatch, AudioChunk, Track, FeatureSet, Labels, Predictions, Embeddings, Item):
+    register_record(_cls)

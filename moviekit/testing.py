@@ -24,7 +24,7 @@ import numpy as np
 
 from .components import DatasetSource, Encoder, Expert, Head, Labeler, Needs, Reader, Segmenter, Sink, Task, TaskResult
 from .plugins import Registry, get_registry
-from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video
+from .records import AudioChunk, Clip, FeatureSet, FrameBatch, Item, Labels, Shot, Track, Video, VideoInfo
 from .store import ArtifactStore
 
 
@@ -185,6 +185,16 @@ def components_of(distribution: str, registry: Registry | None = None) -> list[s
     return sorted(n for n, r in reg.components.items() if r.plugin.distribution == distribution)
 
 
+def assert_storable(name: str, value: Any, what: str) -> None:
+    """``value`` survives the artifact codec (what the store caches must be data: see :mod:`moviekit.codec`)."""
+    from .codec import CodecError, decode, encode
+
+    try:
+        decode(encode(value))
+    except CodecError as e:
+        raise AssertionError(f"{name}: {what} cannot be stored in the artifact cache: {e}") from None
+
+
 def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, Any] | None = None, registry: Registry | None = None) -> Any:
     """Run the component contract; returns what the component produced."""
     reg = registry or get_registry()
@@ -200,7 +210,7 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
     for spec in comp.weights():
         assert spec.name, f"{cls.name}: weights spec without a name"
     video = Video(id="contract", path=tmp_path / "contract.mp4")
-    info = {"fps": 12.0, "num_frames": 24, "duration": 2.0, "width": 64, "height": 48, "has_audio": True}
+    info = VideoInfo(fps=12.0, num_frames=24, duration=2.0, width=64, height=48, has_audio=True)
 
     if isinstance(comp, DatasetSource):
         items = list(comp.items())
@@ -212,19 +222,21 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
         path = write_test_video(tmp_path / "contract.mp4")
         video = Video(id="contract", path=path)
         probe = comp.probe(video)
-        for key in ("fps", "num_frames", "duration", "width", "height", "has_audio"):
-            assert key in probe, f"{cls.name}: probe() lacks '{key}'"
+        assert isinstance(probe, VideoInfo), f"{cls.name}: probe() must return a VideoInfo record"
         sink = RecordingSink()
         comp.read(video, [(Needs(frames=None, audio=None), RecordingSink()), (Needs.model_validate({"frames": {"fps": None}, "audio": {}}), sink)])
-        assert sum(len(b) for b in sink.batches) == probe["num_frames"], f"{cls.name}: read() must deliver every frame"
+        assert sum(len(b) for b in sink.batches) == probe.num_frames, f"{cls.name}: read() must deliver every frame"
+        assert_storable(cls.name, probe, "probe()")
         return probe
     if isinstance(comp, Segmenter):
         shots = feed(comp.open(video, info), comp.needs())
         assert isinstance(shots, list) and all(isinstance(s, Shot) for s in shots), f"{cls.name}: close() must return list[Shot]"
+        assert_storable(cls.name, shots, "close()")
         return shots
     if isinstance(comp, Expert):
         track = feed(comp.open(video, info), comp.needs())
         assert isinstance(track, Track), f"{cls.name}: close() must return a Track"
+        assert_storable(cls.name, track, "close()")
         shape = tuple(comp.feature_shape())
         assert track.values.shape[1:] == shape, f"{cls.name}: track rows {track.values.shape[1:]} != feature_shape {shape}"
         clips = [Clip(video_id="contract", index=0, shot_index=0, start_frame=0, end_frame=12, start_time=0.0, end_time=1.0)]
@@ -235,6 +247,7 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
     if isinstance(comp, Labeler):
         track = feed(comp.open(video, info), comp.needs())
         assert isinstance(track, Track)
+        assert_storable(cls.name, track, "close()")
         shots = [Shot(video_id="contract", index=0, start_frame=0, end_frame=24, start_time=0.0, end_time=2.0)]
         labels = comp.label(video, track, shots)
         assert all(isinstance(x, Labels) for x in labels), f"{cls.name}: label() must return list[Labels]"
@@ -273,6 +286,7 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
             make("task", spec).run(ctx)
         result = comp.run(ctx)
         assert isinstance(result, TaskResult), f"{cls.name}: run() must return a TaskResult"
+        assert_storable(cls.name, {"result": result, "shared": ctx.shared}, "its result and ctx.shared")
         for rel in result.files:
             assert (ctx.out_dir / rel).exists(), f"{cls.name}: reported file {rel} was not written"
         return result

@@ -11,8 +11,10 @@ tasks with their own models and losses use too.
 from __future__ import annotations
 
 import copy
+import io
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -226,6 +228,67 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _plain(v: Any, where: str) -> Any:
+    """``v`` with numpy scalars as Python numbers and numpy arrays as tensors, so that
+    ``torch.load(weights_only=True)`` reads it; anything else that is not plain data is refused."""
+    import torch
+
+    if isinstance(v, np.generic):  # before float: np.float64 is a float
+        return v.item()
+    if v is None or isinstance(v, (bool, int, float, str, torch.Tensor, torch.Size, torch.dtype, torch.device)):
+        return v
+    if isinstance(v, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(v).copy())
+    if isinstance(v, dict):
+        return {k: _plain(x, f"{where}[{k!r}]") for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_plain(x, f"{where}[{i}]") for i, x in enumerate(v))
+    raise TypeError(f"checkpoint {where}: cannot save a {type(v).__name__} (tensors, numbers, strings, lists and dicts only)")
+
+
+def save_checkpoint(state: dict[str, Any], path: Any) -> None:
+    """Write a training checkpoint of tensors and plain data, atomically under a unique temporary name.
+
+    The state is serialised in memory first, so a failed write (a full disk) removes its
+    temporary file and says how many bytes were needed (:class:`~moviekit.errors.DiskWriteError`).
+    """
+    import torch
+
+    from .store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(_plain(state, "state"), buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: Any, log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True`` (tensors and
+    plain data only: a planted pickle never runs), or None when there is none.
+
+    A checkpoint that cannot be loaded that way (corrupt, an older pickled format, planted
+    code) is deleted and logged with its path, and training starts from the beginning.
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read()
+    except FileNotFoundError:  # none, or another run sharing this cache just finished and removed it
+        return None
+    try:
+        # on the CPU: generator states must stay CPU ByteTensors; load_state_dict moves the tensors to the model's device
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not {"model", "optimizer", "epoch", "history"} <= set(state):
+            raise ValueError("not a moviekit training checkpoint")
+    except Exception as e:  # noqa: BLE001 - unreadable: never fatal, never executed
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        log(f"ignoring the unreadable checkpoint {path} ({type(e).__name__}: {reason}); training from the start")
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
 def train_loop(
     model: Any,
     step_fn: Callable[[list[int]], Any],
@@ -283,9 +346,8 @@ def train_loop(
     history: dict[str, Any] = {"step_loss": [], "epoch_loss": [], "lr": []}
     start, steps = 0, 0
     ckpt = ctx.checkpoint_path(tag) if ctx is not None else None
-    if ckpt is not None and ckpt.exists():
-        # on the CPU: generator states must stay CPU ByteTensors; load_state_dict moves the tensors to the model's device
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = load_checkpoint(ckpt, ctx.log) if ckpt is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:
@@ -347,9 +409,7 @@ def train_loop(
                 "gen": gen.get_state(), "generators": [g.get_state() for g in generators], "rng": _rng_state(),
                 "history": history, "epoch": epoch + 1, "steps": steps, "extra": extra_state,
             }  # fmt: skip
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save(state, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(state, ckpt)
         distributed.barrier()  # ranks leave an epoch together (the checkpoint is written)
         epoch_done(tag, epoch + 1, history)
     if ckpt is not None and distributed.is_main():

@@ -145,32 +145,3 @@ def resolve_checkpoint(spec: WeightsSpec, component: str, hint: str = "") -> Pat
         detail = f"The folder {path} holds no checkpoint file ({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})."
         raise WeightsNotFoundError(component_weights_help(component, spec, detail))
     return found[0]
-
-
-def open_clip_weights_spec(arch: str, pretrained: str | None, config_key: str = "pretrained") -> tuple[WeightsSpec, dict]:
-    """The weights spec of open_clip model ``arch`` with ``pretrained`` (a tag or a local path),
-    and the tag's pretrained config (empty for a path).
-
-    A tag becomes ``open_clip-<arch>-<tag>`` (so ``$MOVIEKIT_WEIGHTS/open_clip-<arch>-<tag>``)
-    with the tag's Hugging Face repository or URL as the hub source; anything else is
-    taken as a local path, which :func:`resolve_weights` reports when it does not exist.
-    """
-    import open_clip
-
-    tag_cfg: dict = {}
-    if pretrained and not Path(pretrained).expanduser().exists():
-        tag_cfg = dict(open_clip.get_pretrained_cfg(arch, pretrained) or {})
-    if not tag_cfg:
-        return WeightsSpec(name=f"open_clip-{arch}", description=f"open_clip {arch} checkpoint", path=pretrained, config_key=config_key), {}
-    hub, filenames = None, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-    hf = str(tag_cfg.get("hf_hub") or "")
-    if hf.endswith("/"):  # 'org/repo/': the default file names
-        hub = hf.rstrip("/")
-    elif hf:  # 'org/repo/filename'
-        hub, fname = os.path.split(hf)
-        filenames = (fname,)
-    elif tag_cfg.get("url"):
-        hub, filenames = tag_cfg["url"], (tag_cfg["url"].rsplit("/", 1)[-1],)
-    tag = pretrained.replace("/", "-")
-    spec = WeightsSpec(name=f"open_clip-{arch}-{tag}", description=f"open_clip {arch} pretrained '{pretrained}'", hub=hub, filenames=filenames, config_key=config_key)
-    return spec, tag_cfg

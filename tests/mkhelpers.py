@@ -61,7 +61,7 @@ class EveryN(Segmenter):
             def frames(self, batch):
                 S.count += len(batch)
             def close(self):
-                n, fps = comp.config.n, info["fps"]
+                n, fps = comp.config.n, info.fps
                 return [Shot(video_id=video.id, index=i, start_frame=s, end_frame=min(s + n, S.count),
                              start_time=s / fps, end_time=min(s + n, S.count) / fps)
                         for i, s in enumerate(range(0, S.count, n))]

@@ -87,7 +87,7 @@ def artifacts(cache: Path) -> dict[str, object]:
     store = ArtifactStore(cache)
     out = {}
     for kind in ("probe", "stream"):
-        for p in sorted((cache / kind).rglob("*")):
+        for p in sorted((store.dir / kind).rglob("*")):
             if p.is_file():
                 key = p.name.split(".")[0]
                 out[f"{kind}/{key}"] = plain(store.get(kind, key))

@@ -116,8 +116,8 @@ def test_rotated_video_comes_out_upright(tmp_path, degrees):
     reader = PyAVReader({})
     info = reader.probe(Video(id="r", path=rotated))
     quarter = degrees in (90, 270)
-    assert (info["width"], info["height"]) == ((H, W) if quarter else (W, H))
-    assert info["rotation"] == degrees
+    assert (info.width, info.height) == ((H, W) if quarter else (W, H))
+    assert info.rotation == degrees
     (upright, small) = read(rotated, every_frame(), every_frame((20, 30)))
     (reference,) = read(plain, every_frame())
     # PyAV's rotation is counter-clockwise, as np.rot90's
@@ -129,6 +129,21 @@ def test_rotated_video_comes_out_upright(tmp_path, degrees):
     red = np.argwhere((expected[0, ..., 0] > 200) & (expected[0, ..., 1] < 60)).mean(0)
     red_small = np.argwhere((frames_of(small)[0, ..., 0] > 200) & (frames_of(small)[0, ..., 1] < 60)).mean(0)
     assert np.allclose(red / expected.shape[1:3], red_small / (30, 20), atol=0.12)
+
+
+@pytest.mark.parametrize("degrees", [0, 90])
+def test_frame_at_is_the_read_frame_upright_by_seek_and_by_the_generic_default(tmp_path, degrees):
+    """frame_at (what reports take keyframes from) gives the frame read() delivers: first at or after the time."""
+    from moviekit.components import Reader
+
+    path = write(tmp_path / f"f{degrees}.mp4", n=20, rotation=degrees or None)
+    video = Video(id="f", path=path)
+    reader = PyAVReader({})
+    (every,) = read(path, every_frame())
+    frames, times = frames_of(every), times_of(every)
+    for t, want in ((0.0, 0), (0.26, int(np.searchsorted(times, 0.26 - 1e-3))), (None, int(np.searchsorted(times, reader.probe(video).duration / 2 - 1e-3))), (99.0, len(times) - 1)):
+        np.testing.assert_array_equal(reader.frame_at(video, t), frames[want])
+        np.testing.assert_array_equal(Reader.frame_at(reader, video, t), frames[want])  # the decode-everything default
 
 
 def test_rotated_frames_match_opencv(tmp_path):
@@ -199,7 +214,7 @@ def test_odd_sized_frames(tmp_path, name, codec, pix_fmt):
     w, h = 161, 97
     path = write(tmp_path / name, n=5, size=(w, h), codec=codec, pix_fmt=pix_fmt, options={"crf": "0"} if codec == "libx264" else None)
     info = PyAVReader({}).probe(Video(id="odd", path=path))
-    assert (info["width"], info["height"], info["num_frames"]) == (w, h, 5)
+    assert (info.width, info.height, info.num_frames) == (w, h, 5)
     full, small = read(path, every_frame(batch=2), every_frame((33, 17)))
     frames = frames_of(full)
     assert frames.shape == (5, h, w, 3)
@@ -217,7 +232,7 @@ def test_odd_sized_frames(tmp_path, name, codec, pix_fmt):
 def test_audio_less_file(tmp_path):
     path = write_test_video(tmp_path / "silent.mp4", audio=False)
     info = PyAVReader({}).probe(Video(id="silent", path=path))
-    assert info["has_audio"] is False
+    assert info.has_audio is False
     (audio_only,) = read(path, Needs(audio=AudioNeed()))
     assert audio_only.chunks == [] and audio_only.batches == []
     both, frames = read(path, Needs(frames=FrameNeed(fps=6, size=(16, 16)), audio=AudioNeed()), every_frame())

@@ -1,6 +1,5 @@
 import json
 import os
-import pickle
 import re
 import signal
 import subprocess
@@ -100,7 +99,6 @@ moviekit_api = "1.0"
 class Loudness(Expert):
     """RMS loudness of every quarter second of audio."""
     name = "test_loudness"
-    modality = "audio"
 
     def needs(self):
         return Needs(audio=AudioNeed(sample_rate=16000, chunk_seconds=1.0))
@@ -199,7 +197,7 @@ def test_killed_run_resumes_from_finished_artifacts(tmp_path):
     env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     proc = subprocess.Popen([sys.executable, "-m", "moviekit", "run", str(rp), "-o", str(tmp_path / "killed")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stream = cache / "stream"
+    stream = cache / "v2" / "stream"
     # Wait (generously: start-up is slow on a loaded machine) until two videos' three
     # consumers have finished, then kill the run while it works on the others.
     deadline = time.monotonic() + 600
@@ -211,17 +209,19 @@ def test_killed_run_resumes_from_finished_artifacts(tmp_path):
             proc.kill()
             pytest.fail(f"no two videos finished within 600 s ({done} artifacts)")
         time.sleep(0.05)
-        done = len(list(stream.rglob("*.pkl"))) if stream.exists() else 0
+        done = len(list(stream.rglob("*.zip"))) if stream.exists() else 0
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    finished = len(list(stream.rglob("*.pkl")))
+    finished = len(list(stream.rglob("*.zip")))
     assert 6 <= finished < 18, finished
     # The kill may land in the middle of a write (the next video's probe or file hash is
     # written right after these artifacts): that write's temporary file stays behind, hidden
     # and never read as an artifact; every visible artifact is complete.
-    for path in cache.rglob("*.pkl"):
-        pickle.loads(path.read_bytes())
-    for path in (cache / "filehash").rglob("*"):
+    from moviekit.codec import decode
+
+    for path in cache.rglob("*.zip"):
+        decode(path.read_bytes())
+    for path in (cache / "v2" / "filehash").rglob("*"):
         assert path.name.startswith(".") or not path.is_file() or re.fullmatch(r"[0-9a-f]{64}", path.read_text()), path
     leftovers = [p for p in cache.rglob("*") if p.is_file() and (p.name.startswith(".") or p.suffix == ".tmp")]
     assert len(leftovers) <= 1, leftovers  # at most the one write the kill interrupted

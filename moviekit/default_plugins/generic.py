@@ -3,13 +3,15 @@ head, and tasks to export features and train/evaluate a multi-label classifier."
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
-from moviekit import hookimpl
+from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, Encoder, Expert, FrameNeed, Head, Needs, Task, TaskResult
 from moviekit.errors import MoviekitError
 from moviekit.models import ModelPart, TrainedModel, build_part, init_from
@@ -100,29 +102,83 @@ class ExportFeatures(Task):
     """Writes every item's per-clip features to `features.npz` and clips to `items.json`, and the same
     features as a `features_dir` folder (`features/`) that a later recipe reads back with
     `dataset: {use: features_dir, root: <run>/features}` (add `temporal_reduce: none` to keep
-    descriptor sets such as audio frames) instead of decoding the videos again."""
+    descriptor sets such as audio frames) instead of decoding the videos again.
+
+    Outputs stay inside the run directory (`filename` and `features_dir` are relative, without
+    `..`).  The folder is written under a temporary name and renamed into place; an existing folder
+    of that name is replaced only when the run directory's `manifest.json` shows moviekit wrote
+    it, so a user's own files are never deleted.  A reused result recreates every file."""
 
     name = "export_features"
 
     class Config(Config):
-        filename: str = Field("features.npz", description="file in the run directory")
-        features_dir: str | None = Field("features", description="also write the features_dir layout to this folder of the run directory; null skips it")
+        filename: str = Field("features.npz", description="file in the run directory (relative, no '..')")
+        features_dir: str | None = Field("features", description="also write the features_dir layout to this folder of the run directory (relative, no '..'); null skips it")
+
+    @classmethod
+    def check_recipe(cls, config: Config, recipe: Any) -> list[str]:
+        from moviekit.paths import relative_problem
+
+        out = []
+        for key in ("filename", "features_dir"):
+            value = getattr(config, key)
+            problem = relative_problem(value) if value is not None else None
+            if problem:
+                out.append(f"{key}: {problem}")
+        return out
 
     def run(self, ctx) -> TaskResult:
         files = self._npz(ctx)
         if self.config.features_dir:
-            import shutil
-
-            from .formats import write_features_dir
-
-            folder = ctx.out_dir / self.config.features_dir
-            shutil.rmtree(folder, ignore_errors=True)  # no stale videos from an earlier run into this directory
-            write_features_dir(folder, [it for it in ctx.items if it.features is not None and it.features.arrays])
-            files.append(self.config.features_dir)
+            files += self._features_dir(ctx)
         arrays = sum(len(it.features.arrays) for it in ctx.items if it.features is not None)
         return TaskResult(metrics={"items": len(ctx.items), "arrays": arrays}, files=files)
 
+    def _features_dir(self, ctx) -> list[str]:
+        import shutil
+        import tempfile
+        import uuid
+
+        from moviekit import manifest
+        from moviekit.paths import output_path
+
+        from .formats import write_features_dir
+
+        folder = output_path(ctx.out_dir, self.config.features_dir, "export_features.features_dir")
+        rel = folder.relative_to(ctx.out_dir).as_posix()
+        if not manifest.owned(ctx.out_dir, rel):
+            raise MoviekitError(
+                f"export_features.features_dir: {folder} exists and was not written by moviekit (or changed since); "
+                "moviekit never deletes what it did not create: move it away, or set features_dir to another folder"
+            )
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+        try:
+            write_features_dir(tmp, [it for it in ctx.items if it.features is not None and it.features.arrays])
+            if folder.exists():
+                old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+                folder.rename(old)
+                tmp.rename(folder)
+                shutil.rmtree(old)  # every file in it was written by moviekit (checked above)
+            else:
+                tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        written = sorted(f.relative_to(ctx.out_dir).as_posix() for f in folder.rglob("*") if f.is_file())
+        manifest.forget(ctx.out_dir, rel)
+        manifest.record(ctx.out_dir, written)
+        return written
+
     def _npz(self, ctx) -> list[str]:
+        from moviekit import manifest
+        from moviekit.paths import output_path
+        from moviekit.store import atomic_write_bytes, atomic_write_text
+
+        target = output_path(ctx.out_dir, self.config.filename, "export_features.filename")
+        for rel in (self.config.filename, "items.json"):
+            if not manifest.owned(ctx.out_dir, rel) and (ctx.out_dir / rel).is_dir():
+                raise MoviekitError(f"export_features: {ctx.out_dir / rel} is a folder that moviekit did not write; it is left alone")
         arrays: dict[str, np.ndarray] = {}
         index = []
         for it in ctx.items:
@@ -130,9 +186,12 @@ class ExportFeatures(Task):
                 for m, a in it.features.arrays.items():
                     arrays[f"{it.id}/{m}"] = a
             index.append({"id": it.id, "labels": it.video.labels, "split": it.video.split, "clips": [c.model_dump() for c in it.clips]})
-        np.savez_compressed(ctx.out_dir / self.config.filename, **arrays)
-        (ctx.out_dir / "items.json").write_text(json.dumps(index, indent=1))
-        return [self.config.filename, "items.json"]
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, buf.getvalue())
+        atomic_write_text(ctx.out_dir / "items.json", json.dumps(index, indent=1))
+        return [Path(self.config.filename).as_posix(), "items.json"]
 
 
 class MultilabelClassification(Task):

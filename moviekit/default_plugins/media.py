@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit import hookimpl
+from moviekit.hookspecs import hookimpl
 from moviekit.components import AudioNeed, Config, FrameNeed, Needs, Reader, Sink
 from moviekit.errors import ItemError
-from moviekit.records import AudioChunk, FrameBatch, Video
+from moviekit.records import AudioChunk, FrameBatch, Video, VideoInfo
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ DECODE_PASSES = 0
 
 #: Packets probe() demuxes at most while looking for the first frame (for its display matrix).
 _PROBE_PACKETS = 64
+#: Frames decoded forward from a seek before frame_at() takes the one it reached.
+_SEEK_DECODE_LIMIT = 600
 
 
 # -- orientation (display matrix) ------------------------------------------------------------
@@ -209,14 +211,25 @@ class PyAVReader(Reader):
     sampling picks frames by time); each consumer gets frames at its own rate and size,
     upright when the file has rotation metadata, and audio resampled to mono float32 at
     its rate.  A file without audio gives audio consumers nothing, and no error.
+
+    Truncation rule: every stream that is decoded (video when a consumer wants frames, audio
+    when one wants audio) must reach the end its container states.  When the decoded stream
+    stops more than ``max(truncation_tolerance * stated duration, 2 frame intervals)`` (audio:
+    ``max(tolerance * duration, 0.1 s)``) before the stated end, the item fails at the decode
+    stage with a message giving both times.  Streams whose container states no duration are
+    not checked.
     """
 
     name = "pyav"
     #: 2: rotation metadata is applied (frames and probe()'s width/height).
-    version = "2"
+    #: 3: a decode ending early against the stated duration is a failure (truncation rule).
+    version = "3"
 
     class Config(Config):
         threads: int = Field(0, ge=0, description="decoder threads; 0 lets FFmpeg choose")
+        truncation_tolerance: float = Field(
+            0.02, ge=0, le=1, description="fraction of a stream's stated duration that may be missing at its end before the item fails as truncated"
+        )
 
     @staticmethod
     def _open(video: Video) -> Any:
@@ -243,7 +256,23 @@ class PyAVReader(Reader):
             pass  # read() reports undecodable files
         return None
 
-    def probe(self, video: Video) -> dict[str, Any]:
+    def _check_complete(self, video: Video, container: Any, stream: Any, end: float, floor: float, what: str) -> None:
+        """Raise when ``stream`` was decoded up to ``end`` seconds, short of its stated end (truncation rule)."""
+        start, duration = stated_span(container, stream)
+        if duration is None or duration <= 0:
+            return
+        missing = start + duration - end
+        if missing > max(self.config.truncation_tolerance * duration, floor):
+            kind = stream.type
+            stated = f", {stream.frames} stated" if kind == "video" and stream.frames else ""
+            raise ItemError(
+                video.id,
+                "decode",
+                f"{video.path}: truncated: the {kind} stream ends at {end - start:.2f} s but the container states {duration:.2f} s "
+                f"({what}{stated}); the file is probably cut short (a partial download or copy)",
+            )
+
+    def probe(self, video: Video) -> VideoInfo:
         with self._open(video) as container:
             if not container.streams.video:
                 raise ItemError(video.id, "decode", f"{video.path}: has no video stream")
@@ -256,23 +285,56 @@ class PyAVReader(Reader):
                 duration = container.duration / 1_000_000
             else:
                 duration = 0.0
-            info = {
-                "fps": fps,
-                "num_frames": int(vs.frames) if vs.frames else int(round(duration * fps)),
-                "duration": duration,
-                "width": vs.codec_context.width,
-                "height": vs.codec_context.height,
-                "has_audio": bool(container.streams.audio),
-                "rotation": 0,
-            }
+            width, height, rotation = vs.codec_context.width, vs.codec_context.height, 0
             first = self._first_frame(container, vs)
             if first is not None:
-                if not info["width"] or not info["height"]:
-                    info["width"], info["height"] = first.width, first.height
+                if not width or not height:
+                    width, height = first.width, first.height
                 orientation = frame_orientation(first)
-                info["width"], info["height"] = orientation.display_size(info["width"], info["height"])
-                info["rotation"] = rotation_degrees(orientation)
-            return info
+                width, height = orientation.display_size(width, height)
+                rotation = rotation_degrees(orientation)
+            return VideoInfo(
+                fps=fps,
+                num_frames=int(vs.frames) if vs.frames else int(round(duration * fps)),
+                duration=max(duration, 0.0),
+                width=width or 0,
+                height=height or 0,
+                has_audio=bool(container.streams.audio),
+                rotation=rotation,
+            )
+
+    def frame_at(self, video: Video, time: float | None = None) -> np.ndarray:
+        """The upright RGB frame at ``time`` seconds (the middle when None), by seeking: decodes forward from the
+        keyframe before ``time`` to the first frame at or after it (the last frame when ``time`` is past the end)."""
+        with self._open(video) as container:
+            if not container.streams.video:
+                raise ItemError(video.id, "decode", f"{video.path}: has no video stream")
+            stream = container.streams.video[0]
+            tb = stream.time_base
+            start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+            duration = float(stream.duration * tb) if stream.duration and tb else (container.duration or 0) / 1e6
+            if time is None:
+                time = duration / 2
+            if duration > 0:
+                time = min(max(time, 0.0), duration)
+            target = start + time
+            best = None
+            if tb and target > 0:
+                try:
+                    container.seek(int(target / tb), stream=stream, backward=True)
+                except Exception:  # noqa: BLE001 - unseekable: decode from the start
+                    pass
+            for n, frame in enumerate(container.decode(stream)):
+                best = frame
+                if frame.time is None or frame.time + 1e-3 >= target or n > _SEEK_DECODE_LIMIT:
+                    break
+            if best is None:  # a seek past the last keyframe: decode from the start
+                container.seek(0, stream=stream)
+                for best in container.decode(stream):
+                    pass
+            if best is None:
+                raise ItemError(video.id, "decode", f"{video.path}: no video frames")
+            return _Converter(None, frame_orientation(best))(best)
 
     def read(self, video: Video, consumers: list[tuple[Needs, Sink]]) -> None:
         import av
@@ -301,11 +363,13 @@ class PyAVReader(Reader):
             # One converter per distinct output size, made when the first frame shows the orientation.
             converters: dict[tuple[int, int] | None, _Converter] | None = None
             index = 0
+            ends: dict[str, float] = {}
             try:
                 for packet in container.demux(*streams):
                     for frame in packet.decode():
                         if packet.stream.type == "video":
                             t = float(frame.time) if frame.time is not None else index / fallback_rate
+                            ends["video"] = max(ends.get("video", 0.0), t + 1.0 / fallback_rate)
                             if converters is None:
                                 orientation = frame_orientation(frame)
                                 converters = {size: _Converter(size, orientation) for size in {f.need.size for f in frame_fans}}
@@ -320,6 +384,8 @@ class PyAVReader(Reader):
                             index += 1
                         else:
                             t = float(frame.time) if frame.time is not None else 0.0
+                            if frame.sample_rate:
+                                ends["audio"] = max(ends.get("audio", 0.0), t + frame.samples / frame.sample_rate)
                             for rate, res in resamplers.items():
                                 for out in res.resample(frame):
                                     samples = out.to_ndarray().reshape(-1)
@@ -337,10 +403,26 @@ class PyAVReader(Reader):
                             fan.add(out.to_ndarray().reshape(-1), 0.0)
             if frame_fans and index == 0:
                 raise ItemError(video.id, "decode", f"{video.path}: the video stream has no frames")
+            if frame_fans:
+                self._check_complete(video, container, vs, ends.get("video", 0.0), 2.0 / fallback_rate, f"{index} frames decoded")
+            if ast is not None:
+                self._check_complete(video, container, ast, ends.get("audio", 0.0), 0.1, "audio")
         for fan in frame_fans:
             fan.flush()
         for fan in audio_fans:
             fan.flush()
+
+
+def stated_span(container: Any, stream: Any) -> tuple[float, float | None]:
+    """``(start, duration)`` in seconds that the container states for ``stream`` (duration None when unknown)."""
+    tb = stream.time_base
+    start = float(stream.start_time * tb) if stream.start_time is not None and tb is not None else 0.0
+    if stream.duration is not None and tb is not None:
+        return start, float(stream.duration * tb)
+    if container.duration is not None:
+        c_start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
+        return start, container.duration / 1_000_000 - max(start - c_start, 0.0)
+    return start, None
 
 
 @hookimpl

@@ -3,7 +3,7 @@
 import moviekit
 
 #: The moviekit plugin API this plugin targets.
-moviekit_api = "1.0"
+moviekit_api = "1.1"
 
 
 @moviekit.hookimpl
@@ -20,3 +20,21 @@ def register_commands(cli):
     from .commands import add_commands
 
     add_commands(cli)
+
+
+@moviekit.hookimpl
+def doctor_checks():
+    """The stacks the MMX experts and retrieval use."""
+    checks = [
+        moviekit.import_check("faiss", "faiss", "pip install faiss-cpu"),
+        moviekit.import_check("torchaudio", "torchaudio", "pip install torchaudio"),
+        moviekit.import_check("EfficientNet-Lite", "efficientnet_lite_pytorch", "pip install efficientnet-lite-pytorch"),
+    ]
+    try:
+        import cv2
+
+        ok = hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
+    except Exception:  # noqa: BLE001 - reported as missing
+        ok = False
+    checks.append(("OpenCV TV-L1 flow", ok, "" if ok else "missing (install opencv-contrib-python)"))
+    return checks

@@ -154,41 +154,19 @@ def _genre_list(labels: Any) -> list[str]:
     return [str(g) for g in labels or []]
 
 
-def extract_keyframe(path: Path, time: float | None, width: int) -> Any:
+def extract_keyframe(path: Path, time: float | None, width: int, reader: Any = None) -> Any:
     """The frame at ``time`` seconds (the middle of the video when None) as a PIL image ``width`` px wide.
 
-    Seeks to the keyframe before ``time`` and decodes forward to the first frame
-    at or after it (or the last frame, when ``time`` is past the end).
+    The frame comes from the core's reader (``pyav`` unless ``reader`` is given), upright as every
+    other consumer of the run sees it (rotation metadata applied): the first frame at or after
+    ``time``, or the last frame when ``time`` is past the end.
     """
-    import av
+    from PIL import Image
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        tb = stream.time_base
-        start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
-        duration = float(stream.duration * tb) if stream.duration and tb else (container.duration or 0) / 1e6
-        if time is None:
-            time = duration / 2
-        if duration > 0:
-            time = min(max(time, 0.0), duration)
-        target = start + time
-        best = None
-        if tb and target > 0:
-            try:
-                container.seek(int(target / tb), stream=stream, backward=True)
-            except Exception:  # noqa: BLE001 - unseekable: decode from the start
-                pass
-        for n, frame in enumerate(container.decode(stream)):
-            best = frame
-            if frame.time is None or frame.time + 1e-3 >= target or n > 600:
-                break
-        if best is None:  # a seek past the last keyframe: decode from the start
-            container.seek(0, stream=stream)
-            for best in container.decode(stream):
-                pass
-        if best is None:
-            raise ValueError("no video frames")
-        img = best.to_image()
+    from moviekit import Video, get_registry
+
+    reader = reader or get_registry().create("pyav", "reader")
+    img = Image.fromarray(reader.frame_at(Video(id=Path(path).stem, path=Path(path)), time))
     height = max(1, round(img.height * width / max(img.width, 1)))
     return img.resize((width, height))
 

@@ -6,7 +6,7 @@
 * ``moviekit movieclip label`` cuts videos into shots and labels them with
   ``movieclip_clip`` in one decoding pass per video (through
   :func:`moviekit.extract_videos`), then writes the MovieCLIP tags JSON that the
-  core ``movieclip_json`` source reads, a ``.meta.json`` next to it, and a table.
+  ``movieclip_json`` source reads, a ``.meta.json`` next to it, and a table.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .labeler import MovieclipClip
-from .openclip import TEST_ONLY_MARK
-from .testing import TINY_MODEL
+from moviekit.backends.openclip import TINY_MODEL, is_test_only
 
 #: What the tables and the metadata say about the random test-only model.
 TEST_ONLY_NOTE = "tiny RANDOM open_clip model for tests only; its labels are meaningless"
@@ -47,7 +46,7 @@ LABEL_HELP = """Cut videos into shots and label each shot with CLIP (movieclip_c
 Each video is decoded once: the segmenter (--segmenter, default scenedetect) finds the shots
 while CLIP scores the frames sampled at --fps against the taxonomy's prompts.  --out gets the
 MovieCLIP tags JSON (video id -> <id>_shot_NNNN.mp4 -> start/end frame and time and
-`labels`: the --top-k labels with their CLIPSceneScores), which the core `movieclip_json`
+`labels`: the --top-k labels with their CLIPSceneScores), which the `movieclip_json`
 dataset source reads back; the video id is the file name without its extension.  Next to it,
 <out stem>.meta.json records the model, the labeler settings, each shot's assigned
 multi-labels (top-1 >= 0.4, ranks 2..k >= 0.1) and the videos that failed.  A table of the
@@ -105,7 +104,7 @@ class LabelRun:
 
     @property
     def test_only(self) -> bool:
-        return TEST_ONLY_MARK in self.model
+        return is_test_only(self.model)
 
     def top_k(self) -> dict[str, list[Any]]:
         """Per video, the shots' Labels with ``labels`` = the top-k labels (what the tags JSON holds)."""
@@ -225,11 +224,11 @@ def label_videos(
     work.mkdir(parents=True, exist_ok=True)
     shown = pretrained  # what the table and the metadata call the weights
     if model == TINY_MODEL:  # the random test-only architecture must be known to open_clip first
-        from .testing import register_tiny_model, tiny_clip_checkpoint
+        from moviekit.backends.openclip import register_tiny_model, tiny_checkpoint
 
         register_tiny_model(work / "tiny_clip")
         if pretrained is None:  # a throw-away random checkpoint
-            pretrained = str(tiny_clip_checkpoint(work / "tiny_clip", seed=0))
+            pretrained = str(tiny_checkpoint(work / "tiny_clip", seed=0))
             shown = "random weights, seed 0, generated for this run"
     cfg: dict[str, Any] = {"model": model, "pretrained": pretrained or _LABELER_DEFAULTS["pretrained"], "fps": fps, "top_k": top_k, "device": device}
     if templates:
@@ -385,7 +384,9 @@ def build_app() -> typer.Typer:
         from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from moviekit import MoviekitError, write_movieclip_json
+        from moviekit import MoviekitError
+
+        from .tagsfile import write_movieclip_json
 
         err = Console(stderr=True)
         if taxonomy is not None and not taxonomy.is_file():

@@ -1,6 +1,6 @@
 """The plugin's small annotation CSV files, read line by line with errors that name ``file:line``.
 
-Both the human-verified test list (:func:`.scenes.read_test_list`) and the shot-scale
+Both the human-verified test list (:func:`.testlist.read_test_list`) and the shot-scale
 labels file (:func:`.shotscale.read_shot_scale_labels`) follow the same rules:
 UTF-8; blank lines and lines starting with ``#`` are ignored; the first other line
 is the header (names compared lower-cased, surrounding spaces dropped); every row

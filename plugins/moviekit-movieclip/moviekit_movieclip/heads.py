@@ -12,7 +12,6 @@ the paper's Fig. 10 are not given in its text, so they are a config field
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Head, MoviekitError, Task, TaskResult, classification_report, mlp, multi_hot, pos_weights, train_loop
+from moviekit import Config, Head, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, classification_report, mlp, multi_hot, pos_weights, train_loop
 
 from .csvfile import write_csv
 
@@ -135,6 +134,7 @@ class MovieclipDownstream(Task):
         checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last one)")
         warn_dim: bool = Field(True, description="note when the input is not 1024-d")
         out: str = Field("downstream", description="prefix of the output files")
+        model_name: str | None = Field(None, description="name of the trained head handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`")
 
     def inputs(self, items: list[Any]) -> np.ndarray:
         rows = []
@@ -190,8 +190,14 @@ class MovieclipDownstream(Task):
         metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
         metrics.update({"final_train_loss": history["epoch_loss"][-1], "epochs": len(history["epoch_loss"]), "head": head.config.model_dump(), "in_dim": in_dim})
         files = write_report(ctx.out_dir, cfg.out, metrics, rows)
-        ctx.shared[f"{self.name}.{cfg.out}"] = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-        return TaskResult(metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)}, files=files, notes=notes)
+        part = ModelPart(kind="head", component={"use": head.name, **head.config.model_dump(mode="json")}, build={"in_dim": in_dim, "out_dim": len(ctx.vocabulary)})
+        summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+        trained = TrainedModel.from_modules(
+            cfg.model_name or cfg.out, {"head": (part, model)}, task=self.name, vocabulary=list(ctx.vocabulary),
+            metrics=summary, meta={"features": cfg.features, "threshold": cfg.threshold},
+        )  # fmt: skip
+        files += ctx.put_model(trained)
+        return TaskResult(metrics=summary, files=files, notes=notes)
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from moviekit import Config, FrameBatch, FrameNeed, Labeler, Labels, Needs, Shot, Sink, Track, Video, WeightsSpec, resolve_device
+from moviekit import Config, FrameBatch, FrameNeed, Labeler, Labels, Needs, Shot, Sink, Track, Video, VideoInfo, WeightsSpec, resolve_device
+from moviekit.backends import openclip
 
 from . import scoring
-from .openclip import LoadedClip, load_open_clip, weights_spec
 from .taxonomy import Taxonomy, resolve_taxonomy
 
 
@@ -83,10 +83,10 @@ class MovieclipClip(Labeler):
         templates: list[str] = Field(
             default_factory=lambda: [scoring.DEFAULT_TEMPLATE],
             description="prompt templates with one '{}' (or the names background, location, people_background, "
-            "people_location); more than one are ensembled",
+            "people_location, reference: the authors' script's 'a photo of a {}, a type of background location'); more than one are ensembled",
         )
         logit_scale: float = Field(scoring.LOGIT_SCALE, gt=0, description="scale of the cosine similarities before the softmax over labels")
-        fps: float = Field(1.0, gt=0, description="frames per second sampled for scoring")
+        fps: float | None = Field(1.0, gt=0, description="frames per second sampled for scoring; null scores every frame (as the authors' tagging script)")
         resize_mode: Literal["shortest", "squash", "longest"] | None = Field(
             None, description="how frames are fitted to the model's input: unset uses the model's own (CLIP: shortest side then centre crop)"
         )
@@ -115,10 +115,8 @@ class MovieclipClip(Labeler):
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
-        from .testing import TINY_MODEL, tiny_clip_checkpoint
-
-        # a tiny RANDOM model for the contract test (test-only; never a default)
-        return {"model": TINY_MODEL, "pretrained": str(tiny_clip_checkpoint(Path(tmp_path) / "tiny_clip")), "device": "cpu", "batch": 8}
+        # the backend's tiny RANDOM model for the contract test (test-only; never a default)
+        return {"model": openclip.TINY_MODEL, "pretrained": str(openclip.tiny_checkpoint(Path(tmp_path) / "tiny_clip")), "device": "cpu", "batch": 8}
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -133,13 +131,13 @@ class MovieclipClip(Labeler):
         return Needs(frames=FrameNeed(fps=self.config.fps, batch=self.config.batch))
 
     def weights(self) -> list[WeightsSpec]:
-        return [weights_spec(self.config.model, self.config.pretrained)[0]]
+        return [openclip.weights_spec(self.config.model, self.config.pretrained)[0]]
 
-    def _load(self) -> LoadedClip:
+    def _load(self) -> openclip.OpenClip:
         clip = self.__dict__.get("_clip")
         if clip is None:
             cfg = self.config
-            clip = load_open_clip(self.name, "pretrained", cfg.model, cfg.pretrained, resolve_device(cfg.device), cfg.resize_mode)
+            clip = openclip.load(self.name, "pretrained", cfg.model, cfg.pretrained, resolve_device(cfg.device), cfg.resize_mode)
             self.__dict__["_clip"] = clip
         return clip
 
@@ -185,7 +183,7 @@ class MovieclipClip(Labeler):
         sims = scoring.cosine_similarity(self.image_embeddings(frames), self.text_embeddings())
         return scoring.frame_probabilities(sims, self.config.logit_scale)
 
-    def open(self, video: Video, info: dict[str, Any]) -> Sink:
+    def open(self, video: Video, info: VideoInfo) -> Sink:
         self.text_embeddings()  # loads the model: fails before decoding when the weights are missing
         return _ClipSink(self)
 
@@ -195,7 +193,7 @@ class MovieclipClip(Labeler):
         The frames in the shot are averaged; a shot without one uses the frame nearest its midpoint
         if that is within one sampling period (``1 / fps``) of the shot.
         """
-        rows = shot_frame_rows(track.times, shot, max_gap=1.0 / self.config.fps)
+        rows = shot_frame_rows(track.times, shot, max_gap=1.0 / self.config.fps if self.config.fps else 0.0)
         if len(rows) == 0:
             return None
         return scoring.aggregate_shot(np.asarray(track.values, np.float64)[rows].reshape(len(rows), len(self.taxonomy)))

@@ -3,14 +3,14 @@
 import moviekit
 
 #: The moviekit plugin API this plugin targets.
-moviekit_api = "1.0"
+moviekit_api = "1.1"
 
 
 @moviekit.hookimpl
 def register_components(register):
-    from . import heads, hierarchy, labeler, scenes, shotscale
+    from . import frames, heads, hierarchy, labeler, scenes, shotscale, tagsfile
 
-    for module in (labeler, hierarchy, scenes, shotscale, heads):
+    for module in (labeler, hierarchy, frames, scenes, shotscale, heads, tagsfile):
         for cls in module.COMPONENTS:
             register(cls)
 
@@ -20,3 +20,13 @@ def register_commands(cli):
     from .commands import add_commands
 
     add_commands(cli)
+
+
+@moviekit.hookimpl
+def doctor_checks():
+    """The optional stacks of the scene classifier and the taxonomy hierarchy."""
+    return [
+        moviekit.import_check("mmaction2", "mmaction", "pip install moviekit-movieclip[mmaction]"),
+        moviekit.import_check("pytorchvideo", "pytorchvideo", "pip install moviekit-movieclip[pytorchvideo]"),
+        moviekit.import_check("sentence-transformers", "sentence_transformers", "pip install sentence-transformers"),
+    ]

@@ -5,7 +5,10 @@ From the supplementary (Sec. 3) and the issue:
 * **Prompts** (Sec. 3.1): two background templates and two people-centric ones;
   the final choice is ``"A photo of {}, a type of background location"``.
   Several templates can be *ensembled*: each label's text embeddings under the
-  templates are L2-normalised, averaged and L2-normalised again.
+  templates are L2-normalised, averaged and L2-normalised again.  The authors'
+  tagging script words it ``"a photo of a {}, a type of background location"``
+  (with "a", lower case) and scores every frame of a shot: that is the
+  ``reference`` preset (:data:`REFERENCE_TEMPLATE`; with the labeler's ``fps: null``).
 * **CLIPSceneScore**: for a frame, the cosine similarities between its image
   embedding and every label's text embedding (both L2-normalised) are scaled by
   the logit scale 100 and soft-maxed over the labels of the taxonomy; a shot's
@@ -36,8 +39,12 @@ TEMPLATES: tuple[str, ...] = (
 )
 #: The template the paper settles on.
 DEFAULT_TEMPLATE = TEMPLATES[0]
+#: The prompt of the authors' published tagging script (usc-sail/mica-MovieCLIP), which differs
+#: from the paper's wording by "a" and the capital; it scores every frame of a shot.
+REFERENCE_TEMPLATE = "a photo of a {}, a type of background location"
 #: Short names for the templates, usable in configs instead of the full text.
 TEMPLATE_NAMES: dict[str, str] = {
+    "reference": REFERENCE_TEMPLATE,
     "background": TEMPLATES[0],
     "location": TEMPLATES[1],
     "people_background": TEMPLATES[2],

@@ -34,10 +34,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Item, Labels, MoviekitError, Task, TaskResult, resolve_device, train_loop
+from moviekit import Config, Item, Labels, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, resolve_device, train_loop
 
 from .csvfile import iter_csv_records, write_csv
-from .scenes import lstm_classifier, sequence_inputs
+from .videomodels import lstm_classifier, sequence_inputs
 
 #: The MovieShots scale classes, from the closest to the widest framing.
 SCALES = ("ECS", "CS", "MS", "FS", "LS")
@@ -183,18 +183,18 @@ def open_clip_frame_features(frames: np.ndarray, model: str = "ViT-B-16", pretra
     import torch
     from PIL import Image
 
-    from .openclip import load_open_clip
+    from moviekit.backends import openclip
 
     key = (model, pretrained, str(resolve_device(device)))
     clip = _CLIP_CACHE.get(key)
     if clip is None:
-        clip = _CLIP_CACHE[key] = load_open_clip("movieclip_shot_scale", "clip_pretrained", model, pretrained, resolve_device(device))
+        clip = _CLIP_CACHE[key] = openclip.load("movieclip_shot_scale", "clip_pretrained", model, pretrained, resolve_device(device))
     flat = np.asarray(frames).reshape(-1, *np.asarray(frames).shape[-3:])
     out = []
     with torch.inference_mode():
         for s in range(0, len(flat), batch):
             x = torch.stack([clip.preprocess(Image.fromarray(np.ascontiguousarray(f))) for f in flat[s : s + batch]])
-            out.append(clip.model.encode_image(x.to(clip.device), normalize=True).float().cpu().numpy())
+            out.append(clip.encode_images(x.to(clip.device)).float().cpu().numpy())
     emb = np.concatenate(out)
     return emb.reshape(*np.asarray(frames).shape[:2], -1).astype(np.float32)
 
@@ -242,6 +242,7 @@ class MovieclipShotScale(Task):
         topk_threshold: float = Field(0.1, ge=0, le=1, description="... and ranks 2..k >= this")
         topk_rule: Literal["any", "all"] = Field("any", description="high-confidence shots need any (or all) of ranks 2..k above topk_threshold")
         out: str = Field("shot_scale", description="prefix of the output files")
+        model_name: str | None = Field(None, description="name of the trained LSTM handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`")
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
@@ -348,7 +349,13 @@ class MovieclipShotScale(Task):
         metrics_name = f"{cfg.out}_metrics.json"
         (Path(ctx.out_dir) / metrics_name).write_text(json.dumps(metrics, indent=2))
         files.append(metrics_name)
-        ctx.shared[f"{self.name}.{cfg.out}"] = predictions
+        build = {"in_dim": int(x_train.shape[-1]), "num_classes": len(SCALES), "hidden": cfg.hidden, "layers": cfg.layers}
+        part = ModelPart(kind="module", component={"use": self.name, **cfg.model_dump(mode="json")}, build=build)
+        trained = TrainedModel.from_modules(
+            cfg.model_name or cfg.out, {"lstm": (part, model)}, task=self.name, vocabulary=list(SCALES),
+            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))}, meta={"frame_encoder": cfg.frame_encoder},
+        )  # fmt: skip
+        files += ctx.put_model(trained)
         return TaskResult(metrics=metrics, files=files, notes=notes)
 
 

@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 import moviekit
 from moviekit import Video, get_registry
-from moviekit.default_plugins.formats import read_movieclip_json, read_movieclip_shots
+from moviekit_movieclip.tagsfile import read_movieclip_json, read_movieclip_shots, write_movieclip_json
 from moviekit.default_plugins.synthetic import generate_cut_video
 from moviekit.testing import make_context, offline_env
 from moviekit_movieclip.hierarchy import MovieclipHierarchy, tsne_coordinates
 from moviekit_movieclip.labeler import MovieclipClip
-from moviekit_movieclip.testing import TINY_MODEL, tiny_clip_checkpoint
+from moviekit.backends.openclip import TINY_MODEL
+from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 
@@ -98,7 +99,7 @@ def test_label_round_trips_and_matches_the_labeler(labelled, media, tiny, tmp_pa
         assert list(read.scores) == list(ref.scores) and len(read.scores) == 5  # top-5, best first
         assert list(read.scores.values()) == pytest.approx(list(ref.scores.values()), rel=1e-5, abs=1e-7)
     # written again from what was read, the file is the same byte for byte
-    again = moviekit.write_movieclip_json(tmp_path / "again.json", tags, shots)
+    again = write_movieclip_json(tmp_path / "again.json", tags, shots)
     assert again.read_text() == out.read_text()
     # and the core dataset source lists the video with its file and per-shot labels
     src = get_registry().create("movieclip_json", "dataset", path=str(out), videos_root=str(media["dir"]))

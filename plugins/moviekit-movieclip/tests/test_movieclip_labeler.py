@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moviekit import FrameBatch, Labels, MoviekitError, Shot, Track, Video, WeightsNotFoundError, get_registry
+from moviekit import FrameBatch, Labels, MoviekitError, Shot, Track, Video, VideoInfo, WeightsNotFoundError, get_registry
 from moviekit.testing import check_component, components_of
 from moviekit_movieclip.hierarchy import MovieclipHierarchy
 from moviekit_movieclip.labeler import MovieclipClip
 from moviekit_movieclip.taxonomy import load_taxonomy
-from moviekit_movieclip.testing import TINY_MODEL, tiny_clip_checkpoint
+from moviekit.backends.openclip import TINY_MODEL
+from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
 VIDEO = Video(id="v")
-INFO = {"fps": 4.0, "num_frames": 8, "duration": 2.0, "width": 64, "height": 48, "has_audio": False}
+INFO = VideoInfo(fps=4.0, num_frames=8, duration=2.0, width=64, height=48, has_audio=False)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 
@@ -181,7 +182,7 @@ def test_registered_and_configs_documented():
     names = components_of("moviekit-movieclip")
     assert names == [
         "movieclip_clip", "movieclip_downstream", "movieclip_fc", "movieclip_frames",
-        "movieclip_hierarchy", "movieclip_scene_classifier", "movieclip_shot_scale",
+        "movieclip_hierarchy", "movieclip_json", "movieclip_scene_classifier", "movieclip_shot_scale",
     ]  # fmt: skip
     assert reg.get(MovieclipClip.name) is MovieclipClip and reg.get(MovieclipHierarchy.name) is MovieclipHierarchy
     for cls in (reg.get(n) for n in names):

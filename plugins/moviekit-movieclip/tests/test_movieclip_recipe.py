@@ -24,11 +24,12 @@ from moviekit.cli import app as moviekit_app
 from moviekit.runner import Runner
 from moviekit.testing import offline_env
 from moviekit_movieclip import scoring
-from moviekit_movieclip.openclip import TEST_ONLY_MARK
-from moviekit_movieclip.scenes import read_test_list
+from moviekit.backends.openclip import TEST_ONLY_MARK
+from moviekit_movieclip.testlist import read_test_list
 from moviekit_movieclip.shotscale import read_shot_scale_labels
 from moviekit_movieclip.taxonomy import load_taxonomy
-from moviekit_movieclip.testing import TINY_MODEL, tiny_clip_checkpoint
+from moviekit.backends.openclip import TINY_MODEL
+from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "movieclip_scenes.yaml"
 

@@ -11,21 +11,11 @@ import pytest
 from moviekit import Clip, FeatureSet, FrameBatch, Item, Labels, MoviekitError, Needs, Video
 from moviekit.testing import check_component, make_context
 from moviekit_movieclip.heads import DOWNSTREAM_SETTINGS, PRESET_OUTPUTS, MovieclipDownstream, MovieclipFC, downstream_optimizer
-from moviekit_movieclip.scenes import (
-    PAPER_SETTINGS,
-    MovieclipFrames,
-    MovieclipSceneClassifier,
-    VerifiedShot,
-    backbone_config,
-    cheap_frame_features,
-    crop_resize,
-    three_crop_boxes,
-    train_crop_box,
-    view_starts,
-    mean_average_precision,
-    read_test_list,
-    write_test_list,
-)
+from moviekit_movieclip.frames import MovieclipFrames
+from moviekit_movieclip.scenes import MovieclipSceneClassifier
+from moviekit_movieclip.testlist import VerifiedShot, mean_average_precision, read_test_list, write_test_list
+from moviekit_movieclip.videomodels import PAPER_SETTINGS, backbone_config, cheap_frame_features
+from moviekit_movieclip.views import crop_resize, three_crop_boxes, train_crop_box, view_starts
 from moviekit_movieclip.shotscale import (
     SCALES,
     MovieclipShotScale,
@@ -334,7 +324,7 @@ TINY_BACKBONES = {
 def test_every_paper_model_builds_and_backpropagates(model):
     import torch
 
-    from moviekit_movieclip.scenes import build_recognizer
+    from moviekit_movieclip.videomodels import build_recognizer
 
     backbone, t, size = TINY_BACKBONES[model]
     net = build_recognizer(model, 3, t, size, backbone=backbone)
@@ -509,7 +499,8 @@ def test_recipe_run_decodes_once_and_trains_on_clip_labels(tmp_path):
 
     from moviekit import load_recipe, run_recipe
     from moviekit.default_plugins.synthetic import generate_cut_video
-    from moviekit_movieclip.testing import TINY_MODEL, tiny_clip_checkpoint
+    from moviekit.backends.openclip import TINY_MODEL
+    from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -555,7 +546,8 @@ def test_new_components_are_registered_and_document_their_configs():
 @pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 def test_shot_scale_encodes_raw_frames_with_open_clip(tmp_path):
     from moviekit_movieclip.shotscale import open_clip_frame_features
-    from moviekit_movieclip.testing import TINY_MODEL, tiny_clip_checkpoint
+    from moviekit.backends.openclip import TINY_MODEL
+    from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
     tiny = tiny_clip_checkpoint(tmp_path / "tiny_clip")
     items = frame_items(n_videos=2, t=3, size=32)

@@ -121,7 +121,7 @@ def _shot_scale(ctx):
 def _downstream(ctx):
     MovieclipDownstream(epochs=4, batch_size=2, checkpoint_every=2, warn_dim=False).run(ctx)
     metrics = json.loads((ctx.out_dir / "downstream_metrics.json").read_text())
-    return np.asarray([metrics["final_train_loss"], *[v.numpy().ravel().sum() for v in ctx.shared["movieclip_downstream.downstream"].values()]])
+    return np.asarray([metrics["final_train_loss"], *[v.numpy().ravel().sum() for v in ctx.model("downstream").state.values()]])
 
 
 def _downstream_items():
@@ -149,3 +149,37 @@ def test_tasks_resume_from_their_checkpoint_and_match_an_uninterrupted_run(run, 
     resumed = run(ctx)
     assert any("resumed from the checkpoint at epoch 2" in line for line in lines), lines
     assert resumed.shape == reference.shape and np.allclose(resumed, reference, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "run, make_items, name, part",
+    [
+        (_scene, lambda: frame_items(n_videos=4, t=4, size=8), "scene", "model"),
+        (_shot_scale, lambda: frame_items(n_videos=4, t=3, size=8), "shot_scale", "lstm"),
+        (_downstream, _downstream_items, "downstream", "head"),
+    ],
+    ids=["scene_classifier", "shot_scale", "downstream"],
+)
+def test_tasks_hand_on_their_trained_model_as_a_record(run, make_items, name, part, tmp_path):
+    """The one hand-off: ctx.model(name) is the trained network, and the same record is on disk under models/."""
+    import torch
+
+    from moviekit import load_model
+
+    items = make_items()
+    ctx = make_context(tmp_path, items=items, vocabulary=VOCAB if run is not _downstream else None)
+    run(ctx)
+    trained = ctx.model(name)
+    assert list(trained.record.parts) == [part] and trained.record.vocabulary
+    assert trained.record.task in ("movieclip_scene_classifier", "movieclip_shot_scale", "movieclip_downstream")
+    again = load_model(ctx.out_dir / "models" / name)
+    assert again.record == trained.record and set(again.state) == set(trained.state)
+    assert all(torch.equal(again.state[k], trained.state[k]) for k in trained.state)
+    assert not ctx.shared  # nothing handed on through the untyped dict
+    if run is _downstream:  # a head part rebuilds through its component and predicts as the trained one did
+        head = again.build("head").eval()
+        x = torch.from_numpy(MovieclipDownstream().inputs(items))
+        with torch.no_grad():
+            scores = torch.sigmoid(head(x)).numpy()
+        rows = json.loads((ctx.out_dir / "downstream_metrics.json").read_text())
+        assert scores.shape == (len(items), len(ctx.vocabulary)) and rows["in_dim"] == x.shape[1]

@@ -1,0 +1,8 @@
+"""Library back-ends shared by plugins: thin glue over a third-party model library, imported lazily.
+
+Importing :mod:`moviekit.backends` (or one of its modules) never imports the library itself; only
+calling a function that needs it does, so the core installs and runs without it.
+
+* :mod:`moviekit.backends.openclip`: open_clip models (tag -> weights spec, both towers,
+  preprocessing, image size and embedding size, and a labelled test-only tiny model).
+"""

@@ -1,0 +1,40 @@
+"""What dataset sources share: the video file extensions, and the seeded train/val/test split with its config fields.
+
+Public (``moviekit.SplitConfig``, ``moviekit.deterministic_split``, ``moviekit.VIDEO_EXTENSIONS``) so that a
+plugin's source splits and lists videos exactly as the core's ``video_folder`` does.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import Field, field_validator
+
+from .components import Config
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
+
+
+def deterministic_split(ids: list[str], seed: int, fractions: tuple[float, float, float]) -> dict[str, str]:
+    """train/val/test by a seeded shuffle of the sorted ids (stable across runs and machines)."""
+    order = sorted(ids)
+    random.Random(seed).shuffle(order)
+    n = len(order)
+    n_train = round(n * fractions[0])
+    n_val = round(n * fractions[1])
+    return {vid: ("train" if i < n_train else "val" if i < n_train + n_val else "test") for i, vid in enumerate(order)}
+
+
+class SplitConfig(Config):
+    """Config fields shared by labelled sources: the deterministic split and the label order."""
+
+    split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions when the data gives no split")
+    seed: int = Field(0, description="seed of the deterministic split")
+    vocabulary: list[str] | None = Field(None, description="fixed label order; default sorted labels found")
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _sum(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if abs(sum(v) - 1.0) > 1e-6 or min(v) < 0:
+            raise ValueError(f"split_fractions must be non-negative and sum to 1, got {v}")
+        return v
