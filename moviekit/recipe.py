@@ -71,6 +71,15 @@ class RunConfig(BaseModel):
     cache_dir: Path | None = Field(None, description="artifact store; default <user cache>/moviekit/artifacts")
     reader: ComponentSpec = Field(default_factory=lambda: ComponentSpec(use="pyav"))
     strict: bool = Field(False, description="stop at the first failed item")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads the run may use; consumers of one decode running at once share them (torch and OpenCV get "
+        "threads // consumers each); 0: $MOVIEKIT_THREADS, else the cores available",
+    )
+    consumers: Literal["threads", "serial"] = Field(
+        "threads", description="'threads': the consumers of a decode run concurrently, one thread each; 'serial': one after another"
+    )
 
     @field_validator("device")
     @classmethod

@@ -26,6 +26,7 @@ import yaml
 from .clips import make_clips
 from .components import Component, DatasetSource, Encoder, Expert, Head, Labeler, Reader, Segmenter, Sink, Task, TaskResult
 from .errors import DiskWriteError, ItemError, MoviekitError, RunInterrupted, WeightsNotFoundError
+from .fanout import Fanout
 from .models import TrainedModel, load_model, model_digest
 from .plugins import Registry, get_registry
 from .recipe import ResolvedRecipe
@@ -65,12 +66,17 @@ def environment_versions(registry: Registry) -> dict[str, Any]:
         out["moviekit"] = metadata.version("moviekit")
     except metadata.PackageNotFoundError:
         out["moviekit"] = "unknown"
+    # torch is not imported (about 0.9 GB and 2 s) nor CUDA initialised just to record versions: a
+    # run whose components never import torch stays light; device names only once CUDA is in use.
+    torch = sys.modules.get("torch")
     try:
-        import torch
-
-        out["torch"] = torch.__version__
-        out["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
-        out["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch is None:
+            out["torch"] = metadata.version("torch")
+        else:
+            out["torch"] = torch.__version__
+            out["cuda"] = torch.version.cuda
+            if torch.cuda.is_initialized():
+                out["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     except Exception as e:  # noqa: BLE001
         out["torch"] = f"unavailable ({e})"
     out["plugins"] = {p.name: {"distribution": p.distribution, "version": p.version, "ok": p.ok} for p in registry.plugins.values()}
@@ -587,19 +593,27 @@ class Runner:
                 except Exception as e:
                     raise ItemFailure("consumer", path, comp.name, e, f"could not start: {type(e).__name__}: {e}") from e
             self.decodes += 1
-            try:
-                reader.read(video, [(needs, sink) for _, needs, sink in sinks])
-            except ItemFailure:
-                raise
-            except Exception as e:
-                raise ItemFailure("decode", "run.reader", reader.name, e) from e
-            for path, _, sink in sinks:
+            # The consumers run concurrently (moviekit.fanout); one that raises fails this item after
+            # the others' results are stored, so a rerun recomputes only the failed consumer.
+            run_cfg = self.recipe.run
+            with Fanout([s for _, _, s in sinks], concurrent=run_cfg.consumers == "threads", threads=run_cfg.threads, names=[p for p, _, _ in sinks]) as fan:
                 try:
-                    results[path] = sink.sink.close()
+                    reader.read(video, [(needs, wrapped) for (_, needs, _), wrapped in zip(sinks, fan.sinks)])
+                except ItemFailure:
+                    raise
                 except Exception as e:
-                    raise ItemFailure("consumer", path, sink.component_name, e) from e
-                self.store.put("stream", keys[path], results[path])
+                    raise ItemFailure("decode", "run.reader", reader.name, e) from e
+                outcomes = fan.close()
+            errors: list[ItemFailure] = []
+            for (path, _, sink), (value, error) in zip(sinks, outcomes):
+                if error is not None:
+                    errors.append(error if isinstance(error, ItemFailure) else ItemFailure("consumer", path, sink.component_name, error))
+                    continue
+                results[path] = value
+                self.store.put("stream", keys[path], value)
                 st.computed += 1
+            if errors:
+                raise errors[0]
         shots = results.get("segmenter") or []
         clips = make_clips(shots, info.fps, cfg.trim_start, cfg.trim_end, cfg.min_frames)
         arrays = {}

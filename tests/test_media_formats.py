@@ -241,3 +241,39 @@ def test_audio_less_file(tmp_path):
     # with audio, the same reader does deliver it
     (heard,) = read(write_test_video(tmp_path / "loud.mp4"), Needs(audio=AudioNeed(chunk_seconds=1.0)))
     assert sum(len(c.samples) for c in heard.chunks) >= 3 * 16000
+
+
+# -- probe and read share one open ------------------------------------------------------------
+
+
+def test_read_after_probe_reuses_the_open_file_and_gives_the_same_stream(tmp_path):
+    files = [
+        write(tmp_path / "bframes.mp4", n=20, size=(96, 64), options={"bf": "3"}),
+        write(tmp_path / "rot90.mp4", n=8, rotation=90),
+        write(tmp_path / "vfr.mkv", pts=[0, 1, 3, 4, 9, 10, 11, 15]),
+        write(tmp_path / "ffv1.mkv", n=8, codec="ffv1"),
+        write_test_video(tmp_path / "audio.mp4"),
+    ]
+    needs = (every_frame(), every_frame((24, 16), batch=3), Needs(audio=AudioNeed(sample_rate=16000, chunk_seconds=0.5)))
+    for path in files:
+        video = Video(id=path.stem, path=path)
+        fresh = read(path, *needs)
+        reader = PyAVReader({})
+        reader.probe(video)
+        assert reader._held is not None  # kept open for the read
+        sinks = [RecordingSink() for _ in needs]
+        reader.read(video, list(zip(needs, sinks)))
+        assert reader._held is None
+        for a, b in zip(fresh[:2], sinks[:2]):
+            np.testing.assert_array_equal(frames_of(a), frames_of(b))
+            assert times_of(a) == times_of(b)
+        assert [c.samples.tobytes() for c in fresh[2].chunks] == [c.samples.tobytes() for c in sinks[2].chunks]
+        assert [c.start_time for c in fresh[2].chunks] == [c.start_time for c in sinks[2].chunks]
+    # a read of another file closes the held one and opens its own
+    reader = PyAVReader({})
+    reader.probe(Video(id="a", path=files[0]))
+    other = read(files[3], every_frame())[0]
+    sink = RecordingSink()
+    reader.read(Video(id="b", path=files[3]), [(every_frame(), sink)])
+    np.testing.assert_array_equal(frames_of(sink), frames_of(other))
+    assert reader._held is None

@@ -2,15 +2,18 @@
 
 Each distinct output size is converted from the decoded picture once per frame by its own
 swscale context (kept for the whole video), straight to RGB at the consumer's size, and
-copied once into the batch handed to the consumer.  Rotation metadata (the display matrix a
+copied once into the batch handed to the consumers of that need (consumers with the same
+``FrameNeed`` share one read-only batch).  ``read()`` reuses the container ``probe()`` opened
+for the same file, rewound to the start, so a video is opened once.  Rotation metadata (the display matrix a
 phone writes) is applied, so frames come out upright, as players and OpenCV show them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,11 +140,18 @@ class _Converter:
 
 
 class _FrameFan:
-    """Collects sampled frames for one consumer into a preallocated batch and flushes it when full."""
+    """Collects sampled frames for the consumers of one :class:`FrameNeed` into a preallocated
+    batch and flushes it when full.
 
-    def __init__(self, need: FrameNeed, sink: Sink):
+    Consumers asking for the same need (rate, size and batch length) share one fan, so the
+    frames are sampled and copied once and every one of them gets the same batch; a shared
+    batch is made read-only, so a consumer that writes into it fails loudly instead of
+    changing what the others see.
+    """
+
+    def __init__(self, need: FrameNeed, sinks: list[Sink]):
         self.need = need
-        self.sink = sink
+        self.sinks = sinks
         self.next_time = -np.inf
         self.buf: np.ndarray | None = None
         self.n = 0
@@ -175,8 +185,14 @@ class _FrameFan:
     def flush(self) -> None:
         if self.n and self.buf is not None:
             n = self.n
-            # A new buffer for every batch: a sink may keep the one it was given.
-            self.sink.frames(FrameBatch(frames=self.buf[:n], indices=self.indices[:n].copy(), times=self.times[:n].copy()))
+            # A new buffer for every batch: a sink may keep the one it was given (or, with
+            # consumers on threads, still be working on it while the next batch fills).
+            batch = FrameBatch(frames=self.buf[:n], indices=self.indices[:n].copy(), times=self.times[:n].copy())
+            if len(self.sinks) > 1:
+                for a in (batch.frames, batch.indices, batch.times):
+                    a.flags.writeable = False
+            for sink in self.sinks:
+                sink.frames(batch)
         self.buf, self.n = None, 0
 
 
@@ -241,6 +257,46 @@ class PyAVReader(Reader):
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
             raise ItemError(video.id, "decode", f"{path}: cannot open as a video ({type(e).__name__}: {e})") from e
 
+    def _threading(self, vs: Any) -> None:
+        """Decoder threading (fixed once the codec is open, so set before the first decode)."""
+        vs.thread_type = "AUTO"
+        if self.config.threads:
+            vs.codec_context.thread_count = self.config.threads
+
+    @contextlib.contextmanager
+    def _probe_open(self, video: Video) -> Iterator[Any]:
+        """Opens for probe() and, when it succeeds, keeps the container for the read() that follows."""
+        self._release()
+        container = self._open(video)
+        try:
+            if container.streams.video:
+                self._threading(container.streams.video[0])
+            yield container
+        except BaseException:
+            container.close()
+            raise
+        self._held = (str(video.path), container)
+
+    def _read_open(self, video: Video) -> tuple[Any, bool]:
+        """``(container, reused)``: probe()'s container of this file rewound to the start, else a new one."""
+        import av
+
+        held, self._held = getattr(self, "_held", None), None
+        if held is not None:
+            if held[0] == str(video.path):
+                try:
+                    held[1].seek(0)  # also flushes the decoders
+                    return held[1], True
+                except av.error.FFmpegError:
+                    pass
+            held[1].close()
+        return self._open(video), False
+
+    def _release(self) -> None:
+        held, self._held = getattr(self, "_held", None), None
+        if held is not None:
+            held[1].close()
+
     @staticmethod
     def _first_frame(container: Any, vs: Any) -> Any:
         """The first decoded frame (for its display matrix), or None if none comes soon."""
@@ -273,7 +329,7 @@ class PyAVReader(Reader):
             )
 
     def probe(self, video: Video) -> VideoInfo:
-        with self._open(video) as container:
+        with self._probe_open(video) as container:
             if not container.streams.video:
                 raise ItemError(video.id, "decode", f"{video.path}: has no video stream")
             vs = container.streams.video[0]
@@ -341,15 +397,19 @@ class PyAVReader(Reader):
 
         global DECODE_PASSES
         DECODE_PASSES += 1
-        frame_fans = [_FrameFan(n.frames, s) for n, s in consumers if n.frames is not None]
+        by_need: dict[FrameNeed, list[Sink]] = {}
+        for n, s in consumers:
+            if n.frames is not None:
+                by_need.setdefault(n.frames, []).append(s)
+        frame_fans = [_FrameFan(need, sinks) for need, sinks in by_need.items()]
         audio_fans = [_AudioFan(n.audio, s) for n, s in consumers if n.audio is not None]
-        with self._open(video) as container:
+        container, reused = self._read_open(video)
+        with container:
             if not container.streams.video:
                 raise ItemError(video.id, "decode", f"{video.path}: has no video stream")
             vs = container.streams.video[0]
-            vs.thread_type = "AUTO"
-            if self.config.threads:
-                vs.codec_context.thread_count = self.config.threads
+            if not reused:
+                self._threading(vs)
             streams = [vs] if frame_fans else []
             resamplers: dict[int, Any] = {}
             ast = container.streams.audio[0] if (audio_fans and container.streams.audio) else None
