@@ -70,6 +70,8 @@ class Job:
     reader_id: dict[str, Any]
     identities: dict[str, dict[str, Any]]
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: CPU threads of one worker ($MOVIEKIT_THREADS there): the run's budget shared by the workers of one machine
+    threads: int | None = None
 
 
 class Ahead(dict):
@@ -94,6 +96,9 @@ def _worker_runner(job: Job) -> tuple[Any, Any, list[tuple[str, Any]]]:
     """A runner built once per worker process and job (components loaded once, not per video)."""
     if job.token not in _WORKERS:
         from .plugins import Registry
+
+        if job.threads:
+            os.environ["MOVIEKIT_THREADS"] = str(job.threads)
         from .runner import Runner
 
         runner = Runner(job.resolved, output=Path(tempfile.gettempdir()) / "moviekit-worker", registry=Registry())
@@ -196,7 +201,10 @@ def _run_processes(job: Job, videos: list[Video], cfg: Any, report: Callable[[Ou
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    from .threads import thread_budget
+
     workers = _workers(cfg)
+    job.threads = thread_budget(cfg.threads, workers)  # N workers on one machine share its cores
     attempts: dict[str, int] = {}
     pending = list(videos)
     while pending:
@@ -253,6 +261,7 @@ def _run_ray(job: Job, videos: list[Video], cfg: Any, report: Callable[[Outcome]
         task = ray.remote(extract_video).options(
             num_cpus=rc.num_cpus_per_task, num_gpus=rc.num_gpus_per_task, max_retries=rc.max_retries, retry_exceptions=False
         )  # fmt: skip
+        job.threads = max(1, int(rc.num_cpus_per_task))  # a task's threads: the CPUs it reserved
         job_ref = ray.put(job)
         window = max(2 * int(ray.cluster_resources().get("CPU", 1) / rc.num_cpus_per_task), 2)
         if cfg.workers:

@@ -126,14 +126,14 @@ def test_two_gloo_processes_equal_one_process(setup, one_process):
     assert_close_runs(one_process, run)
     # only rank 0 wrote: one run folder, one summary, no leftover checkpoint
     assert json.loads((run / "summary.json").read_text())["items"] == 40
-    assert not list((setup[0] / "two" / "cache" / "checkpoints").glob("*.pt"))
+    assert not list((setup[0] / "two" / "cache").rglob("*.pt"))
 
 
 def test_sigkilled_two_process_run_resumes_in_one_process(setup, one_process):
     r = launch(setup, "killed", 2, MK_DIE_TAG="mmx-finetune", MK_DIE_EPOCH="2")
     assert r.returncode != 0  # rank 0 was SIGKILLed after fine-tuning epoch 2
     cache = setup[0] / "killed" / "cache"
-    assert len(list((cache / "checkpoints").glob("*mmx-finetune.pt"))) == 1
+    assert len(list(cache.rglob("checkpoints/*mmx-finetune.pt"))) == 1
     r = launch(setup, "killed", 1)  # another world size
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "resumed from the checkpoint at epoch 2" in r.stdout
