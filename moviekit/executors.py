@@ -40,7 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .recipe import ResolvedRecipe
     from .records import Video
     from .runner import Runner, StageStats
-    from .store import ArtifactStore
 
 RAY_MISSING = "run.executor is 'ray' but Ray is not installed: pip install 'moviekit[ray]' (or set run.executor: local or processes)"
 
@@ -66,7 +65,8 @@ class Job:
     """What every worker needs, sent once: the recipe, the store, and the driver's artifact identities."""
 
     resolved: ResolvedRecipe
-    store: ArtifactStore
+    store_root: Path  # the workers open their own store on the driver's folder
+    store_read: bool
     reader_id: dict[str, Any]
     identities: dict[str, dict[str, Any]]
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -102,7 +102,9 @@ def _worker_runner(job: Job) -> tuple[Any, Any, list[tuple[str, Any]]]:
         from .runner import Runner
 
         runner = Runner(job.resolved, output=Path(tempfile.gettempdir()) / "moviekit-worker", registry=Registry())
-        runner.store = job.store
+        from .store import ArtifactStore
+
+        runner.store = ArtifactStore(job.store_root, read=job.store_read)
         runner._item_keys = {}
         reader, consumers = runner.consumers()
         _WORKERS.clear()
@@ -161,9 +163,7 @@ def extract_ahead(runner: Runner, videos: list[Video], reader_id: dict[str, Any]
     todo = [v for v in videos if v.features is None and identities]  # precomputed features need no worker
     outcomes: list[Outcome] = []
     if distributed.is_main() and todo:
-        # the workers' own store on the same folder (the driver's holds its run's log callback and records)
-        store = runner.store
-        job = Job(runner.resolved, type(store)(store.root, read=store.read), reader_id, identities)
+        job = Job(runner.resolved, Path(runner.store.root), runner.store.read, reader_id, identities)
         run = {"local": _run_local, "processes": _run_processes, "ray": _run_ray}[cfg.executor]
 
         def report(outcome: Outcome) -> None:
