@@ -119,10 +119,9 @@ def error_message(err: BaseException) -> str:
 
 def extract_video(job: Job, video: Video) -> Outcome:
     """Compute one video's artifacts into the store (the serial path's own function)."""
-    from .runner import StageStats
-
     from .device import seeded
     from .errors import DiskWriteError
+    from .runner import StageStats
 
     runner, reader, consumers = _worker_runner(job)
     st, before = StageStats(), runner.decodes

@@ -153,10 +153,10 @@ def test_processes_executor_equals_serial(site, videos, serial, tmp_path):
 @pytest.fixture(scope="module")
 def ray_cluster(site):
     """A local Ray cluster of two nodes with one CPU each."""
-    ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
     import os
+
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
 
     os.environ["PYTHONPATH"] = f"{site[0]}:{os.environ.get('PYTHONPATH', '')}"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -164,6 +164,7 @@ def ray_cluster(site):
     cluster.wait_for_nodes()
     yield cluster
     cluster.shutdown()
+    os.environ["PYTHONPATH"] = os.environ["PYTHONPATH"].split(":", 1)[1]
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def launch(setup, name: str, nproc: int, **env_extra) -> subprocess.CompletedPro
         cmd = [sys.executable, "-m", "moviekit", *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "moviekit", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def flat(obj, prefix=""):
