@@ -42,7 +42,9 @@ CONFIGS = [("local", 1), ("processes", 1), ("processes", 2), ("ray", 1), ("ray",
 def make_videos(root: Path, n: int) -> Path:
     from moviekit import get_registry
 
-    src = get_registry().create("synthetic_trailers", "dataset", n=n, min_seconds=15.0, max_seconds=25.0, seed=11, root=str(root / f"trailers-{n}"))
+    src = get_registry().create(
+        "synthetic_trailers", "dataset", n=n, min_seconds=15.0, max_seconds=25.0, seed=11, root=str(root / f"trailers-{n}")
+    )
     return src.ensure()
 
 
@@ -99,12 +101,30 @@ def measure(args: argparse.Namespace) -> None:
             ray.shutdown()
         elif args.executor == "processes":
             worker_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = {"seconds": seconds, "items": len(items), "failures": len(runner.failures), "driver_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "worker_mib": worker_kib / 1024}
+    out = {
+        "seconds": seconds,
+        "items": len(items),
+        "failures": len(runner.failures),
+        "driver_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_mib": worker_kib / 1024,
+    }
     print("RESULT " + json.dumps(out))
 
 
 def run_one(folder: Path, experts: str, executor: str, workers: int) -> dict:
-    cmd = [sys.executable, __file__, "--measure", "--folder", str(folder), "--experts", experts, "--executor", executor, "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--measure",
+        "--folder",
+        str(folder),
+        "--experts",
+        experts,
+        "--executor",
+        executor,
+        "--workers",
+        str(workers),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
     for line in r.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -148,8 +168,12 @@ def retrieval(args: argparse.Namespace) -> None:
     import faiss
 
     rng = np.random.default_rng(0)
-    print(f"\n## Retrieval: top-{args.k} cosine of {args.queries} queries, {args.dim}-d float32, faiss threads {faiss.omp_get_max_threads()}; median of {args.repeats}")
-    print("| embeddings | NumPy brute force (s) | faiss IndexFlatIP (s) | flat speed-up | faiss HNSW32 (s) | HNSW speed-up | HNSW recall@k |")
+    print(
+        f"\n## Retrieval: top-{args.k} cosine of {args.queries} queries, {args.dim}-d float32, faiss threads {faiss.omp_get_max_threads()}; median of {args.repeats}"
+    )
+    print(
+        "| embeddings | NumPy brute force (s) | faiss IndexFlatIP (s) | flat speed-up | faiss HNSW32 (s) | HNSW speed-up | HNSW recall@k |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n in (10_000, 100_000):
         # clustered like trained embeddings (uniform random high-dimensional points have no neighbours
@@ -174,7 +198,11 @@ def retrieval(args: argparse.Namespace) -> None:
         hnsw.add(x)
         t = {"brute": [], "flat": [], "hnsw": []}
         for _ in range(args.repeats):
-            for name, fn in (("brute", brute), ("flat", lambda i=flat, q=q: i.search(q, args.k)[1]), ("hnsw", lambda i=hnsw, q=q: i.search(q, args.k)[1])):
+            for name, fn in (
+                ("brute", brute),
+                ("flat", lambda i=flat, q=q: i.search(q, args.k)[1]),
+                ("hnsw", lambda i=hnsw, q=q: i.search(q, args.k)[1]),
+            ):
                 t0 = time.perf_counter()
                 res = fn()
                 t[name].append(time.perf_counter() - t0)

@@ -175,12 +175,10 @@ def show(
     table = Table(title="config")
     for col in ("key", "type", "default", "description"):
         table.add_column(col)
-    props = schema.get("properties", {})
-    for key, field in cls.Config.model_fields.items():
-        p = props.get(key, {})
-        typ = p.get("type") or " | ".join(x.get("type", "?") for x in p.get("anyOf", [])) or p.get("$ref", "?").split("/")[-1]
-        default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        table.add_row(key, str(typ), default, field.description or "")
+    from .describe import config_rows
+
+    for row in config_rows(cls):
+        table.add_row(row["key"], row["type"], row["default"], row["description"])
     console.print(table)
     try:
         comp = cls()

@@ -152,7 +152,9 @@ def _die_with_parent() -> None:
 # -- executors ------------------------------------------------------------------------------------------
 
 
-def extract_ahead(runner: Runner, videos: list[Video], reader_id: dict[str, Any], identities: dict[str, dict[str, Any]], st: StageStats) -> Ahead | None:
+def extract_ahead(
+    runner: Runner, videos: list[Video], reader_id: dict[str, Any], identities: dict[str, dict[str, Any]], st: StageStats
+) -> Ahead | None:
     """Run the recipe's executor over ``videos``; None for ``local`` in one process (the runner's own loop)."""
     from . import distributed
 
@@ -276,10 +278,12 @@ def _run_ray(job: Job, videos: list[Video], cfg: Any, report: Callable[[Outcome]
                 try:
                     out = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - the worker died more than max_retries times
-                    out = Outcome(video.id, message=f"Ray task failed after {rc.max_retries} retries: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                    out = Outcome(
+                        video.id,
+                        message=f"Ray task failed after {rc.max_retries} retries: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                    )
                 report(out)
                 yield out
     finally:
         if started:
             ray.shutdown()
-

@@ -32,6 +32,7 @@ DEFAULT_PLUGINS = (
     "moviekit.default_plugins.formats",
     "moviekit.default_plugins.synthetic",
     "moviekit.default_plugins.generic",
+    "moviekit.default_plugins.lvu",
 )
 
 

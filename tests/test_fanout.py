@@ -280,7 +280,8 @@ def test_runner_fails_only_the_item_and_keeps_the_other_consumers_work(tmp_path,
     summary = Runner(validate(data, registry=registry), output=tmp_path / "out", registry=registry).run()
     failures = [json.loads(x) for x in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
     assert [f["item"] for f in failures] == ["v1"]
-    assert "experts.breaks: RuntimeError: broke mid-stream" in failures[0]["error"]
+    assert (failures[0]["stage"], failures[0]["component"]) == ("consumer", "experts.breaks")
+    assert "RuntimeError: broke mid-stream" in failures[0]["error"]
     assert summary["items"] == 2
     # the segmenter's and luma's results for v1 were stored: without the broken expert, v1 needs no decode
     del data["experts"]["breaks"]

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Task, TaskResult, multilabel_metrics, per_class_metrics
+from moviekit import Config, Task, TaskResult, all_positive_from_supports, auprc_note, multilabel_metrics, per_class_metrics
 
 #: The task expected to write each input, named in the "not produced" notes.
 PRODUCERS: dict[str, str] = {
@@ -288,20 +288,28 @@ class MMXReport(Task):
     def _section_metrics(self) -> str:
         m = self._load_metrics()
         rnd = m.get("random_baseline") if isinstance(m.get("random_baseline"), dict) else {}
+        paper = m.get("paper_random") if isinstance(m.get("paper_random"), dict) else {}
         rows = []
         for key, label in METRICS:
             a, b = _num(m.get(key)), _num(rnd.get(key))
-            rows.append([_esc(label), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None)])
-        table = _table(["Metric", "Model", "Random baseline", "Margin"], rows, "metrics")
+            rows.append([_esc(label), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None), _fmt(paper.get(key))])
+        table = _table(["Metric", "Model", "Random baseline", "Margin", "Random (paper: every genre)"], rows, "metrics")
         thr = _num(m.get("threshold"))
         thr_txt = f"<p>P/R/F1 use the decision threshold <strong>{thr:g}</strong> on the sigmoid scores.</p>" if thr is not None else ""
-        known = {k for k, _ in METRICS} | {"threshold", "random_baseline"}
+        thr_txt += (
+            '<p class="caption">The random baseline is the expectation for uniformly random scores; the paper\'s "Random" row (Table 2) '
+            "predicts every genre for every trailer, so it has P/R/F1 but no AUPRC.</p>"
+        )
+        thr_txt += f'<p class="caption">{_esc(auprc_note(m))}</p>'
+        known = {k for k, _ in METRICS} | {"threshold", "random_baseline", "paper_random", "auprc_names", "auprc_note"}
         other = [[_esc(str(k)), _fmt(v) if isinstance(v, float) else _esc(str(v))] for k, v in m.items() if k not in known and isinstance(v, (int, float, str)) and not isinstance(v, bool)]
         extra = f"<details><summary>Other values in metrics.json ({len(other)})</summary>{_table(['Key', 'Value'], other)}</details>" if other else ""
         return table + thr_txt + extra
 
     # -- 2: per-genre table ----------------------------------------------------
     def _section_per_genre(self) -> str:
+        """Table 2 of the paper: per-genre F1 at the task threshold (its Image row's support-weighted
+        mean is its F1_w), then the same layout with per-genre AUPRC."""
         path = self._out / "per_genre.csv"
         if not path.is_file():
             raise _NotProduced("per_genre.csv")
@@ -313,39 +321,74 @@ class MMXReport(Task):
             m = self._load_metrics()
         except _NotProduced:
             m = {}
+        thr = self._threshold()
+        f1_table, f1_computed = self._wide_table(rows, genres, m, "f1")
+        auprc_table, auprc_computed = self._wide_table(rows, genres, m, "auprc")
+        f1_foot = (
+            f'<p class="caption">Per-genre F1 at the task threshold <strong>{thr:g}</strong> on the evaluation split, laid out like Table 2 of the paper; '
+            "the last four columns are the global weighted metrics. <em>Random (paper: every genre)</em> is Table 2's \"Random\": every genre predicted "
+            "for every trailer (per genre F1 = 2p/(1+p) for prevalence p, R<sub>w</sub> = 1). <em>Random (random scores)</em> is the expectation for "
+            "uniformly random scores thresholded the same way (P/R/F1 averaged over seeded draws)."
+        )
+        auprc_foot = (
+            '<p class="caption">Per-genre AUPRC, same layout. The random row is the expectation for uniformly random scores on the same targets '
+            "(exact for AUPRC; on a small test set it is well above the genre's prevalence); predicting every genre ranks nothing, so it has no AUPRC row."
+        )
+        if f1_computed or auprc_computed:
+            f1_foot += f" <sup>†</sup> Single-expert rows are computed by this report from <code>scores/expert_*.npz</code> (threshold {thr:g})."
+        f1_foot += "</p>"
+        auprc_foot += "</p>"
+        note = f'<p class="caption" id="auprc-note">{_esc(auprc_note(m))}</p>' if m else ""
+        long_rows = []
+        for r in rows:
+            a, b = _num(r.get("auprc")), _num(r.get("random_auprc"))
+            long_rows.append([_esc(r["genre"]), _fmt_int(r.get("support")), _fmt(r.get("f1")), _fmt(r.get("paper_random_f1")), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None), _fmt(r.get("precision")), _fmt(r.get("recall"))])
+        long = _table(["Genre", "Support", "F1", "F1 every genre", "AUPRC", "Random AUPRC", "Margin", "Precision", "Recall"], long_rows, "metrics")
+        return (
+            f"<h3>F1 at threshold {thr:g} (Table 2)</h3>{f1_table}{f1_foot}<h3>AUPRC</h3>{auprc_table}{auprc_foot}{note}"
+            f"<details><summary>Per-genre precision, recall, F1 and AUPRC</summary>{long}</details>"
+        )
+
+    def _paper_random(self, rows: list[dict[str, str]], m: dict[str, Any]) -> tuple[list[float | None], dict[str, Any]]:
+        """Per-genre F1 and P/R/F1_w of predicting every genre: from the files, else from the supports and ``test_items``."""
+        per = [_num(r.get("paper_random_f1")) for r in rows]
+        glob = m.get("paper_random") if isinstance(m.get("paper_random"), dict) else {}
+        n = _num(m.get("test_items"))
+        supports = [_num(r.get("support")) for r in rows]
+        if (any(v is None for v in per) or not glob) and n and all(s is not None for s in supports):
+            try:
+                computed = all_positive_from_supports(supports, int(n))
+            except ValueError:
+                computed = {}
+            if computed:
+                per = [v if v is not None else computed["f1_per_class"][j] for j, v in enumerate(per)]
+                glob = glob or computed
+        return per, glob
+
+    def _wide_table(self, rows: list[dict[str, str]], genres: list[str], m: dict[str, Any], metric: str) -> tuple[str, list[str]]:
+        """The Table 2 layout for per-genre ``metric`` (``f1`` or ``auprc``): support, random rows, single experts, model."""
         rnd = m.get("random_baseline") if isinstance(m.get("random_baseline"), dict) else {}
         glob = [("f1_weighted", "F1<sub>w</sub>"), ("auprc_weighted", "AUPRC<sub>w</sub>"), ("precision_weighted", "P<sub>w</sub>"), ("recall_weighted", "R<sub>w</sub>")]
-        header = ["AUPRC", *(f'<span class="vert">{_esc(g)}</span>' for g in genres), *(h for _, h in glob)]
-        table_rows = [
-            ["Support", *(_fmt_int(r.get("support")) for r in rows), *("–" for _ in glob)],
-            ["Random", *(_fmt(r.get("random_auprc"), 2) for r in rows), *(_fmt(rnd.get(k)) for k, _ in glob)],
-        ]
+        header = ["F1" if metric == "f1" else "AUPRC", *(f'<span class="vert">{_esc(g)}</span>' for g in genres), *(h for _, h in glob)]
+        table_rows = [["Support", *(_fmt_int(r.get("support")) for r in rows), *("–" for _ in glob)]]
+        if metric == "f1":
+            per, paper = self._paper_random(rows, m)
+            table_rows.append(["Random (paper: every genre)", *(_fmt(v, 2) for v in per), *(_fmt(paper.get(k)) for k, _ in glob)])
+            table_rows.append(["Random (random scores)", *("–" for _ in rows), *(_fmt(rnd.get(k)) for k, _ in glob)])
+        else:
+            table_rows.append(["Random (random scores)", *(_fmt(r.get("random_auprc"), 2) for r in rows), *(_fmt(rnd.get(k)) for k, _ in glob)])
         computed = []
         for name, data in self._scores_files():
             if name == "model" or isinstance(data, Exception):
                 continue
-            per = self._per_genre_from_scores(data, genres)
-            if per is None:
+            per_genre = self._per_genre_from_scores(data, genres, metric, self._threshold())
+            if per_genre is None:
                 continue
             g_metrics = self._global_from_scores(data)
-            table_rows.append([f"{_esc(name)}<sup>†</sup>", *(_fmt(per.get(g), 2) for g in genres), *(_fmt(g_metrics.get(k)) for k, _ in glob)])
+            table_rows.append([f"{_esc(name)}<sup>†</sup>", *(_fmt(per_genre.get(g), 2) for g in genres), *(_fmt(g_metrics.get(k)) for k, _ in glob)])
             computed.append(name)
-        table_rows.append(["<strong>Model</strong>", *(f"<strong>{_fmt(r.get('auprc'), 2)}</strong>" for r in rows), *(f"<strong>{_fmt(m.get(k))}</strong>" for k, _ in glob)])
-        wide = _table(header, table_rows, "wide")
-        foot = (
-            '<p class="caption">Per-genre AUPRC on the evaluation split, laid out like Table 2 of the paper; the last four columns are the global weighted metrics. '
-            "The random row is the expectation for uniformly random scores on the same targets (exact for AUPRC; on a small test set it is well above the genre's prevalence)."
-        )
-        if computed:
-            thr = _num(m.get("threshold"))
-            foot += f" <sup>†</sup> Single-expert rows are computed by this report from <code>scores/expert_*.npz</code> (threshold {thr if thr is not None else 0.5:g})."
-        foot += "</p>"
-        long_rows = []
-        for r in rows:
-            a, b = _num(r.get("auprc")), _num(r.get("random_auprc"))
-            long_rows.append([_esc(r["genre"]), _fmt_int(r.get("support")), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None), _fmt(r.get("precision")), _fmt(r.get("recall")), _fmt(r.get("f1"))])
-        long = _table(["Genre", "Support", "AUPRC", "Random AUPRC", "Margin", "Precision", "Recall", "F1"], long_rows, "metrics")
-        return wide + foot + f"<details open><summary>Per-genre precision, recall and F1</summary>{long}</details>"
+        table_rows.append(["<strong>Model</strong>", *(f"<strong>{_fmt(r.get(metric), 2)}</strong>" for r in rows), *(f"<strong>{_fmt(m.get(k))}</strong>" for k, _ in glob)])
+        return _table(header, table_rows, f"wide per-genre-{metric}"), computed
 
     def _threshold(self) -> float:
         try:
@@ -355,13 +398,14 @@ class MMXReport(Task):
         return 0.5 if thr is None else thr
 
     @staticmethod
-    def _per_genre_from_scores(data: dict[str, np.ndarray], genres: list[str]) -> dict[str, float] | None:
+    def _per_genre_from_scores(data: dict[str, np.ndarray], genres: list[str], metric: str = "auprc", threshold: float = 0.5) -> dict[str, float] | None:
+        """Per-genre ``metric`` of a scores file (F1 and the like at ``threshold``), or None when no genre matches."""
         names = [str(g) for g in data["genres"]]
         if not set(genres) & set(names):
             return None
         y, s = data["y_true"].astype(int), data["scores"].astype(np.float64)
-        rows = per_class_metrics(y, s, names)
-        return {r["label"]: r["auprc"] for r in rows}
+        rows = per_class_metrics(y, s, names, threshold)
+        return {r["label"]: r[metric] for r in rows}
 
     def _global_from_scores(self, data: dict[str, np.ndarray]) -> dict[str, Any]:
         try:
@@ -378,7 +422,8 @@ class MMXReport(Task):
         if not rows:
             return '<p class="note">ablation.csv has no rows.</p>'
         keys = [k for k, _ in METRICS]
-        best = {k: max((v for r in rows if (v := _num(r.get(k))) is not None), default=None) for k in keys}
+        models = [r for r in rows if r.get("fusion", "").lower() != "random"]  # a baseline is never "best"
+        best = {k: max((v for r in models if (v := _num(r.get(k))) is not None), default=None) for k in keys}
         out_rows = []
         for r in rows:
             cells = [_esc(r.get("setting", "")), _esc(", ".join(_genre_list(r.get("experts", "")))), _esc(r.get("fusion", ""))]
@@ -388,7 +433,10 @@ class MMXReport(Task):
                 cells.append(f"<strong>{txt}</strong>" if v is not None and v == best[k] else txt)
             out_rows.append(cells)
         table = _table(["Setting", "Experts", "Fusion", *(_esc(label) for _, label in METRICS)], out_rows, "metrics ablation")
-        return f'{table}<p class="caption">Best value per column in bold.</p>{gating_verdict(rows)}'
+        return (
+            f'{table}<p class="caption">Best value per column among the trained settings in bold. <em>random</em>: expected metrics of uniformly random scores; '
+            f"<em>random (paper: every genre)</em>: Table 2's \"Random\", every genre predicted (P/R/F1 only).</p>{gating_verdict(rows)}"
+        )
 
     # -- 4: PR curves --------------------------------------------------------------
     def _scores_files(self) -> list[tuple[str, dict[str, np.ndarray] | Exception]]:
@@ -720,6 +768,7 @@ table.wide td { min-width:34px; }
 .vert { writing-mode:vertical-rl; transform:rotate(180deg); white-space:nowrap; display:inline-block; }
 table.ablation td:nth-child(2), table.ablation td:nth-child(3) { text-align:left; }
 table.wide tbody tr:last-child { background:#eef4fc; }
+h3 { font-size:15px; margin:16px 0 4px; }
 .pos { color:var(--pos); }
 .neg { color:var(--neg); }
 details { margin:10px 0; }

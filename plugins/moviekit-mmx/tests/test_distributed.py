@@ -109,7 +109,9 @@ def assert_close_runs(a: Path, b: Path) -> None:
         assert ta.keys() == tb.keys()
         for k in ta:
             np.testing.assert_allclose(tb[k], ta[k], atol=TOL, err_msg=f"{name}:{k}")
-    np.testing.assert_allclose(np.load(b / "embeddings" / "fine.npz")["vectors"], np.load(a / "embeddings" / "fine.npz")["vectors"], atol=TOL)
+    np.testing.assert_allclose(
+        np.load(b / "embeddings" / "fine.npz")["vectors"], np.load(a / "embeddings" / "fine.npz")["vectors"], atol=TOL
+    )
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from moviekit.testing import check_component, components_of
-from moviekit_mmx import model, tasks
 from moviekit_mmx.model import GatedTrailerEncoder, _modules, nt_xent
 
 DIST = "moviekit-mmx"
@@ -14,12 +12,6 @@ def test_plugin_is_loaded():
 
     info = [p for p in get_registry().plugins.values() if p.distribution == DIST]
     assert info and all(p.ok for p in info), [p.errors for p in info]
-
-
-@pytest.mark.parametrize("name", [c.name for c in model.COMPONENTS + tasks.COMPONENTS])
-def test_contract(name, tmp_path):
-    assert name in components_of(DIST)
-    check_component(name, tmp_path)
 
 
 def small(**kw):

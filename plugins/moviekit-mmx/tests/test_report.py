@@ -126,7 +126,7 @@ def test_full_report_has_every_section_and_figure(tmp_path):
     assert "<script" not in page
     # tables: headline margin, per-genre random row, ablation
     assert "Random baseline" in page and "Margin" in page and "threshold <strong>0.3</strong>" in page
-    assert "<th>Random</th>" in page and "<th>Support</th>" in page
+    assert "<th>Random (random scores)</th>" in page and "<th>Random (paper: every genre)</th>" in page and "<th>Support</th>" in page
     for g in GENRES:
         assert f"<th>{g}</th>" in page
     assert "Naive Concat" in page and "MMX (gated)" in page
@@ -255,3 +255,48 @@ def test_config_schema_has_descriptions():
     assert {"title", "max_examples", "tsne", "keyframe_width"} <= set(props)
     assert all(p.get("description") for p in props.values())
     assert MMXReport.Config().max_examples == 5 and MMXReport.Config().keyframe_width == 160
+
+
+def _wide_rows(page: str, metric: str) -> dict[str, list[str]]:
+    """The per-genre table for ``metric`` as {row label: cell texts}."""
+    table = re.search(rf'<table class="wide per-genre-{metric}">(.*?)</table>', page, re.DOTALL)
+    assert table, f"no per-genre {metric} table"
+    out = {}
+    for tr in re.findall(r"<tbody>.*", table.group(1), re.DOTALL)[0].split("<tr>")[1:]:
+        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", tr, re.DOTALL)]
+        out[cells[0]] = cells[1:]
+    return out
+
+
+def test_per_genre_table_is_f1_at_the_threshold_then_auprc(tmp_path):
+    """Table 2's layout: F1 at the task threshold (0.3) by default, checked against scikit-learn's
+    f1_score on the scores files; the every-genre row recomputed from the supports; AUPRC second."""
+    from sklearn.metrics import average_precision_score, f1_score
+
+    items = make_items(tmp_path)
+    ctx = make_context(tmp_path, items=items, vocabulary=GENRES)
+    build_run_dir(ctx.out_dir, items)
+    metrics = json.loads((ctx.out_dir / "metrics.json").read_text())
+    metrics.update(test_items=len(items), classes_dropped=0)
+    (ctx.out_dir / "metrics.json").write_text(json.dumps(metrics))
+    MMXReport().run(ctx)
+    page = (ctx.out_dir / "report.html").read_text()
+    assert page.index("per-genre-f1") < page.index("per-genre-auprc")
+    f1_rows, auprc_rows = _wide_rows(page, "f1"), _wide_rows(page, "auprc")
+    n = len(GENRES)
+    for e in EXPERTS:
+        data = np.load(ctx.out_dir / "scores" / f"expert_{e}.npz")
+        y, s = data["y_true"], data["scores"]
+        expected = f1_score(y, s >= 0.3, average=None, zero_division=0)
+        assert [float(c) for c in f1_rows[f"{e}†"][:n]] == pytest.approx(expected.tolist(), abs=0.006)
+        ap = [average_precision_score(y[:, j], s[:, j]) for j in range(n)]
+        assert [float(c) for c in auprc_rows[f"{e}†"][:n]] == pytest.approx(ap, abs=0.006)
+    supports = np.array([int(c) for c in f1_rows["Support"][:n]])
+    prev = supports / len(items)
+    assert [float(c) for c in f1_rows["Random (paper: every genre)"][:n]] == pytest.approx((2 * prev / (1 + prev)).tolist(), abs=0.006)
+    f1w, aw, pw, rw = f1_rows["Random (paper: every genre)"][n:]
+    assert aw == "–"  # predicting every genre ranks nothing
+    f1w, pw, rw = float(f1w), float(pw), float(rw)
+    assert (f1w, pw, rw) == pytest.approx((np.average(2 * prev / (1 + prev), weights=supports), np.average(prev, weights=supports), 1.0), abs=6e-4)
+    assert "Random (paper: every genre)" not in auprc_rows
+    assert "swaps the names micro and macro" in page

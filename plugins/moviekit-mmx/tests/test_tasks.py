@@ -56,6 +56,31 @@ def test_genre_metrics_beat_random_and_match_sklearn(trained):
     assert genre.metrics["margin_auprc_macro"] == pytest.approx(metrics["auprc_macro"] - metrics["random_baseline"]["auprc_macro"])
 
 
+def test_genre_writes_the_papers_random_row_and_auprc_names(trained):
+    """Table 2's "Random" (every genre predicted), checked against scikit-learn on all-ones predictions
+    and against each genre's 2p/(1+p) recomputed from the supports written in per_genre.csv."""
+    ctx, genre, _ = trained
+    out = ctx.out_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    y = np.load(out / "scores" / "model.npz")["y_true"].astype(int)
+    p, r, f, _ = precision_recall_fscore_support(y, np.ones_like(y), average="weighted", zero_division=0)
+    paper = metrics["paper_random"]
+    assert (paper["precision_weighted"], paper["recall_weighted"], paper["f1_weighted"]) == pytest.approx((p, 1.0, f))
+    assert r == pytest.approx(1.0)
+    rows = list(csv.DictReader((out / "per_genre.csv").open()))
+    n = metrics["test_items"]
+    support = np.array([int(row["support"]) for row in rows])
+    prev = support / n
+    assert [float(row["paper_random_f1"]) for row in rows] == pytest.approx((2 * prev / (1 + prev)).tolist())
+    assert np.average(2 * prev / (1 + prev), weights=support) == pytest.approx(paper["f1_weighted"])
+    assert genre.metrics["paper_random_f1_weighted"] == pytest.approx(f)
+    # scikit-learn's AUPRC names, with the paper's swap and the dropped classes stated
+    assert set(metrics["auprc_names"]) == {"auprc_micro", "auprc_macro", "auprc_weighted"}
+    assert "swaps" in metrics["auprc_note"]
+    assert metrics["classes_dropped"] == int((y.sum(0) == 0).sum())
+    assert metrics["classes_scored"] + metrics["classes_dropped"] == len(ctx.vocabulary)
+
+
 def test_label_augmentation_and_sequence_predictions(trained):
     ctx, _, _ = trained
     rows = list(csv.DictReader((ctx.out_dir / "predictions.csv").open()))
@@ -164,8 +189,13 @@ def test_ablation_rows_and_expert_scores(tmp_path):
     assert settings == [
         "single:audio", "single:motion", "single:visual",
         "gated:audio+motion", "gated:audio+visual", "gated:motion+visual",
-        "concat:audio+motion+visual", "gated:audio+motion+visual", "random",
+        "concat:audio+motion+visual", "gated:audio+motion+visual", "random", "random (paper: every genre)",
     ]  # fmt: skip
+    y = np.load(ctx.out_dir / "scores" / "expert_audio.npz")["y_true"].astype(int)
+    p, r, f, _ = precision_recall_fscore_support(y, np.ones_like(y), average="weighted", zero_division=0)
+    paper = rows[-1]
+    assert (float(paper["precision_weighted"]), float(paper["recall_weighted"]), float(paper["f1_weighted"])) == pytest.approx((p, r, f), abs=1e-4)
+    assert paper["auprc_macro"] == ""  # predicting every genre ranks nothing: no AUPRC
     for m in ("audio", "motion", "visual"):
         assert (ctx.out_dir / "scores" / f"expert_{m}.npz").is_file()
     g = float(rows[settings.index("gated:audio+motion+visual")]["auprc_macro"])

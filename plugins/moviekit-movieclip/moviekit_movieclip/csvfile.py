@@ -14,7 +14,6 @@ import csv
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from moviekit import MoviekitError
 
@@ -101,10 +100,3 @@ def iter_csv_records(
         raise MoviekitError(f"{path}: empty {what} (expected a header line such as '{example}')")
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None, empty_fields: tuple[str, ...] = ("label",)) -> None:
-    """``rows`` as a CSV with a header: ``fields``, else the first row's keys, else ``empty_fields``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields or (list(rows[0]) if rows else list(empty_fields)))
-        w.writeheader()
-        w.writerows(rows)

@@ -13,17 +13,14 @@ the paper's Fig. 10 are not given in its text, so they are a config field
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Head, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, classification_report, mlp, multi_hot, pos_weights, train_loop
+from moviekit import Config, Head, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, classification_report, mlp, multi_hot, pos_weights, train_loop, write_csv
 
-from .csvfile import write_csv
 
 #: Input width of M_scene and M_trailer (features of the MovieCLIP-trained Swin-B).
 FEATURE_DIM = 1024
@@ -34,18 +31,6 @@ DOWNSTREAM_SETTINGS = {"batch_size": 256, "lr": 1e-4, "gamma": 0.85, "milestones
 
 
 # -- schedules and reports ----------------------------------------------------------------------
-
-
-def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """LR factor per iteration: linear warm-up over ``warmup_steps``, then cosine annealing to 0."""
-
-    def factor(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        span = max(total_steps - warmup_steps, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
-
-    return factor
 
 
 def write_report(out_dir: Path, prefix: str, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:

@@ -234,7 +234,7 @@ def read_shot_labels(
         return {(s.video, s.shot): s.labels for s in read_published_list(path, label_map, vocabulary)}
     if fmt != "moviekit":
         raise MoviekitError(f"unknown shot-list format {format!r}; use auto, published or moviekit")
-    from .scenes import read_test_list  # moviekit's CSV reader (format in that module's docstring)
+    from .testlist import read_test_list  # moviekit's CSV reader (format in that module's docstring)
 
     return {(s.video, s.shot): s.labels for s in read_test_list(path, vocabulary)}
 
@@ -245,9 +245,9 @@ def read_verified_list(
     format: Format = "auto",
     label_map: str | Path | list[str] | None = None,
 ) -> list:
-    """A human-verified test list in either format, as ``scenes.VerifiedShot`` records (what
+    """A human-verified test list in either format, as ``testlist.VerifiedShot`` records (what
     ``movieclip_scene_classifier``'s ``test_list`` reads)."""
-    from .scenes import VerifiedShot, read_test_list
+    from .testlist import VerifiedShot, read_test_list
 
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "moviekit":

@@ -29,12 +29,13 @@ from moviekit import (
     multi_hot,
     pos_weights,
     train_loop,
+    warmup_cosine,
 )
 from moviekit.backends.openclip import is_test_only
 
 from .frames import MovieclipFrames
-from .heads import warmup_cosine, write_report
-from .testlist import mean_average_precision, read_test_list
+from .heads import write_report
+from .testlist import VerifiedShot, mean_average_precision, read_test_list, write_test_list  # noqa: F401 - re-exported (the test-list format is documented here)
 from .videomodels import PAPER_SETTINGS, STEP_GAMMA, build_recognizer, lstm_classifier, sequence_inputs
 from .views import Box, crop_resize, three_crop_boxes, train_crop_box, view_starts
 
@@ -62,6 +63,13 @@ def label_provenance(resolved: Any) -> dict[str, Any] | None:
     return out
 
 
+def _list_format(path: str, declared: str) -> str:
+    """The format a shot list was read in: the declared one, or the detected one under ``auto``."""
+    from .published import detect_format
+
+    return detect_format(path) if declared == "auto" else declared
+
+
 @dataclass
 class _Sample:
     item: int
@@ -76,9 +84,11 @@ class MovieclipSceneClassifier(Task):
 
     Training samples are the clips of the training items whose shot has CLIP
     labels (``Item.shot_labels[*].labels`` from ``movieclip_clip``;
-    ``label_source: video`` uses each video's labels for all its shots).  Shots
-    in ``test_list`` (format: module docstring of ``moviekit_movieclip.scenes``)
-    are held out and scored against their verified labels; without a list the
+    ``label_source: video`` uses each video's labels for all its shots;
+    ``label_source: file`` the shot labels of ``train_labels``).  Shots in
+    ``test_list`` (moviekit's CSV, module docstring of ``moviekit_movieclip.testlist``,
+    or the authors' published lines with their label map, ``moviekit_movieclip.published``;
+    ``test_list_format`` detects or declares which) are held out and scored against their verified labels; without a list the
     test split's shots are scored against their CLIP labels.  Loss: BCE with
     per-class positive weights (negatives/positives on the training shots).
     The mmaction2 models read the ``frames`` modality (``movieclip_frames``);
@@ -98,10 +108,13 @@ class MovieclipSceneClassifier(Task):
         model: Literal["i3d", "slowfast", "r2plus1d", "timesformer", "swin", "lstm"] = Field("swin", description="the paper's best model is Video Swin (Swin-B)")
         frames: str = Field("frames", description="modality holding per-clip frames (the recipe key of a movieclip_frames expert)")
         features: str | None = Field(None, description="lstm: modality to read (unset: `frames`)")
-        label_source: Literal["clip", "video"] = Field("clip", description="clip: the shots' CLIP labels; video: every shot takes its video's labels")
+        label_source: Literal["clip", "video", "file"] = Field("clip", description="clip: the shots' CLIP labels; video: every shot takes its video's labels; file: the shot labels of `train_labels`")
         taxonomy: str | None = Field(None, description="vocabulary file (CSV 'label' column or one per line); unset: the packaged 179 labels (label_source clip) or the run's vocabulary (video)")
         labels: list[str] | None = Field(None, description="inline vocabulary instead of a taxonomy file")
-        test_list: str | None = Field(None, description="human-verified test list (CSV video,shot,labels); unset: the test split's shots with their training labels")
+        test_list: str | None = Field(None, description="human-verified test list, moviekit's CSV video,shot,labels or the authors' published lines '<video>/<shot file>.mp4 <idx> [<idx> ...]'; unset: the test split's shots with their training labels")
+        test_list_format: Literal["auto", "published", "moviekit"] = Field("auto", description="format of `test_list` and `train_labels`: auto (detected from the first line), published (the authors' split_files/ lines) or moviekit (CSV)")
+        label_map: str | None = Field(None, description="label map of published-format lists (the authors' multi_label_thresh_0_4_0_1_label_map.json, {label: index}); unset: that file beside the list. With label_source file and no taxonomy/labels it is also the vocabulary")
+        train_labels: str | None = Field(None, description="label_source file: shot list (either format, like `test_list`) whose labels train the classifier, e.g. the authors' train_multi_label_thresh_0_4_0_1_150_labels.txt")
         pretrained: str | None = Field(None, description="local mmaction2 checkpoint to start from (matching tensors are loaded)")
         backbone: dict[str, Any] = Field(default_factory=dict, description="overrides of the paper's mmaction2 backbone config (e.g. a small depth)")
         head_in_channels: int | None = Field(None, description="input channels of the classifier; unset: the paper backbone's, or measured when `backbone` is overridden")
@@ -138,6 +151,8 @@ class MovieclipSceneClassifier(Task):
         def _one_vocab(self) -> MovieclipSceneClassifier.Config:
             if self.taxonomy is not None and self.labels is not None:
                 raise ValueError("give either `taxonomy` or `labels`, not both")
+            if (self.label_source == "file") != (self.train_labels is not None):
+                raise ValueError("`label_source: file` and `train_labels` go together: give both, or neither")
             return self
 
     @classmethod
@@ -160,7 +175,11 @@ class MovieclipSceneClassifier(Task):
 
     def vocabulary(self, ctx: Any) -> list[str]:
         cfg = self.config
-        if cfg.labels is not None or cfg.taxonomy is not None or cfg.label_source == "clip":
+        if cfg.label_source == "file" and cfg.labels is None and cfg.taxonomy is None and cfg.label_map is not None:
+            from .published import read_label_map
+
+            return read_label_map(cfg.label_map)
+        if cfg.labels is not None or cfg.taxonomy is not None or cfg.label_source in ("clip", "file"):
             from .taxonomy import resolve_taxonomy
 
             return list(resolve_taxonomy(cfg.taxonomy, cfg.labels).labels)
@@ -168,13 +187,18 @@ class MovieclipSceneClassifier(Task):
 
     # -- samples --
 
-    def samples(self, items: list[Item], vocab: list[str]) -> list[_Sample]:
+    def samples(self, items: list[Item], vocab: list[str], file_labels: dict[tuple[str, int], tuple[str, ...]] | None = None) -> list[_Sample]:
+        """One sample per clip with its training labels (from ``label_source``; ``file_labels`` for ``file``)."""
         index = set(vocab)
+        source = self.config.label_source
         out = []
         for i, it in enumerate(items):
             by_shot = {lab.shot_index: lab.labels for lab in it.shot_labels}
             for j, c in enumerate(it.clips):
-                labs = by_shot.get(c.shot_index, []) if self.config.label_source == "clip" else it.video.labels
+                if source == "file":
+                    labs = list((file_labels or {}).get((it.id, c.shot_index), ()))
+                else:
+                    labs = by_shot.get(c.shot_index, []) if source == "clip" else it.video.labels
                 labs = [lab for lab in labs if lab in index]
                 out.append(_Sample(i, j, it.id, c.shot_index, labs))
         return out
@@ -220,8 +244,7 @@ class MovieclipSceneClassifier(Task):
             return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=s["milestones"], gamma=STEP_GAMMA), "epoch"
         if s["schedule"] == "cosine":
             total = s["epochs"] * steps_per_epoch
-            factor = warmup_cosine(total, int(round(s["warmup_epochs"] * steps_per_epoch)))
-            return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor), "iter"
+            return opt, warmup_cosine(opt, int(round(s["warmup_epochs"] * steps_per_epoch)), total, peak_in_warmup=True), "iter"
         return opt, None, "epoch"
 
     def _video_batch(self, clips: np.ndarray, s: dict[str, Any], device: Any, boxes: list[Box], size: int, flip: Any = None) -> Any:
@@ -289,9 +312,12 @@ class MovieclipSceneClassifier(Task):
             raise MoviekitError(f"{self.name}: the run has no items (all failed or were excluded: see failures.jsonl and exclusions.json)")
         key = cfg.frames if cfg.model != "lstm" else (cfg.features or cfg.frames)
         self._modality(items, key, "frames" if cfg.model != "lstm" or cfg.features is None else "features")
-        samples = self.samples(items, vocab)
+        from .published import read_shot_labels, read_verified_list
+
+        file_labels = read_shot_labels(cfg.train_labels, vocab, cfg.test_list_format, cfg.label_map) if cfg.train_labels else None
+        samples = self.samples(items, vocab, file_labels)
         notes: list[str] = []
-        verified = read_test_list(cfg.test_list, vocab) if cfg.test_list else None
+        verified = read_verified_list(cfg.test_list, vocab, cfg.test_list_format, cfg.label_map) if cfg.test_list else None
         if verified is not None:
             by_key = {(x.video, x.shot): x for x in samples}
             test = []
@@ -309,11 +335,11 @@ class MovieclipSceneClassifier(Task):
         else:
             train = [x for x in samples if items[x.item].video.split in (None, "train") and x.labels]
             test = [x for x in samples if items[x.item].video.split == "test" and x.labels]
-            notes.append("no test_list: scored on the test split's shots against their " + ("CLIP labels" if cfg.label_source == "clip" else "video labels"))
+            notes.append("no test_list: scored on the test split's shots against their " + {"clip": "CLIP labels", "video": "video labels", "file": f"labels in {cfg.train_labels}"}[cfg.label_source])
         if not train:
             raise MoviekitError(
                 f"{self.name}: no training shot with labels in the vocabulary"
-                + (" (did the recipe run the movieclip_clip labeler?)" if cfg.label_source == "clip" else "")
+                + (" (did the recipe run the movieclip_clip labeler?)" if cfg.label_source == "clip" else f" (do the video ids and shot indices of {cfg.train_labels} match the run's?)" if cfg.label_source == "file" else "")
             )
         if not test:
             raise MoviekitError(f"{self.name}: no test shot with labels: give `test_list` or items in the test split")
@@ -365,6 +391,8 @@ class MovieclipSceneClassifier(Task):
                 "n_train": len(train),
                 "n_test": len(test),
                 "test_source": "test_list" if verified is not None else "test_split",
+                **({"test_list_format": _list_format(cfg.test_list, cfg.test_list_format)} if cfg.test_list else {}),
+                **({"train_labels": str(cfg.train_labels), "train_labels_format": _list_format(cfg.train_labels, cfg.test_list_format)} if cfg.train_labels else {}),
                 "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
                 "train_loss_first": history["step_loss"][0],
                 "train_loss_last": history["step_loss"][-1],

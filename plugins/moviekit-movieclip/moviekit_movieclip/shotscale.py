@@ -34,9 +34,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Item, Labels, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, resolve_device, train_loop
+from moviekit import Config, Item, Labels, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, resolve_device, train_loop, write_csv
 
-from .csvfile import iter_csv_records, write_csv
+from .csvfile import iter_csv_records
 from .videomodels import lstm_classifier, sequence_inputs
 
 #: The MovieShots scale classes, from the closest to the widest framing.

@@ -561,3 +561,77 @@ def test_shot_scale_encodes_raw_frames_with_open_clip(tmp_path):
     missing = MovieclipShotScale(labels_file=str(tmp_path / "s.csv"), clip_pretrained=str(tmp_path / "nope.pt"), epochs=1)
     with pytest.raises(MoviekitError, match="clip_pretrained"):
         missing.run(ctx)
+
+
+# -- the authors' published list format drives the classifier ------------------------------------
+
+
+def _published_files(tmp_path, order=("office", "beach", "forest")):
+    """A label map in the published JSON form (indices not in VOCAB's order) and a writer of published lines."""
+    label_map = tmp_path / "label_map.json"
+    label_map.write_text(json.dumps({lab: i for i, lab in enumerate(order)}))
+    index = {lab: i for i, lab in enumerate(order)}
+
+    def line(video: str, shot: int, labels: list[str]) -> str:
+        # PySceneDetect's split-video names are numbered from 1: shot index 0 is Scene-001
+        return f"{video}/{video}-Scene-{shot + 1:03d}.mp4 " + " ".join(str(index[lab]) for lab in labels)
+
+    return label_map, line
+
+
+def test_published_test_list_drives_the_map(tmp_path):
+    """The human-verified list in the authors' format (with its label map) selects and labels the test
+    shots exactly like the same list in moviekit's CSV, and the mAP matches scikit-learn's."""
+    from sklearn.metrics import average_precision_score
+
+    items = frame_items()
+    label_map, line = _published_files(tmp_path)
+    verified = [("v5", 0, ["forest"]), ("v5", 1, ["office", "beach"]), ("v5", 3, ["forest"])]
+    published = tmp_path / "test_shots_human_verified.txt"
+    published.write_text("\n".join(line(*v) for v in verified) + "\n")
+    common = {"model": "lstm", "labels": VOCAB, "epochs": 2, "batch_size": 8, "lstm_hidden": 8}
+    ctx = make_context(tmp_path / "pub", items=items, vocabulary=VOCAB)
+    result = MovieclipSceneClassifier(**common, test_list=str(published), label_map=str(label_map)).run(ctx)
+    metrics = json.loads((ctx.out_dir / "scene_metrics.json").read_text())
+    assert metrics["test_source"] == "test_list" and metrics["test_list_format"] == "published" and metrics["n_test"] == 3
+    saved = np.load(ctx.out_dir / "scene_scores.npz")
+    assert saved["video"].tolist() == ["v5"] * 3 and saved["shot"].tolist() == [0, 1, 3]
+    y = saved["y_true"]
+    assert y.tolist() == [[0, 1, 0], [1, 0, 1], [0, 1, 0]]  # VOCAB order, whatever the map's indices
+    expected = np.mean([average_precision_score(y[:, j], saved["scores"][:, j]) for j in range(3) if y[:, j].any()])
+    assert result.metrics["map"] == pytest.approx(expected)
+    # the same list as moviekit's CSV gives the same scores (same seed, same training shots)
+    csv_list = write_test_list(tmp_path / "verified.csv", verified)
+    ctx2 = make_context(tmp_path / "csv", items=items, vocabulary=VOCAB)
+    again = MovieclipSceneClassifier(**common, test_list=str(csv_list)).run(ctx2)
+    assert json.loads((ctx2.out_dir / "scene_metrics.json").read_text())["test_list_format"] == "moviekit"
+    np.testing.assert_array_equal(np.load(ctx2.out_dir / "scene_scores.npz")["y_true"], y)
+    assert again.metrics["map"] == pytest.approx(result.metrics["map"])
+    # declared in the wrong format: an error naming the file and line
+    with pytest.raises(MoviekitError, match=r"verified\.csv"):
+        MovieclipSceneClassifier(**common, test_list=str(csv_list), test_list_format="published", label_map=str(label_map)).run(ctx2)
+
+
+def test_published_train_labels_with_label_source_file(tmp_path):
+    """label_source file trains on the shots listed in a published label list, with the label map as vocabulary."""
+    items = frame_items()
+    label_map, line = _published_files(tmp_path)
+
+    def scene(it, c):  # frame_items' scene of a shot
+        return [VOCAB[(int(it.id[1:]) + c.shot_index) % 3]]
+
+    listed = [(it.id, c.shot_index, scene(it, c)) for it in items[:3] for c in it.clips[:3]]
+    held = [(items[-1].id, c.shot_index, scene(items[-1], c)) for c in items[-1].clips[:2]]  # the test split's
+    train = tmp_path / "train_multi_label.txt"
+    train.write_text("\n".join(line(*x) for x in listed + held) + "\n")
+    ctx = make_context(tmp_path, items=items, vocabulary=VOCAB)
+    task = MovieclipSceneClassifier(model="lstm", label_source="file", train_labels=str(train), label_map=str(label_map), epochs=2, batch_size=8, lstm_hidden=8)
+    assert task.vocabulary(ctx) == ["office", "beach", "forest"]  # the label map, in index order
+    result = task.run(ctx)
+    metrics = json.loads((ctx.out_dir / "scene_metrics.json").read_text())
+    assert metrics["n_train"] == len(listed) == 9 and metrics["train_labels_format"] == "published"
+    assert result.metrics["n_test"] == 2 and metrics["test_source"] == "test_split"
+    y = np.load(ctx.out_dir / "scene_scores.npz")["y_true"]
+    assert y.tolist() == [[1 if lab in x[2] else 0 for lab in ["office", "beach", "forest"]] for x in held]
+    with pytest.raises(Exception, match="train_labels"):
+        MovieclipSceneClassifier(model="lstm", label_source="file")
