@@ -42,6 +42,18 @@ class ClipsConfig(BaseModel):
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
+class RayConfig(BaseModel):
+    """Where and how the ``ray`` executor runs (``run.executor: ray``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(None, description="an existing Ray cluster (`auto`, or `ray://HOST:10001`); None starts a local one")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster started when no address is given; None: all of them")
+    num_cpus_per_task: float = Field(1.0, gt=0, description="CPUs reserved by each video's task")
+    num_gpus_per_task: float = Field(0.0, ge=0, description="GPUs reserved by each video's task (set >0 on a cluster with CUDA workers; experts then find CUDA)")
+    max_retries: int = Field(2, ge=0, description="retries of a video whose worker died (a raised error is not retried: it is recorded in failures.jsonl)")
+
+
 class RunConfig(BaseModel):
     """Where and how a run executes."""
 
@@ -50,7 +62,11 @@ class RunConfig(BaseModel):
     output: Path | None = Field(None, description="run directory; default runs/<recipe name>")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     seed: int = 0
-    workers: int = Field(0, ge=0, description="data-loader worker processes")
+    workers: int = Field(0, ge=0, description="data-loader worker processes; with executor processes or ray, also the videos extracted at once (0: one per CPU)")
+    executor: Literal["local", "processes", "ray"] = Field(
+        "local", description="how videos are extracted: local (one after another in this process), processes (run.workers local processes), ray (Ray tasks, see run.ray)"
+    )
+    ray: RayConfig = Field(default_factory=RayConfig)
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision on CUDA")
     cache_dir: Path | None = Field(None, description="artifact store; default <user cache>/moviekit/artifacts")
     reader: ComponentSpec = Field(default_factory=lambda: ComponentSpec(use="pyav"))

@@ -407,7 +407,10 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         """Run the recipe; SIGTERM/SIGINT end it with :class:`RunInterrupted` (finished work stays stored)."""
-        with _signals_end_the_run():
+        from .distributed import run_ranks
+
+        # under torchrun: the process group, rank 0 the only writer (a no-op in one process)
+        with run_ranks(self), _signals_end_the_run():
             try:
                 self.preflight()
                 self.prepare()
@@ -494,35 +497,47 @@ class Runner:
         listed = "; ".join(f"{len(fs)} in {st}{f' ({c})' if c else ''}: {fs[0]['error']}" for (st, c, _), fs in list(reasons.items())[:3])
         raise MoviekitError(f"all {len(videos)} video(s) failed: {listed} (details in {log})")
 
-    def extract(self, videos: list[Video]) -> list[Item]:
-        from .device import seeded
-
+    def consumers(self) -> tuple[Reader, list[tuple[str, Component]]]:
+        """The run's reader and the components that read the videos, by recipe key (segmenter, experts, labeler)."""
         segmenter: Segmenter | None = self.build("segmenter")
         experts: dict[str, Expert] = {k: self.build(f"experts.{k}") for k in self.recipe.experts}
         labeler: Labeler | None = self.build("labeler")
-        reader: Reader = self.build("run.reader")
         self.experts = experts
-        self._item_keys: dict[str, str] = {}
         consumers: list[tuple[str, Component]] = []
         if segmenter:
             consumers.append(("segmenter", segmenter))
         consumers += [(f"experts.{k}", e) for k, e in experts.items()]
         if labeler:
             consumers.append(("labeler", labeler))
+        return self.build("run.reader"), consumers
+
+    def extract(self, videos: list[Video]) -> list[Item]:
+        from .device import seeded
+        from .executors import extract_ahead
+
+        reader, consumers = self.consumers()
+        self._item_keys: dict[str, str] = {}
         identities = {path: component_identity(self.registry, c) for path, c in consumers}
         reader_id = component_identity(self.registry, reader)
         items: list[Item] = []
         with self._stage("extract", len(videos)) as st:
+            # run.executor processes/ray: workers compute every video's artifacts into the store first,
+            # then the loop below assembles the items from the store (cache hits, the serial code path)
+            ahead = extract_ahead(self, videos, reader_id, identities, st)
             for video in videos:
+                done = ahead.get(video.id) if ahead is not None else None
                 try:
+                    if done is not None and done.error is not None:
+                        raise done.error
                     with seeded(self.recipe.run.seed, "extract", video.id):
-                        item = self._extract_one(video, reader, reader_id, consumers, identities, st)
+                        item = self._extract_one(video, reader, reader_id, consumers, identities, st if done is None else StageStats())
                 except DiskWriteError:
                     raise  # a full or read-only disk is the run's problem, not this video's
                 except Exception as e:
                     st.failed += 1
                     self._fail(video.id, "extract", e)
-                    self.reporter.advance("extract")
+                    if done is None:
+                        self.reporter.advance("extract")
                     continue
                 cfg = self.recipe.clips
                 if consumers and len(item.clips) < cfg.min_clips:
@@ -530,7 +545,10 @@ class Runner:
                     self.exclusions.append({"item": video.id, "reason": f"{len(item.clips)} clips < clips.min_clips={cfg.min_clips}"})
                 else:
                     items.append(item)
-                self.reporter.advance("extract")
+                if done is None:
+                    self.reporter.advance("extract")
+            if ahead is not None:
+                ahead.restore()
         if self.exclusions:
             atomic_write_text(self.out_dir / "exclusions.json", json.dumps(self.exclusions, indent=2))
         return items

@@ -307,6 +307,7 @@ def train_loop(
     generators: Sequence[Any] = (),
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     extra_state: dict[str, Any] | None = None,
+    min_batch: int = 1,
 ) -> dict[str, Any]:
     """Minibatch training: ``step_fn(indices)`` returns the loss of those samples, or None to
     skip that batch (no optimiser step; e.g. a contrastive loss needs at least two samples).
@@ -321,10 +322,19 @@ def train_loop(
     early (smoke tests).  Returns ``{"step_loss": [...], "epoch_loss": [...], "lr": [...],
     "start_epoch": e}``: ``lr`` is the first parameter group's learning rate at the start of
     each epoch, ``start_epoch`` the epoch training (re)started from.
+
+    A global batch with fewer than ``min_batch`` samples is skipped (no optimiser step; decided
+    on the global batch, so every rank agrees).  Under ``torchrun`` (:mod:`moviekit.distributed`)
+    every rank takes its share of each global batch, the loss (a mean over the samples given)
+    is weighted by that share and the gradients are summed over ranks, so the run follows the
+    one-process run with the same ``batch_size``; only rank 0 writes checkpoints, and a
+    checkpoint resumes under any number of ranks.
     """
     import contextlib
 
     import torch
+
+    from . import distributed
 
     if n == 0:
         from .errors import MoviekitError
@@ -351,6 +361,7 @@ def train_loop(
             extra_state.update(state["extra"])
         history, start, steps = state["history"], state["epoch"], state["steps"]
         ctx.log(f"{tag}: resumed from the checkpoint at epoch {start}")
+    distributed.broadcast_module(model)  # replicas start identical (a no-op in one process)
     history["start_epoch"] = start
     for epoch in range(start, epochs):
         if max_steps is not None and steps >= max_steps:
@@ -361,19 +372,25 @@ def train_loop(
         total, count = 0.0, 0
         for s in range(0, n, batch_size):
             idx = order[s : s + batch_size]
-            with ctx.autocast() if ctx is not None else contextlib.nullcontext():
-                loss = step_fn(idx)
+            if len(idx) < min_batch:
+                continue
+            local, weight, whole = distributed.shard(idx)
+            with ctx.autocast() if ctx is not None else contextlib.nullcontext(), distributed.replicated(whole):
+                loss = step_fn(local)
             if loss is None:
                 continue
+            if weight != 1.0:
+                loss = loss * weight
             optimizer.zero_grad()
             scaler.scale(loss).backward()
+            distributed.sum_gradients(params)
             scaler.unscale_(optimizer)
             clip_gradients(params, clip_grad)
             scaler.step(optimizer)
             scaler.update()
             if scheduler is not None and scheduler_per == "iter":
                 scheduler.step()
-            value = float(loss.detach())
+            value = distributed.sum_value(float(loss.detach()))
             history["step_loss"].append(value)
             total += value * len(idx)
             count += len(idx)
@@ -385,7 +402,7 @@ def train_loop(
             scheduler.step()
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
-        if ckpt is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
+        if ckpt is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs and distributed.is_main():
             state = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None, "scaler": scaler.state_dict(),
@@ -393,7 +410,8 @@ def train_loop(
                 "history": history, "epoch": epoch + 1, "steps": steps, "extra": extra_state,
             }  # fmt: skip
             save_checkpoint(state, ckpt)
+        distributed.barrier()  # ranks leave an epoch together (the checkpoint is written)
         epoch_done(tag, epoch + 1, history)
-    if ckpt is not None:
+    if ckpt is not None and distributed.is_main():
         ckpt.unlink(missing_ok=True)
     return history

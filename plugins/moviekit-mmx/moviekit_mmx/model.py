@@ -242,15 +242,26 @@ def nt_xent(z1: Any, z2: Any, temperature: float = 0.5) -> Any:
     """NT-Xent (SimCLR) loss of paired rows ``z1[i]``, ``z2[i]``, averaged over all 2N anchors.
 
     Each anchor's positive is its pair; the other 2(N - 1) rows of the batch are its negatives.
+    Under ``torchrun`` the batch is the global one: each rank's anchors are its own rows, its
+    negatives every rank's rows (:func:`moviekit.distributed.gather_with_grad`); in one process
+    that is the same computation.
     """
     import torch
     import torch.nn.functional as F
 
-    z = F.normalize(torch.cat([z1, z2], dim=0).float(), dim=-1)
+    from moviekit.distributed import gather_with_grad
+
+    z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
     n = z1.shape[0]
-    sim = z @ z.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    all1, offset = gather_with_grad(z1, with_offset=True)
+    all2 = gather_with_grad(z2)
+    total = all1.shape[0]
+    anchors = torch.cat([z1, z2], dim=0)
+    sim = anchors @ torch.cat([all1, all2], dim=0).T / temperature  # (2n, 2N)
+    own = torch.arange(n, device=z1.device) + offset
+    selves = torch.cat([own, own + total])
+    sim = sim.masked_fill(F.one_hot(selves, 2 * total).bool(), float("-inf"))
+    target = torch.cat([own + total, own])
     return F.cross_entropy(sim, target)
 
 

@@ -474,8 +474,6 @@ class FineGrained(Task):
         kept: dict[str, Any] = {"rows": [{"epoch": 0, "loss": "", "silhouette": sil(), "lr": ""}]}
 
         def step(idx: list[int]) -> Any:
-            if len(idx) < 2:
-                return None  # NT-Xent needs a negative: a last batch of one trailer is skipped
             feats, mask = to_device(*pad_features([train[i] for i in idx], max_clips=cfg.max_clips), ctx.device)
             a, b, _ = encoder.halves(feats, mask)
             return nt_xent(proj(a), proj(b), cfg.temperature)
@@ -486,6 +484,7 @@ class FineGrained(Task):
         train_loop(
             model, step, len(train), opt, cfg.epochs, cfg.batch_size, ctx, seed=ctx.seed, scheduler=sched, clip_grad=cfg.clip_grad,
             checkpoint_every=cfg.checkpoint_every, tag="mmx-finetune", on_epoch_end=record, extra_state=kept,
+            min_batch=2,  # NT-Xent needs a negative: a last (global) batch of one trailer is skipped
         )  # fmt: skip
         rows = kept["rows"]
         write_csv(ctx.out_dir / "silhouette.csv", rows)
