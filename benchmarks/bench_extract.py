@@ -95,7 +95,9 @@ def video_720p(seconds: int = 60, fps: int = 24) -> list[str]:
         out.mux(vs.encode(None))
         t = np.arange(seconds * rate) / rate
         shot_of = (t // 4).astype(int)
-        wave = (0.2 * np.sin(2 * np.pi * (220 + 55 * (shot_of % 7)) * t) + 0.02 * (1 + shot_of % 3) * rng.standard_normal(len(t))).astype(np.float32)
+        wave = (0.2 * np.sin(2 * np.pi * (220 + 55 * (shot_of % 7)) * t) + 0.02 * (1 + shot_of % 3) * rng.standard_normal(len(t))).astype(
+            np.float32
+        )
         step = aus.codec_context.frame_size or 1024
         for k in range(0, len(wave), step):
             af = av.AudioFrame.from_ndarray(wave[k : k + step].reshape(1, -1), format="fltp", layout="mono")
@@ -129,14 +131,14 @@ def _recipe(cache: str, only: str | None, consumers: str) -> object:
 
 
 def child_onepass(paths: list[str], only: str | None, consumers: str) -> dict:
-    from moviekit.records import Video
-    from moviekit.runner import extract_videos
-
     # Library imports are start-up, not extraction: done before the clock starts (torch only when
     # an expert runs, since the segmenter alone never imports it).
     import av  # noqa: F401
     import cv2  # noqa: F401
     import scenedetect.detectors  # noqa: F401
+
+    from moviekit.records import Video
+    from moviekit.runner import extract_videos
 
     if only != "segmenter":
         import torch  # noqa: F401
@@ -369,22 +371,31 @@ def report(name: str, paths: list[str], runs: dict) -> list[str]:
     lines = [f"\n### {name}: {len(paths)} video(s), medians of {len(runs['onepass'])} alternated runs\n"]
     lines.append("| whole process | wall s | CPU s | peak RSS MiB |")
     lines.append("|---|---|---|---|")
-    for k, label in (("onepass", "moviekit one pass (consumers on threads)"), ("onepass_serial", "moviekit one pass (consumers serial)"), ("peer", "peer pipeline (total)")):
+    for k, label in (
+        ("onepass", "moviekit one pass (consumers on threads)"),
+        ("onepass_serial", "moviekit one pass (consumers serial)"),
+        ("peer", "peer pipeline (total)"),
+    ):
         lines.append(f"| {label} | {med(runs[k], 'wall'):.2f} | {med(runs[k], 'cpu'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |")
     for part in ("scenedetect", *EXPERTS):
         pr = [r["parts"][part] for r in runs["peer"]]
         lines.append(f"| &nbsp; peer: {part} | {med(pr, 'wall'):.2f} | {med(pr, 'cpu'):.2f} | {max(r['rss'] for r in pr):.0f} |")
     peer, one, serial = med(runs["peer"], "wall"), med(runs["onepass"], "wall"), med(runs["onepass_serial"], "wall")
     lines.append("")
-    lines.append(f"**peer / one pass: {peer / one:.2f}x** (target >= 2.5x); peer / one pass serial: {peer / serial:.2f}x; serial / threads: {serial / one:.2f}x")
+    lines.append(
+        f"**peer / one pass: {peer / one:.2f}x** (target >= 2.5x); peer / one pass serial: {peer / serial:.2f}x; serial / threads: {serial / one:.2f}x"
+    )
     lines.append("")
     lines.append("| in-process extraction (start-up excluded) | s | decode-only / this | whole process s | peak RSS MiB |")
     lines.append("|---|---|---|---|---|")
     dec = med(runs["decode"], "seconds")
     for k in ("decode", "reader", "segmenter", *[e for e in EXPERTS if e in runs], "onepass"):
         s = med(runs[k], "seconds")
-        lines.append(f"| {LABELS.get(k, k + ' alone')} | {s:.2f} | {dec / s:.2f}x | {med(runs[k], 'wall'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |" if k not in ("decode", "onepass") else
-                     f"| {'decode-only (PyAV, no conversion)' if k == 'decode' else 'one pass, all five'} | {s:.2f} | {dec / s:.2f}x | {med(runs[k], 'wall'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |")
+        lines.append(
+            f"| {LABELS.get(k, k + ' alone')} | {s:.2f} | {dec / s:.2f}x | {med(runs[k], 'wall'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |"
+            if k not in ("decode", "onepass")
+            else f"| {'decode-only (PyAV, no conversion)' if k == 'decode' else 'one pass, all five'} | {s:.2f} | {dec / s:.2f}x | {med(runs[k], 'wall'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |"
+        )
     return lines
 
 
@@ -419,7 +430,9 @@ def main() -> None:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     from moviekit.threads import available_cores
 
-    lines = [f"cores available: {available_cores()}, load average at start: {', '.join(f'{x:.2f}' for x in load)}, python {sys.version.split()[0]}"]
+    lines = [
+        f"cores available: {available_cores()}, load average at start: {', '.join(f'{x:.2f}' for x in load)}, python {sys.version.split()[0]}"
+    ]
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         paths = trailer_videos(args.trailers) if name == "trailers" else video_720p()
         print(f"{name}: {len(paths)} video(s)", flush=True)

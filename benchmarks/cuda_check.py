@@ -35,7 +35,17 @@ def separation(scores: np.ndarray, y: np.ndarray) -> float:
 
 def context(tmp: str, precision: str, device: torch.device):
     items = tiny_items(n=96, vocabulary=tuple("abcdef"), modalities=DIMS, n_clips=12, seed=1)
-    enc = GatedTrailerEncoder(expert_dim=64, gating_hidden=64, clip_dim=32, clips_per_sequence=3, sequence_hidden=64, sequence_dim=32, max_sequences=4, bottleneck_hidden=128, output_dim=128)
+    enc = GatedTrailerEncoder(
+        expert_dim=64,
+        gating_hidden=64,
+        clip_dim=32,
+        clips_per_sequence=3,
+        sequence_hidden=64,
+        sequence_dim=32,
+        max_sequences=4,
+        bottleneck_hidden=128,
+        output_dim=128,
+    )
     ctx = make_context(tmp, items, encoder=enc, head=MLPHead(hidden=[64]))
     ctx.device, ctx.precision = device, precision
     return ctx
@@ -68,8 +78,10 @@ def main() -> int:
             finite = bool(np.isfinite(emb).all()) and all(np.isfinite(hist["train_loss"]))
             good = finite and hist["train_loss"][-1] < hist["train_loss"][0] and sep > 0.1
             ok &= good
-            print(f"{precision}: {seconds:.1f} s for 25 epochs; loss {hist['train_loss'][0]:.3f} -> {hist['train_loss'][-1]:.3f}; "
-                  f"test score separation {sep:+.3f}; embeddings {emb.shape} finite={finite} -> {'ok' if good else 'FAIL'}")
+            print(
+                f"{precision}: {seconds:.1f} s for 25 epochs; loss {hist['train_loss'][0]:.3f} -> {hist['train_loss'][-1]:.3f}; "
+                f"test score separation {sep:+.3f}; embeddings {emb.shape} finite={finite} -> {'ok' if good else 'FAIL'}"
+            )
 
     # resume: kill after epoch 5 (checkpoints every 2 epochs), run again, compare with an uninterrupted run
     for precision in ("fp32", "fp16"):
@@ -94,8 +106,10 @@ def main() -> int:
             diff = float(np.max(np.abs(np.array(resumed["train_loss"]) - np.array(straight["train_loss"]))))
             good = saved and len(resumed["train_loss"]) == 8 and diff < 1e-2 and not ctx.checkpoint_path("resume").exists()
             ok &= good
-            print(f"resume ({precision}): checkpoint written={saved}; resumed run has {len(resumed['train_loss'])} epochs; "
-                  f"max |loss difference| vs uninterrupted {diff:.2e} -> {'ok' if good else 'FAIL'}")
+            print(
+                f"resume ({precision}): checkpoint written={saved}; resumed run has {len(resumed['train_loss'])} epochs; "
+                f"max |loss difference| vs uninterrupted {diff:.2e} -> {'ok' if good else 'FAIL'}"
+            )
 
     z1, z2 = torch.randn(8, 128, device=device), torch.randn(8, 128, device=device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):

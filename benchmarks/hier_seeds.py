@@ -52,7 +52,11 @@ def main() -> None:
         print(f"seed {seed}: {seconds:.0f} s")
         for r in rows:
             table.setdefault((r["pre-training"], r["contextualizer"]), []).append(r)
-            print("  " + f"{r['pre-training']:>12} / {r['contextualizer']:<8}" + "".join(f" {name} {r.get(k, float('nan')):5.1f}" for k, name in keys))
+            print(
+                "  "
+                + f"{r['pre-training']:>12} / {r['contextualizer']:<8}"
+                + "".join(f" {name} {r.get(k, float('nan')):5.1f}" for k, name in keys)
+            )
     print(f"\nmean over seeds {args.seeds}:")
     mean = {}
     for (bb, ctx), rs in table.items():
@@ -60,7 +64,9 @@ def main() -> None:
         print("  " + f"{bb:>12} / {ctx:<8}" + "".join(f" {name} {mean[(bb, ctx)][k]:5.1f}" for k, name in keys))
     if ("contrastive", "none") in mean and ("random", "none") in mean:
         c, r = mean[("contrastive", "none")], mean[("random", "none")]
-        print(f"\ncontrastive vs random-init backbone, verb Acc@1: {c['verb_acc1']:.1f} vs {r['verb_acc1']:.1f} ({c['verb_acc1'] - r['verb_acc1']:+.1f})")
+        print(
+            f"\ncontrastive vs random-init backbone, verb Acc@1: {c['verb_acc1']:.1f} vs {r['verb_acc1']:.1f} ({c['verb_acc1'] - r['verb_acc1']:+.1f})"
+        )
     if ("labels", "mask") in mean and ("labels", "none") in mean:
         m, n = mean[("labels", "mask")], mean[("labels", "none")]
         for k, name in keys[:5]:

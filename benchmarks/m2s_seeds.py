@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for seed in args.seeds:
-        over = [f"run.seed={seed}", *(["dataset.seed=%d" % seed] if args.data_seed_too else []), *args.overrides]
+        over = [f"run.seed={seed}", *([f"dataset.seed={seed}"] if args.data_seed_too else []), *args.overrides]
         t0 = time.perf_counter()
         summary = run_recipe(load_recipe(RECIPE, over), output=args.out / f"seed{seed}")
         row = {"seed": seed, "seconds": round(time.perf_counter() - t0, 1)}

@@ -1,7 +1,7 @@
 """Write docs/cli.md and docs/components.md from the live CLI and registry; `--check` fails when stale.
 
-    python docs/generate.py          # rewrite the pages
-    python docs/generate.py --check  # exit 1 if a page differs from what the code says (CI)
+python docs/generate.py          # rewrite the pages
+python docs/generate.py --check  # exit 1 if a page differs from what the code says (CI)
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 The public API for plugin authors is everything imported here.
 """
 
+from . import backends
+from .backends.openclip import weights_spec as open_clip_weights_spec
 from .clips import make_clips
-from .groups import gather, group_at, group_by_time, group_windows
+from .codec import register_record
 from .components import (
     AudioNeed,
     Component,
@@ -24,10 +26,27 @@ from .components import (
     WeightsSpec,
     pool_track,
 )
-from .codec import register_record
+from .context import Reporter, TaskContext
+from .device import resolve_device
+from .doctor import import_check
 from .errors import DiskWriteError, ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
+from .groups import gather, group_at, group_by_time, group_windows
 from .hookspecs import hookimpl
+from .metrics import (
+    AUPRC_NAMES,
+    all_positive_baseline,
+    all_positive_from_supports,
+    auprc_note,
+    boundary_scores,
+    multilabel_metrics,
+    per_class_metrics,
+    per_class_table,
+    random_baseline,
+    weighted_mean,
+)
+from .models import ModelPart, ModelRecord, TrainedModel, build_part, find_run_model, load_model
 from .plugins import PLUGIN_API_VERSION, get_registry
+from .recipe import load_recipe
 from .records import (
     AudioChunk,
     Clip,
@@ -42,24 +61,9 @@ from .records import (
     Video,
     VideoInfo,
 )
-from .device import resolve_device
-from .recipe import load_recipe
-from .context import Reporter, TaskContext
-from .models import ModelPart, ModelRecord, TrainedModel, build_part, find_run_model, load_model
 from .reporting import write_classification_report, write_csv
 from .runner import extract_videos, run_recipe
-from .metrics import (
-    AUPRC_NAMES,
-    all_positive_baseline,
-    all_positive_from_supports,
-    auprc_note,
-    boundary_scores,
-    multilabel_metrics,
-    per_class_metrics,
-    per_class_table,
-    random_baseline,
-    weighted_mean,
-)
+from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 from .tensors import mlp, multi_hot, pad_features
 from .training import (
     TrainConfig,
@@ -79,10 +83,6 @@ from .training import (
     warmup_cosine_factor,
 )
 from .weights import resolve_checkpoint, resolve_weights
-from . import backends
-from .backends.openclip import weights_spec as open_clip_weights_spec
-from .doctor import import_check
-from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 
 __version__ = "0.1.0"
 

@@ -69,7 +69,7 @@ def scan(root: str | Path) -> list[Entry]:
     out: list[Entry] = []
     if not root.is_dir():
         return out
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
         for fn in filenames:
             p = Path(dirpath) / fn
             rel = p.relative_to(root)
@@ -93,7 +93,11 @@ def usage(root: str | Path) -> dict[str, Any]:
             temp["files"] += 1
             temp["bytes"] += e.size
             continue
-        group = kinds.setdefault(e.kind, {"artifacts": 0, "bytes": 0}) if e.version == FORMAT_VERSION else other.setdefault(f"v{e.version}", {"artifacts": 0, "bytes": 0})
+        group = (
+            kinds.setdefault(e.kind, {"artifacts": 0, "bytes": 0})
+            if e.version == FORMAT_VERSION
+            else other.setdefault(f"v{e.version}", {"artifacts": 0, "bytes": 0})
+        )
         group["artifacts"] += 1
         group["bytes"] += e.size
     total = sum(g["bytes"] for g in kinds.values()) + sum(g["bytes"] for g in other.values()) + temp["bytes"]
@@ -121,7 +125,9 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     if not ok or not all(isinstance(a, str) for a in data["artifacts"]):
         raise MoviekitError(f"{p} is not a moviekit artifacts list")
     if data.get("format") != FORMAT_VERSION:
-        raise MoviekitError(f"{p} lists artifacts of format {data.get('format')!r}, this moviekit stores format {FORMAT_VERSION}: rerun it first")
+        raise MoviekitError(
+            f"{p} lists artifacts of format {data.get('format')!r}, this moviekit stores format {FORMAT_VERSION}: rerun it first"
+        )
     return data
 
 

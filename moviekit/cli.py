@@ -74,7 +74,13 @@ def run(
     resolved = load_recipe(recipe, set_ or [])
     try:
         with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         ) as progress:
             summary = run_recipe(resolved, output=output, fresh=fresh, strict=strict or None, reporter=RichReporter(progress))
     except KeyboardInterrupt as e:  # SIGINT, or SIGTERM turned into RunInterrupted by the runner
@@ -98,7 +104,10 @@ def run(
         highlight=False,
     )
     cache = summary["cache"]
-    console.print(f"cache: {_mib(cache['bytes'])} in {cache['artifacts']} artifact(s) at {cache['root']} (this run wrote {_mib(cache['written_bytes'])})", highlight=False)
+    console.print(
+        f"cache: {_mib(cache['bytes'])} in {cache['artifacts']} artifact(s) at {cache['root']} (this run wrote {_mib(cache['written_bytes'])})",
+        highlight=False,
+    )
     if summary["failures"]:
         err_console.print(f"[bold red]{summary['failures']} item(s) failed[/]; see {Path(summary['output']) / 'failures.jsonl'}")
         raise typer.Exit(1)
@@ -169,7 +178,10 @@ def show(
         print(json.dumps(schema, indent=2))
         return
     plugin = reg.plugin_of(name)
-    console.print(f"[bold]{escape(name)}[/] ({cls.kind}) from {escape(plugin.name)} {escape(f'[{plugin.distribution} {plugin.version}]')}", highlight=False)
+    console.print(
+        f"[bold]{escape(name)}[/] ({cls.kind}) from {escape(plugin.name)} {escape(f'[{plugin.distribution} {plugin.version}]')}",
+        highlight=False,
+    )
     console.print(inspect.cleandoc(cls.__doc__ or ""), markup=False)
     console.print(f"takes: {cls.takes}\nreturns: {cls.returns}", markup=False, highlight=False)
     table = Table(title="config")
@@ -188,7 +200,9 @@ def show(
     if needs.frames or needs.audio or needs.flow:
         console.print(f"needs: {needs.model_dump(exclude_none=True)}", highlight=False)
     for w in comp.weights():
-        console.print(f"weights: {w.name} {('package ' + w.package) if w.package else ''} {('hub ' + w.hub) if w.hub else ''}", highlight=False)
+        console.print(
+            f"weights: {w.name} {('package ' + w.package) if w.package else ''} {('hub ' + w.hub) if w.hub else ''}", highlight=False
+        )
 
 
 @app.command()
@@ -224,7 +238,9 @@ def doctor() -> None:
             continue
         for spec in specs:
             ok, where = available_offline(spec)
-            table.add_row(f"weights {spec.name} ({name})", f"[green]offline ok[/] {where}" if ok else f"[yellow]not local[/] (looked in {where})")
+            table.add_row(
+                f"weights {spec.name} ({name})", f"[green]offline ok[/] {where}" if ok else f"[yellow]not local[/] (looked in {where})"
+            )
     broken = [p for p in reg.plugins.values() if not p.ok]
     table.add_row("plugins", f"{len(reg.plugins) - len(broken)} ok, {len(broken)} broken")
     for p in broken:
@@ -234,7 +250,12 @@ def doctor() -> None:
 
 cache_app = typer.Typer(help="Show the artifact store's size, or prune it.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="artifact store folder (default: $MOVIEKIT_CACHE/artifacts, where runs without run.cache_dir keep theirs)")]
+CacheDir = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--cache-dir", help="artifact store folder (default: $MOVIEKIT_CACHE/artifacts, where runs without run.cache_dir keep theirs)"
+    ),
+]
 
 
 def _mib(n: int) -> str:
@@ -274,8 +295,12 @@ def cache_show(
 
 @cache_app.command("prune")
 def cache_prune(
-    older_than: Annotated[Optional[float], typer.Option("--older-than", help="delete what was not written or read for DAYS days", metavar="DAYS")] = None,
-    run: Annotated[Optional[list[Path]], typer.Option("--run", help="keep only what this run used (its artifacts.json); repeat to keep several runs'")] = None,
+    older_than: Annotated[
+        Optional[float], typer.Option("--older-than", help="delete what was not written or read for DAYS days", metavar="DAYS")
+    ] = None,
+    run: Annotated[
+        Optional[list[Path]], typer.Option("--run", help="keep only what this run used (its artifacts.json); repeat to keep several runs'")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="delete every artifact")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="really delete (default: a dry run that says what would go)")] = False,
     cache_dir: CacheDir = None,
@@ -289,7 +314,9 @@ def cache_prune(
     res = prune(_cache_dir(root), older_than_days=older_than, keep_runs=list(run or []), everything=all_, dry_run=not yes)
     verb = "would delete" if res["dry_run"] else "deleted"
     kinds = ", ".join(f"{k}: {g['files']}" for k, g in sorted(res["by_kind"].items()))
-    console.print(f"{verb} {res['files']} file(s), {_mib(res['bytes'])} in {res['root']}" + (f" ({kinds})" if kinds else ""), highlight=False)
+    console.print(
+        f"{verb} {res['files']} file(s), {_mib(res['bytes'])} in {res['root']}" + (f" ({kinds})" if kinds else ""), highlight=False
+    )
     if res["dry_run"]:
         console.print("dry run: add --yes to delete", highlight=False)
 

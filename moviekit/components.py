@@ -274,6 +274,7 @@ class Expert(Component):
     kind = "expert"
     takes = "FrameBatch and/or AudioChunk stream"
     returns = "Track, pooled per Clip into FeatureSet arrays"
+
     def feature_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
 
@@ -366,9 +367,7 @@ class Task(Component):
         return {}
 
 
-KINDS: dict[str, type[Component]] = {
-    cls.kind: cls for cls in (DatasetSource, Reader, Segmenter, Expert, Labeler, Encoder, Head, Task)
-}
+KINDS: dict[str, type[Component]] = {cls.kind: cls for cls in (DatasetSource, Reader, Segmenter, Expert, Labeler, Encoder, Head, Task)}
 
 
 __all__ = [

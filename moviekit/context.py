@@ -82,7 +82,9 @@ class TaskContext:
         """A model put by an earlier task or loaded by the recipe's ``models:`` section."""
         if name not in self.models:
             have = ", ".join(sorted(self.models)) or "none"
-            raise MoviekitError(f"no model named '{name}' in this run (models available: {have}); train it in an earlier task or load it under `models:` in the recipe")
+            raise MoviekitError(
+                f"no model named '{name}' in this run (models available: {have}); train it in an earlier task or load it under `models:` in the recipe"
+            )
         return self.models[name]
 
     def split(self, name: str) -> list[Item]:

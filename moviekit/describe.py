@@ -47,7 +47,16 @@ def components_markdown(registry: Any) -> str:
 
 def _command_section(cmd: Any, path: str) -> list[str]:
     ctx = cmd.context_class(cmd, info_name=path)
-    lines = [f"## `{path}`", "", inspect.cleandoc(cmd.help or "").strip(), "", "```", " ".join([path, *cmd.collect_usage_pieces(ctx)]), "```", ""]
+    lines = [
+        f"## `{path}`",
+        "",
+        inspect.cleandoc(cmd.help or "").strip(),
+        "",
+        "```",
+        " ".join([path, *cmd.collect_usage_pieces(ctx)]),
+        "```",
+        "",
+    ]
     rows = []
     for param in cmd.params:
         if getattr(param, "hidden", False):

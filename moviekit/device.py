@@ -17,10 +17,14 @@ def resolve_device(spec: str = "auto") -> Any:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise MoviekitError(f"device {spec!r} (run.device or a component's device field) was asked for but no CUDA device is available; use `auto` or `cpu`")
+            raise MoviekitError(
+                f"device {spec!r} (run.device or a component's device field) was asked for but no CUDA device is available; use `auto` or `cpu`"
+            )
         idx = int(spec.split(":")[1]) if ":" in spec else 0
         if idx >= torch.cuda.device_count():
-            raise MoviekitError(f"device {spec!r} (run.device or a component's device field) was asked for but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise MoviekitError(
+                f"device {spec!r} (run.device or a component's device field) was asked for but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
     if spec == "mps" and not torch.backends.mps.is_available():
         raise MoviekitError("run.device is 'mps' but MPS is not available")
     return torch.device(spec)

@@ -149,7 +149,14 @@ class Fanout:
     If the body raises (the decode failed), the threads are stopped and the sinks are not closed.
     """
 
-    def __init__(self, sinks: Sequence[Sink], concurrent: bool = True, depth: int = DEFAULT_DEPTH, threads: int | None = None, names: Sequence[str] | None = None):
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        concurrent: bool = True,
+        depth: int = DEFAULT_DEPTH,
+        threads: int | None = None,
+        names: Sequence[str] | None = None,
+    ):
         names = list(names) if names is not None else [f"sink{i}" for i in range(len(sinks))]
         # Even a single consumer gets a thread: its work then overlaps the decoding.
         self.concurrent = concurrent

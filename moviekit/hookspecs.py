@@ -7,7 +7,8 @@ sets ``moviekit_api = "1.0"`` and implements some of these hooks with
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -87,7 +87,12 @@ def random_baseline(y_true: np.ndarray, threshold: float = 0.5, seed: int = 0, d
         raise ValueError("no positive labels in the evaluation set")
     per_class = np.array([expected_random_ap(n, int(k)) for k in support[present]])
     rng = np.random.default_rng(seed)
-    prf = np.array([precision_recall_fscore_support(y, (rng.random(y.shape) >= threshold).astype(int), average="weighted", zero_division=0)[:3] for _ in range(draws)])
+    prf = np.array(
+        [
+            precision_recall_fscore_support(y, (rng.random(y.shape) >= threshold).astype(int), average="weighted", zero_division=0)[:3]
+            for _ in range(draws)
+        ]
+    )
     p, r, f = prf.mean(axis=0)
     return {
         "auprc_micro": expected_random_ap(n * int(present.sum()), int(y.sum())),  # over the scored classes, like the model

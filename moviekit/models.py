@@ -138,7 +138,10 @@ def build_part(spec: ModelPart, registry: Any = None) -> Any:
 
 
 def init_from(
-    model: TrainedModel, modules: dict[str, tuple[ModelPart, Any]], required: tuple[str, ...] = ("encoder",), vocabulary: list[str] | None = None
+    model: TrainedModel,
+    modules: dict[str, tuple[ModelPart, Any]],
+    required: tuple[str, ...] = ("encoder",),
+    vocabulary: list[str] | None = None,
 ) -> list[str]:
     """Start the freshly built ``{part: (ModelPart, module)}`` of a task from ``model``'s weights.
 
@@ -187,7 +190,9 @@ def load_model(path: str | Path) -> TrainedModel:
     from safetensors.torch import load as st_load
 
     if Path(path).suffix in (".pt", ".pth", ".pkl", ".ckpt"):
-        raise MoviekitError(f"{path}: a pickled checkpoint is not loaded (it could run code); a moviekit model is a .json record beside a .safetensors file")
+        raise MoviekitError(
+            f"{path}: a pickled checkpoint is not loaded (it could run code); a moviekit model is a .json record beside a .safetensors file"
+        )
     stem = model_stem(path)
     meta, weights = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
     for f in (meta, weights):

@@ -74,7 +74,7 @@ class Registration:
 def check_api_version(declared: Any) -> str | None:
     """An error message if ``declared`` is not compatible with this core, else None."""
     if declared is None:
-        return "does not declare the plugin API it targets (set moviekit_api = \"%s\" in the plugin module)" % PLUGIN_API_VERSION
+        return f'does not declare the plugin API it targets (set moviekit_api = "{PLUGIN_API_VERSION}" in the plugin module)'
     try:
         major, minor = (int(x) for x in str(declared).split(".")[:2])
     except ValueError:

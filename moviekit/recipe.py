@@ -50,8 +50,12 @@ class RayConfig(BaseModel):
     address: str | None = Field(None, description="an existing Ray cluster (`auto`, or `ray://HOST:10001`); None starts a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster started when no address is given; None: all of them")
     num_cpus_per_task: float = Field(1.0, gt=0, description="CPUs reserved by each video's task")
-    num_gpus_per_task: float = Field(0.0, ge=0, description="GPUs reserved by each video's task (set >0 on a cluster with CUDA workers; experts then find CUDA)")
-    max_retries: int = Field(2, ge=0, description="retries of a video whose worker died (a raised error is not retried: it is recorded in failures.jsonl)")
+    num_gpus_per_task: float = Field(
+        0.0, ge=0, description="GPUs reserved by each video's task (set >0 on a cluster with CUDA workers; experts then find CUDA)"
+    )
+    max_retries: int = Field(
+        2, ge=0, description="retries of a video whose worker died (a raised error is not retried: it is recorded in failures.jsonl)"
+    )
 
 
 class RunConfig(BaseModel):
@@ -62,9 +66,14 @@ class RunConfig(BaseModel):
     output: Path | None = Field(None, description="run directory; default runs/<recipe name>")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     seed: int = 0
-    workers: int = Field(0, ge=0, description="data-loader worker processes; with executor processes or ray, also the videos extracted at once (0: one per CPU)")
+    workers: int = Field(
+        0,
+        ge=0,
+        description="data-loader worker processes; with executor processes or ray, also the videos extracted at once (0: one per CPU)",
+    )
     executor: Literal["local", "processes", "ray"] = Field(
-        "local", description="how videos are extracted: local (one after another in this process), processes (run.workers local processes), ray (Ray tasks, see run.ray)"
+        "local",
+        description="how videos are extracted: local (one after another in this process), processes (run.workers local processes), ray (Ray tasks, see run.ray)",
     )
     ray: RayConfig = Field(default_factory=RayConfig)
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision on CUDA")
@@ -261,7 +270,9 @@ def parse_override(text: str) -> tuple[list[Any], Any]:
     if not key:
         raise RecipeError("--set", [(text, "empty key path (an override looks like key.path=value)")])
     if not _OVERRIDE_KEY.match(key):
-        raise RecipeError("--set", [(key, f"malformed key path in {text!r}: use names joined by '.', list entries as [N] (e.g. tasks[0].epochs=3)")])
+        raise RecipeError(
+            "--set", [(key, f"malformed key path in {text!r}: use names joined by '.', list entries as [N] (e.g. tasks[0].epochs=3)")]
+        )
     parts: list[Any] = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]\.?", key) if p != ""]
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
@@ -285,15 +296,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             last = i == len(parts) - 1
             if isinstance(node, list):
                 if not isinstance(p, int) or p >= len(node):
-                    what = f"no list index {p}" if isinstance(p, int) else f"'{format_loc(parts[:i]) or '<root>'}' is a list; index it as [N], not .{p}"
+                    what = (
+                        f"no list index {p}"
+                        if isinstance(p, int)
+                        else f"'{format_loc(parts[:i]) or '<root>'}' is a list; index it as [N], not .{p}"
+                    )
                     raise RecipeError("--set", [(here, f"{what} (list has {len(node)} entries)")])
             elif isinstance(node, dict):
                 if isinstance(p, int):
-                    raise RecipeError("--set", [(here, f"'{format_loc(parts[:i]) or '<root>'}' is a section, not a list; use a key name, not [{p}]")])
+                    raise RecipeError(
+                        "--set", [(here, f"'{format_loc(parts[:i]) or '<root>'}' is a section, not a list; use a key name, not [{p}]")]
+                    )
             else:
                 parent = format_loc(parts[:i])
                 raise RecipeError(
-                    "--set", [(here, f"'{parent}' is {_a(type(node).__name__)} ({node!r}), not a section, so it has no key '{p}'; set '{parent}=...' instead")]
+                    "--set",
+                    [
+                        (
+                            here,
+                            f"'{parent}' is {_a(type(node).__name__)} ({node!r}), not a section, so it has no key '{p}'; set '{parent}=...' instead",
+                        )
+                    ],
                 )
             if last:
                 node[p] = value
@@ -397,7 +420,11 @@ def validate(data: dict[str, Any], source: str = "<recipe>", registry: Registry 
         if recipe is None:
             specs = _raw_specs(data)
     if recipe is not None:
-        specs = [((section,), getattr(recipe, section), kind) for section, kind in SINGLE_SECTIONS.items() if getattr(recipe, section) is not None]
+        specs = [
+            ((section,), getattr(recipe, section), kind)
+            for section, kind in SINGLE_SECTIONS.items()
+            if getattr(recipe, section) is not None
+        ]
         specs += [(("experts", key), spec, "expert") for key, spec in recipe.experts.items()]
         specs += [(("tasks", i), spec, "task") for i, spec in enumerate(recipe.tasks)]
         specs.append((("run", "reader"), recipe.run.reader, "reader"))
@@ -414,6 +441,7 @@ def validate(data: dict[str, Any], source: str = "<recipe>", registry: Registry 
         try:
             config = cls.Config(**spec.fields())
         except ValidationError as e:
+
             def model_for(loc: tuple[Any, ...], _cls: type[Component] = cls) -> type[BaseModel] | None:
                 return _cls.Config if len(loc) == 1 else None
 

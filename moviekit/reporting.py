@@ -12,7 +12,9 @@ from typing import Any
 PER_CLASS_COLUMNS = ("support", "auprc", "precision", "recall", "f1", "random_auprc")
 
 
-def write_csv(path: str | Path, rows: list[dict[str, Any]], fields: list[str] | None = None, empty_fields: tuple[str, ...] = ("label",)) -> None:
+def write_csv(
+    path: str | Path, rows: list[dict[str, Any]], fields: list[str] | None = None, empty_fields: tuple[str, ...] = ("label",)
+) -> None:
     """``rows`` as a CSV with a header: ``fields``, else the first row's keys, else ``empty_fields``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,24 +16,24 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import manifest
 from .clips import make_clips
-from .components import Component, DatasetSource, Encoder, Expert, Head, Labeler, Reader, Segmenter, Sink, Task, TaskResult
+from .components import Component, DatasetSource, Expert, Labeler, Reader, Segmenter, Sink, Task, TaskResult
+from .context import Reporter, TaskContext
 from .errors import DiskWriteError, ItemError, MoviekitError, RunInterrupted, WeightsNotFoundError
 from .fanout import Fanout
 from .models import TrainedModel, load_model, model_digest
+from .paths import safe_component
 from .plugins import Registry, get_registry
 from .recipe import ResolvedRecipe
 from .records import FeatureSet, Item, Shot, Track, Video, VideoInfo
-from .context import Reporter, TaskContext
-from . import manifest
-from .paths import safe_component
 from .runlock import RunLock
 from .store import ArtifactStore, atomic_write_bytes, atomic_write_text, file_hash, hash_key
 from .weights import CHECKPOINT_SUFFIXES, cache_root, resolve_weights
@@ -167,7 +167,9 @@ def check_unique_ids(videos: list[Video]) -> None:
     for v in videos:
         if v.id in seen:
             a, b = seen[v.id], v
-            raise MoviekitError(f"dataset: two items have the id '{v.id}': {a.path or a.metadata.get('source', '?')} and {b.path or b.metadata.get('source', '?')}")
+            raise MoviekitError(
+                f"dataset: two items have the id '{v.id}': {a.path or a.metadata.get('source', '?')} and {b.path or b.metadata.get('source', '?')}"
+            )
         seen[v.id] = v
 
 
@@ -213,7 +215,8 @@ def check_weights_file(path: Path, filenames: tuple[str, ...] = ()) -> str | Non
     if path.is_dir():
         named = [path / n for n in filenames if (path / n).is_file()]
         found = named or sorted(
-            (p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES), key=lambda p: (p.suffix != ".safetensors", str(p))
+            (p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES),
+            key=lambda p: (p.suffix != ".safetensors", str(p)),
         )
         if not found:
             return f"the weights folder {path} holds no checkpoint file ({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})"
@@ -371,7 +374,9 @@ class Runner:
                 problem = check_weights_file(Path(found), tuple(spec.filenames))
                 if problem:
                     key = f"--set {path}.{spec.config_key}=..." if spec.config_key else f"$MOVIEKIT_WEIGHTS/{spec.name}"
-                    raise WeightsNotFoundError(f"{path} ({comp.name}): cannot load its weights '{spec.name}': {problem}; replace it or point {key} at a good checkpoint")
+                    raise WeightsNotFoundError(
+                        f"{path} ({comp.name}): cannot load its weights '{spec.name}': {problem}; replace it or point {key} at a good checkpoint"
+                    )
 
     def load_models(self) -> dict[str, TrainedModel]:
         """The recipe's ``models:``, loaded (and so checked) before any data work."""
@@ -402,7 +407,9 @@ class Runner:
         try:
             self.store.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise MoviekitError(f"the artifact cache (run.cache_dir / $MOVIEKIT_CACHE) {self.store.root} cannot be created: {e.strerror or e}") from None
+            raise MoviekitError(
+                f"the artifact cache (run.cache_dir / $MOVIEKIT_CACHE) {self.store.root} cannot be created: {e.strerror or e}"
+            ) from None
         _check_writable(self.store.root, "the artifact cache (run.cache_dir / $MOVIEKIT_CACHE)")
 
     def run(self) -> dict[str, Any]:
@@ -596,7 +603,9 @@ class Runner:
             # The consumers run concurrently (moviekit.fanout); one that raises fails this item after
             # the others' results are stored, so a rerun recomputes only the failed consumer.
             run_cfg = self.recipe.run
-            with Fanout([s for _, _, s in sinks], concurrent=run_cfg.consumers == "threads", threads=run_cfg.threads, names=[p for p, _, _ in sinks]) as fan:
+            with Fanout(
+                [s for _, _, s in sinks], concurrent=run_cfg.consumers == "threads", threads=run_cfg.threads, names=[p for p, _, _ in sinks]
+            ) as fan:
                 try:
                     reader.read(video, [(needs, wrapped) for (_, needs, _), wrapped in zip(sinks, fan.sinks)])
                 except ItemFailure:
@@ -690,7 +699,9 @@ class Runner:
                     files = {rel: (self.out_dir / rel).read_bytes() for rel in rels if (self.out_dir / rel).is_file()}
                     shared, removed = _shared_delta(shared_before, ctx.shared)
                     # only what this task adds: its files, its models' files and the shared state it changed
-                    self.store.put("task", key, {"result": result, "shared": shared, "removed": removed, "files": files, "models": model_names})
+                    self.store.put(
+                        "task", key, {"result": result, "shared": shared, "removed": removed, "files": files, "models": model_names}
+                    )
                     st.computed += 1
                 ctx.results[f"{i}:{task.name}"] = result
                 manifest.record(self.out_dir, list(files))
@@ -718,7 +729,13 @@ class Runner:
         from .cache import usage
 
         u = usage(self.store.root)
-        return {"root": u["root"], "bytes": u["bytes"], "artifacts": u["artifacts"], "used_by_run": len(self.store.used), "written_bytes": self.store.bytes_written}
+        return {
+            "root": u["root"],
+            "bytes": u["bytes"],
+            "artifacts": u["artifacts"],
+            "used_by_run": len(self.store.used),
+            "written_bytes": self.store.bytes_written,
+        }
 
 
 _PROBE_KEYS = ("fps", "num_frames", "duration", "width", "height", "has_audio")

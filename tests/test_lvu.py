@@ -36,7 +36,11 @@ def test_comma_separated_with_video_id_column(tmp_path):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [("2 abc", "train.csv:3: 2 fields"), ("x abc tt1", "train.csv:3: target 'x' is not a number"), ("1.5 abc tt1", "train.csv:3: class id")],
+    [
+        ("2 abc", "train.csv:3: 2 fields"),
+        ("x abc tt1", "train.csv:3: target 'x' is not a number"),
+        ("1.5 abc tt1", "train.csv:3: class id"),
+    ],
 )
 def test_malformed_row_names_file_and_line(tmp_path, bad, message):
     _write(tmp_path, "scene", {"train": ["1 ok tt0", bad], "val": ["1 v tt1"], "test": ["1 t tt2"]})

@@ -141,7 +141,12 @@ def test_frame_at_is_the_read_frame_upright_by_seek_and_by_the_generic_default(t
     reader = PyAVReader({})
     (every,) = read(path, every_frame())
     frames, times = frames_of(every), times_of(every)
-    for t, want in ((0.0, 0), (0.26, int(np.searchsorted(times, 0.26 - 1e-3))), (None, int(np.searchsorted(times, reader.probe(video).duration / 2 - 1e-3))), (99.0, len(times) - 1)):
+    for t, want in (
+        (0.0, 0),
+        (0.26, int(np.searchsorted(times, 0.26 - 1e-3))),
+        (None, int(np.searchsorted(times, reader.probe(video).duration / 2 - 1e-3))),
+        (99.0, len(times) - 1),
+    ):
         np.testing.assert_array_equal(reader.frame_at(video, t), frames[want])
         np.testing.assert_array_equal(Reader.frame_at(reader, video, t), frames[want])  # the decode-everything default
 

@@ -42,7 +42,11 @@ def test_all_positive_equals_sklearn_on_every_label_predicted():
     y = (rng.random((60, 7)) < [0.05, 0.1, 0.3, 0.5, 0.7, 0.2, 0.0]).astype(int)
     p, r, f, _ = precision_recall_fscore_support(y, np.ones_like(y), average="weighted", zero_division=0)
     got = all_positive_baseline(y)
-    assert got["precision_weighted"] == pytest.approx(p) and got["recall_weighted"] == pytest.approx(r) and got["f1_weighted"] == pytest.approx(f)
+    assert (
+        got["precision_weighted"] == pytest.approx(p)
+        and got["recall_weighted"] == pytest.approx(r)
+        and got["f1_weighted"] == pytest.approx(f)
+    )
     per = precision_recall_fscore_support(y, np.ones_like(y), average=None, zero_division=0)[2]
     np.testing.assert_allclose(got["f1_per_class"], per)
     assert got["classes_dropped"] == 1 and got["classes_scored"] == 6

@@ -59,7 +59,12 @@ def test_second_run_starts_from_the_first_runs_final_weights(first_run, tmp_path
     assert trained.record.task == "multilabel_classification" and list(trained.record.parts) == ["encoder", "head"]
     ref = {"run": str(first_run / "run"), "name": "pre"} if source == "run" else {"file": str(first_run / "run" / "models" / "pre.json")}
     seen = _starting_weights(monkeypatch)
-    data = _recipe(first_run / "features", tmp_path / "cache", {"use": "multilabel_classification", "epochs": 1, "batch_size": 4, "init": "start"}, models={"start": ref})
+    data = _recipe(
+        first_run / "features",
+        tmp_path / "cache",
+        {"use": "multilabel_classification", "epochs": 1, "batch_size": 4, "init": "start"},
+        models={"start": ref},
+    )
     run_recipe(validate(data), output=tmp_path / "run")
     assert _equal(seen["encoder"], trained.part_state("encoder"))
     assert _equal(seen["head"], trained.part_state("head"))  # same shape and vocabulary: the head too
@@ -89,7 +94,9 @@ def test_missing_run_or_model_is_a_clear_error_naming_the_key(first_run, tmp_pat
     with pytest.raises(Exception, match=r"models\.pre"):
         validate(_recipe(first_run / "features", tmp_path / "cache", task, models={"pre": {"run": str(first_run / "run")}}))
     # a task that starts from a model nobody loaded names what there is
-    data = _recipe(first_run / "features", tmp_path / "cache", {**task, "init": "typo"}, models={"pre": {"run": str(first_run / "run"), "name": "pre"}})
+    data = _recipe(
+        first_run / "features", tmp_path / "cache", {**task, "init": "typo"}, models={"pre": {"run": str(first_run / "run"), "name": "pre"}}
+    )
     with pytest.raises(MoviekitError, match=r"no model named 'typo' in this run \(models available: pre\)"):
         run_recipe(validate(data), output=tmp_path / "run")
 
@@ -141,7 +148,10 @@ def test_no_test_split_evaluates_val_and_says_so(tmp_path):
         it.video.split = "train"
     write_features_dir(tmp_path / "train_only", items)
     data = _recipe(tmp_path / "train_only", tmp_path / "cache", {"use": "multilabel_classification", "epochs": 1})
-    with pytest.raises(MoviekitError, match=r"no test or val items to evaluate on \(the items are: 12 train\); a task never evaluates on its training split"):
+    with pytest.raises(
+        MoviekitError,
+        match=r"no test or val items to evaluate on \(the items are: 12 train\); a task never evaluates on its training split",
+    ):
         run_recipe(validate(data), output=tmp_path / "run2")
 
 

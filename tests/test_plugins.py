@@ -1,12 +1,11 @@
 import json
 
 import pytest
+from mkhelpers import run_cli
 
 from moviekit.components import Expert
 from moviekit.errors import PluginError, UnknownComponentError
 from moviekit.plugins import PLUGIN_API_VERSION, Registry, check_api_version, get_registry
-
-from mkhelpers import run_cli
 
 BROKEN = """
 raise RuntimeError("boom at import")

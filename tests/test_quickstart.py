@@ -8,10 +8,23 @@ from mkhelpers import REPO, run_cli
 def test_quickstart_recipe_runs_offline_and_writes_metrics(tmp_path):
     out = tmp_path / "run"
     r = run_cli(
-        "run", str(REPO / "recipes" / "quickstart.yaml"),
-        "--set", "dataset.n=16", "--set", "dataset.min_seconds=8", "--set", "dataset.max_seconds=10",
-        "--set", "tasks.0.epochs=5", "--set", "clips.min_clips=3", "--set", "run.device=cpu",
-        "-o", str(out), env_extra={"MOVIEKIT_OFFLINE": "1"},
+        "run",
+        str(REPO / "recipes" / "quickstart.yaml"),
+        "--set",
+        "dataset.n=16",
+        "--set",
+        "dataset.min_seconds=8",
+        "--set",
+        "dataset.max_seconds=10",
+        "--set",
+        "tasks.0.epochs=5",
+        "--set",
+        "clips.min_clips=3",
+        "--set",
+        "run.device=cpu",
+        "-o",
+        str(out),
+        env_extra={"MOVIEKIT_OFFLINE": "1"},
     )
     assert r.returncode == 0, r.stdout + r.stderr
     metrics = json.loads((out / "metrics.json").read_text())

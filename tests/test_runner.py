@@ -135,7 +135,9 @@ def test_bad_items_are_recorded_and_the_rest_finishes(tmp_path, registry):
     write_test_video(root / "exploding.mp4", shots=[(5, 5, 5), (250, 250, 250)] * 3)
     write_test_video(root / "silent.mp4", shots=[(200, 30, 30), (30, 30, 200)] * 2, audio=False)
     with open(root / "labels.csv", "a") as f:
-        f.write("empty.mp4,Drama,train\ncorrupt.mp4,Drama,train\ntruncated.mp4,Drama,train\nexploding.mp4,Drama,train\nmissing.mp4,Drama,train\n")
+        f.write(
+            "empty.mp4,Drama,train\ncorrupt.mp4,Drama,train\ntruncated.mp4,Drama,train\nexploding.mp4,Drama,train\nmissing.mp4,Drama,train\n"
+        )
         f.write("silent.mp4,Drama,train\n")
     data = recipe(root, tmp_path / "cache", tasks=[{"use": "export_features"}])
     data["experts"]["luma"]["explode_on"] = "exploding"
@@ -195,8 +197,12 @@ def test_killed_run_resumes_from_finished_artifacts(tmp_path):
     rp = tmp_path / "r.yaml"
     rp.write_text(yaml.safe_dump(data))
     env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    proc = subprocess.Popen([sys.executable, "-m", "moviekit", "run", str(rp), "-o", str(tmp_path / "killed")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moviekit", "run", str(rp), "-o", str(tmp_path / "killed")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     stream = cache / "v2" / "stream"
     # Wait (generously: start-up is slow on a loaded machine) until two videos' three
     # consumers have finished, then kill the run while it works on the others.
@@ -225,9 +231,13 @@ def test_killed_run_resumes_from_finished_artifacts(tmp_path):
         assert path.name.startswith(".") or not path.is_file() or re.fullmatch(r"[0-9a-f]{64}", path.read_text()), path
     leftovers = [p for p in cache.rglob("*") if p.is_file() and (p.name.startswith(".") or p.suffix == ".tmp")]
     assert len(leftovers) <= 1, leftovers  # at most the one write the kill interrupted
-    assert all(p.name.startswith(".") and p.suffix == ".tmp" for p in leftovers), "a killed write left a temporary file visible as an artifact"
+    assert all(p.name.startswith(".") and p.suffix == ".tmp" for p in leftovers), (
+        "a killed write left a temporary file visible as an artifact"
+    )
 
-    r = subprocess.run([sys.executable, "-m", "moviekit", "run", str(rp), "-o", str(tmp_path / "killed")], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "moviekit", "run", str(rp), "-o", str(tmp_path / "killed")], env=env, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     reused = int(re.search(r"reused (\d+) finished artifact", r.stdout).group(1))
     assert reused >= finished
@@ -235,7 +245,9 @@ def test_killed_run_resumes_from_finished_artifacts(tmp_path):
     data["run"]["cache_dir"] = str(tmp_path / "cache2")
     rp2 = tmp_path / "r2.yaml"
     rp2.write_text(yaml.safe_dump(data))
-    r2 = subprocess.run([sys.executable, "-m", "moviekit", "run", str(rp2), "-o", str(tmp_path / "clean")], env=env, capture_output=True, text=True)
+    r2 = subprocess.run(
+        [sys.executable, "-m", "moviekit", "run", str(rp2), "-o", str(tmp_path / "clean")], env=env, capture_output=True, text=True
+    )
     assert r2.returncode == 0, r2.stderr
     assert "reused 0 finished artifact" in r2.stdout
     a = np.load(tmp_path / "killed" / "features.npz")
@@ -292,4 +304,7 @@ def test_missing_weights_stop_the_run_before_any_data_work(tmp_path, registry, m
     assert runner.decodes == 0 and "dataset" not in runner.stats
     # weights the component marks optional do not stop it
     monkeypatch.setattr(luma, "weights", lambda self: [spec.model_copy(update={"required": False})])
-    assert Runner(validate(recipe(root, tmp_path / "cache"), registry=registry), output=tmp_path / "out2", registry=registry).run()["failures"] == 0
+    assert (
+        Runner(validate(recipe(root, tmp_path / "cache"), registry=registry), output=tmp_path / "out2", registry=registry).run()["failures"]
+        == 0
+    )

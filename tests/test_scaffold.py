@@ -27,7 +27,8 @@ def test_new_plugin_installs_lists_runs_and_its_tests_pass(tmp_path):
     target = tmp_path / "site"
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(root)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert pip.returncode == 0, pip.stderr
     listed = run_cli("list", "plugins", "--json", pythonpath=target)
@@ -49,8 +50,13 @@ def test_new_plugin_installs_lists_runs_and_its_tests_pass(tmp_path):
 
     feats = np.load(tmp_path / "out" / "features.npz")
     assert feats["v0/brightness"].shape[1] == 4
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-                           capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(target)}, cwd=root)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(target)},
+        cwd=root,
+    )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "3 passed" in tests.stdout or "passed" in tests.stdout
 

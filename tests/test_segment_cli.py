@@ -19,7 +19,9 @@ BOUNDS = [(0, 12), (12, 24), (24, 36), (36, 48)]
 
 
 def segment(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "moviekit", "segment", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "moviekit", "segment", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")

@@ -47,8 +47,28 @@ def test_vocabulary_is_the_20_mmx_genres():
     assert len(GENRES) == 20 and len(set(GENRES)) == 20
     assert SyntheticTrailers(n=1).vocabulary() == list(GENRES)
     # The paper's list (§4.1, Table 2's columns), in alphabetical order.
-    paper = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Family", "Fantasy", "History",
-             "Horror", "Music", "Mystery", "Science-Fiction", "Western", "Sport", "Short", "Biography", "Thriller", "War"]
+    paper = [
+        "Action",
+        "Adventure",
+        "Animation",
+        "Comedy",
+        "Crime",
+        "Documentary",
+        "Drama",
+        "Family",
+        "Fantasy",
+        "History",
+        "Horror",
+        "Music",
+        "Mystery",
+        "Science-Fiction",
+        "Western",
+        "Sport",
+        "Short",
+        "Biography",
+        "Thriller",
+        "War",
+    ]
     assert list(GENRES) == sorted(paper)
 
 
@@ -99,7 +119,7 @@ def test_videos_decode_with_expected_frames_and_audio(small):
 def check_ground_truth(cuts: dict) -> None:
     shots, n, fps = cuts["shots"], cuts["num_frames"], cuts["fps"]
     assert shots[0][0] == 0 and shots[-1][1] == n
-    for (s0, e0), (s1, _) in zip(shots, shots[1:]):
+    for (_s0, e0), (s1, _) in zip(shots, shots[1:]):
         assert e0 == s1  # shots tile the video
     lo, hi = synthetic.shot_bounds(fps)
     for s, e in shots:
@@ -270,7 +290,15 @@ def test_config_validation():
     assert all(f.description for f in fields.values())
     d = SyntheticTrailers.Config()
     assert (d.n, d.seed, d.min_seconds, d.max_seconds, d.width, d.height, d.fps, d.audio_rate, d.root) == (
-        96, 0, 10.0, 20.0, 160, 96, 12, 16000, None
+        96,
+        0,
+        10.0,
+        20.0,
+        160,
+        96,
+        12,
+        16000,
+        None,
     )
 
 

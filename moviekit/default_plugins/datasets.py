@@ -5,19 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import posixpath
-import random
 from pathlib import Path, PurePosixPath
 
 from pydantic import Field
 
-from moviekit.hookspecs import hookimpl
 from moviekit.components import DatasetSource
 from moviekit.errors import MoviekitError
+from moviekit.hookspecs import hookimpl
 from moviekit.paths import inside
 from moviekit.records import Video
 from moviekit.sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
 
 __all__ = ["VIDEO_EXTENSIONS", "SplitConfig", "VideoFolder", "deterministic_split"]
+
 
 def read_csv_rows(path: Path, required: tuple[str, ...] = ()) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The header and ``(line number, row)`` pairs of a CSV file.
@@ -62,7 +62,9 @@ class VideoFolder(DatasetSource):
     class Config(SplitConfig):
         root: Path = Field(description="folder holding the videos")
         labels_csv: Path | None = Field(None, description="labels file; default <root>/labels.csv when it exists")
-        allow_outside_root: bool = Field(False, description="let labels rows name videos outside root (absolute paths, '..', links leading out)")
+        allow_outside_root: bool = Field(
+            False, description="let labels rows name videos outside root (absolute paths, '..', links leading out)"
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict:
@@ -140,9 +142,7 @@ def check_unique(ids: list[str], wheres: list[str], names: list[str]) -> None:
     for i, vid in enumerate(ids):
         if vid in first:
             j = first[vid]
-            raise MoviekitError(
-                f"duplicate item id '{vid}': {wheres[j]} ({names[j]}) and {wheres[i]} ({names[i]}); list each video once"
-            )
+            raise MoviekitError(f"duplicate item id '{vid}': {wheres[j]} ({names[j]}) and {wheres[i]} ({names[i]}); list each video once")
         first[vid] = i
 
 

@@ -18,9 +18,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit.hookspecs import hookimpl
 from moviekit.default_plugins.datasets import VideoFolder
 from moviekit.errors import MoviekitError
+from moviekit.hookspecs import hookimpl
 from moviekit.paths import safe_component
 from moviekit.records import Clip, FeatureSet, Item, Video
 
@@ -73,13 +73,23 @@ class FeaturesDir(_ListingSource, VideoFolder):
 
     class Config(VideoFolder.Config):
         root: Path = Field(description="folder holding one subfolder per modality: <root>/<modality>/<video id>/<clip index>.npy")
-        labels_csv: Path | None = Field(None, description="labels file (video,labels,split); default <root>/labels.csv when it exists, else every video folder unlabelled")
-        clips_csv: Path | None = Field(None, description="clip boundaries (video,clip,start_frame,end_frame,start_time,end_time); default <root>/clips.csv when it exists, else placeholders")
+        labels_csv: Path | None = Field(
+            None,
+            description="labels file (video,labels,split); default <root>/labels.csv when it exists, else every video folder unlabelled",
+        )
+        clips_csv: Path | None = Field(
+            None,
+            description="clip boundaries (video,clip,start_frame,end_frame,start_time,end_time); default <root>/clips.csv when it exists, else placeholders",
+        )
         modalities: list[str] | None = Field(None, description="modality subfolders to read; None reads every subfolder of root")
         temporal_reduce: Literal["mean", "max", "none"] = Field(
-            "mean", description="how a (t, d) array is pooled over t into (d,); none keeps it as t descriptors (zero rows pad shorter clips)"
+            "mean",
+            description="how a (t, d) array is pooled over t into (d,); none keeps it as t descriptors (zero rows pad shorter clips)",
         )
-        dims: dict[str, int] | None = Field(None, description="expected feature size per modality; videos that differ are reported in `problems`. Default: the first readable video fixes each modality's size")
+        dims: dict[str, int] | None = Field(
+            None,
+            description="expected feature size per modality; videos that differ are reported in `problems`. Default: the first readable video fixes each modality's size",
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict:
@@ -175,7 +185,9 @@ class FeaturesDir(_ListingSource, VideoFolder):
         self._listed = out
         return out
 
-    def _load_video(self, vid: str, modalities: list[str], dims: dict[str, int]) -> tuple[dict[str, np.ndarray], list[int], dict[str, list[int]]]:
+    def _load_video(
+        self, vid: str, modalities: list[str], dims: dict[str, int]
+    ) -> tuple[dict[str, np.ndarray], list[int], dict[str, list[int]]]:
         root = Path(self.config.root)
         files: dict[str, dict[int, Path]] = {}
         for m in modalities:
@@ -245,7 +257,9 @@ def _make_clips(vid: str, indices: list[int], clip_rows: dict[tuple[str, int], d
         if r is None:
             if clip_rows is not None:
                 placeholders.append(i)
-            clips.append(Clip(video_id=vid, index=i, shot_index=i, start_frame=i, end_frame=i + 1, start_time=float(i), end_time=float(i + 1)))
+            clips.append(
+                Clip(video_id=vid, index=i, shot_index=i, start_frame=i, end_frame=i + 1, start_time=float(i), end_time=float(i + 1))
+            )
             continue
         try:
             clips.append(

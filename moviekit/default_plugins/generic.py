@@ -11,14 +11,22 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, Encoder, Expert, FrameNeed, Head, Needs, Task, TaskResult
 from moviekit.errors import MoviekitError
+from moviekit.hookspecs import hookimpl
 from moviekit.models import ModelPart, TrainedModel, build_part, init_from
 from moviekit.records import FrameBatch
 from moviekit.reporting import write_classification_report
 from moviekit.tensors import mlp, multi_hot
-from moviekit.training import TrainConfig, classification_report, evaluation_split, feature_dims, fit_multilabel, predict_scores, selection_split
+from moviekit.training import (
+    TrainConfig,
+    classification_report,
+    evaluation_split,
+    feature_dims,
+    fit_multilabel,
+    predict_scores,
+    selection_split,
+)
 
 
 class ColorHistogram(Expert):
@@ -113,7 +121,10 @@ class ExportFeatures(Task):
 
     class Config(Config):
         filename: str = Field("features.npz", description="file in the run directory (relative, no '..')")
-        features_dir: str | None = Field("features", description="also write the features_dir layout to this folder of the run directory (relative, no '..'); null skips it")
+        features_dir: str | None = Field(
+            "features",
+            description="also write the features_dir layout to this folder of the run directory (relative, no '..'); null skips it",
+        )
 
     @classmethod
     def check_recipe(cls, config: Config, recipe: Any) -> list[str]:
@@ -219,8 +230,16 @@ class MultilabelClassification(Task):
             raise MoviekitError("no train items to train on")
         evaluated, test = evaluation_split(ctx)
         dims = feature_dims(train)
-        enc_part = ModelPart(kind="encoder", component={"use": ctx.encoder.name, **ctx.encoder.config.model_dump(mode="json")}, build={"dims": {k: list(v) for k, v in dims.items()}})
-        head_part = ModelPart(kind="head", component={"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")}, build={"in_dim": ctx.encoder.output_dim(), "out_dim": len(ctx.vocabulary)})
+        enc_part = ModelPart(
+            kind="encoder",
+            component={"use": ctx.encoder.name, **ctx.encoder.config.model_dump(mode="json")},
+            build={"dims": {k: list(v) for k, v in dims.items()}},
+        )
+        head_part = ModelPart(
+            kind="head",
+            component={"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")},
+            build={"in_dim": ctx.encoder.output_dim(), "out_dim": len(ctx.vocabulary)},
+        )
         encoder = build_part(enc_part)
         head = build_part(head_part)
         started: list[str] = []

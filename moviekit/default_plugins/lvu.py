@@ -138,7 +138,9 @@ class LVUSource(DatasetSource):
         root: Path = Field(description="folder holding <task>/{train,val,test}.csv")
         task: str = Field("scene", description=f"one of: {', '.join(LVU_TASKS)}")
         videos: Path | None = Field(None, description="folder of <clip id>.mp4 (or another video extension); default <root>/videos")
-        features: Path | None = Field(None, description="a features_dir folder (<modality>/<clip id>/<clip>.npy) to take instead of decoding")
+        features: Path | None = Field(
+            None, description="a features_dir folder (<modality>/<clip id>/<clip>.npy) to take instead of decoding"
+        )
 
     def __init__(self, config: Any = None, **fields: Any):
         super().__init__(config, **fields)

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit.hookspecs import hookimpl
 from moviekit.components import AudioNeed, Config, FrameNeed, Needs, Reader, Sink
 from moviekit.errors import ItemError
+from moviekit.hookspecs import hookimpl
 from moviekit.records import AudioChunk, FrameBatch, Video, VideoInfo
 
 logger = logging.getLogger(__name__)
@@ -244,7 +244,10 @@ class PyAVReader(Reader):
     class Config(Config):
         threads: int = Field(0, ge=0, description="decoder threads; 0 lets FFmpeg choose")
         truncation_tolerance: float = Field(
-            0.02, ge=0, le=1, description="fraction of a stream's stated duration that may be missing at its end before the item fails as truncated"
+            0.02,
+            ge=0,
+            le=1,
+            description="fraction of a stream's stated duration that may be missing at its end before the item fails as truncated",
         )
 
     @staticmethod
@@ -386,7 +389,7 @@ class PyAVReader(Reader):
                     break
             if best is None:  # a seek past the last keyframe: decode from the start
                 container.seek(0, stream=stream)
-                for best in container.decode(stream):
+                for best in container.decode(stream):  # noqa: B007 - keeps the last frame
                     pass
             if best is None:
                 raise ItemError(video.id, "decode", f"{video.path}: no video frames")
@@ -455,7 +458,9 @@ class PyAVReader(Reader):
             except av.error.FFmpegError as e:
                 if index == 0:
                     raise ItemError(video.id, "decode", f"{video.path}: no frame could be decoded ({e})") from e
-                raise ItemError(video.id, "decode", f"{video.path}: decoding failed after frame {index} ({e}); the file may be truncated") from e
+                raise ItemError(
+                    video.id, "decode", f"{video.path}: decoding failed after frame {index} ({e}); the file may be truncated"
+                ) from e
             for rate, res in resamplers.items():
                 for out in res.resample(None):
                     for fan in audio_fans:

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, FrameNeed, Needs, Reader, Segmenter, Sink
+from moviekit.hookspecs import hookimpl
 from moviekit.records import FrameBatch, Shot, Video, VideoInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,13 +92,17 @@ def _check_kernel(k: int | None) -> int | None:
 class ContentParams(Config):
     """``detect-content``: HSV (and optionally edge) difference between adjacent frames."""
 
-    threshold: float = Field(27.0, ge=0.0, le=255.0, description="frame score (content_val, 0-255) at or above which a cut is made; lower is more sensitive")
+    threshold: float = Field(
+        27.0, ge=0.0, le=255.0, description="frame score (content_val, 0-255) at or above which a cut is made; lower is more sensitive"
+    )
     weights: Weights = Field(
         (1.0, 1.0, 1.0, 0.0),
         description="weights of (delta_hue, delta_sat, delta_lum, delta_edges) in the frame score (CLI -w)",
     )
     luma_only: bool = Field(False, description="use only the brightness channel; same as weights (0, 0, 1, 0) and overrides them")
-    kernel_size: int | None = Field(None, description="odd size >= 3 of the kernel that dilates edges; None sizes it from the (downscaled) resolution")
+    kernel_size: int | None = Field(
+        None, description="odd size >= 3 of the kernel that dilates edges; None sizes it from the (downscaled) resolution"
+    )
     filter_mode: Literal["merge", "suppress"] = Field(
         "merge", description="how min_scene_len is enforced: merge cuts closer than it, or suppress cuts until it has passed"
     )
@@ -110,10 +114,14 @@ class ContentParams(Config):
 class AdaptiveParams(Config):
     """``detect-adaptive``: content score compared with the rolling average of its neighbours."""
 
-    adaptive_threshold: float = Field(3.0, ge=0.0, le=255.0, description="ratio of a frame's score to the average of its window at or above which a cut is made (CLI -t)")
+    adaptive_threshold: float = Field(
+        3.0, ge=0.0, le=255.0, description="ratio of a frame's score to the average of its window at or above which a cut is made (CLI -t)"
+    )
     window_width: int = Field(2, ge=1, description="frames before and after each frame averaged for the comparison (CLI --frame-window)")
     min_content_val: float = Field(15.0, ge=0.0, le=255.0, description="minimum content score a frame also needs to be a cut")
-    weights: Weights = Field((1.0, 1.0, 1.0, 0.0), description="weights of (delta_hue, delta_sat, delta_lum, delta_edges) in the content score")
+    weights: Weights = Field(
+        (1.0, 1.0, 1.0, 0.0), description="weights of (delta_hue, delta_sat, delta_lum, delta_edges) in the content score"
+    )
     luma_only: bool = Field(False, description="use only the brightness channel; overrides weights")
     kernel_size: int | None = Field(None, description="odd size >= 3 of the edge dilation kernel; None sizes it from the resolution")
 
@@ -124,7 +132,9 @@ class AdaptiveParams(Config):
 class ThresholdParams(Config):
     """``detect-threshold``: fades to and from black (or white) by average frame brightness."""
 
-    threshold: float = Field(12.0, ge=0.0, le=255.0, description="average pixel value (0-255, truncated to an integer) below which a frame counts as faded out")
+    threshold: float = Field(
+        12.0, ge=0.0, le=255.0, description="average pixel value (0-255, truncated to an integer) below which a frame counts as faded out"
+    )
     fade_bias: float = Field(
         0.0,
         ge=-1.0,
@@ -146,7 +156,9 @@ class ThresholdParams(Config):
 class HistogramParams(Config):
     """``detect-hist``: correlation of luma (Y) histograms of adjacent frames."""
 
-    threshold: float = Field(0.20, ge=0.0, le=1.0, description="histogram difference (1 - correlation, 0-1) at or above which a cut is made")
+    threshold: float = Field(
+        0.20, ge=0.0, le=1.0, description="histogram difference (1 - correlation, 0-1) at or above which a cut is made"
+    )
     bins: int = Field(128, ge=1, le=256, description="number of histogram bins")
 
 
@@ -155,7 +167,9 @@ class HashParams(Config):
 
     threshold: float = Field(0.35, ge=0.0, le=1.0, description="normalised Hamming distance (0-1) at or above which a cut is made")
     size: int = Field(8, ge=1, le=256, description="side of the square of low-frequency DCT coefficients that forms the hash")
-    lowpass: int = Field(2, ge=1, le=256, description="keep 1/lowpass of the frequencies: frames are resized to size*lowpass before the DCT")
+    lowpass: int = Field(
+        2, ge=1, le=256, description="keep 1/lowpass of the frequencies: frames are resized to size*lowpass before the DCT"
+    )
 
 
 DetectorName = Literal["content", "adaptive", "threshold", "histogram", "hash"]
@@ -174,14 +188,20 @@ class SceneDetectSegmenter(Segmenter):
     version = "1"
 
     class Config(Config):
-        detector: DetectorName = Field("content", description="which PySceneDetect detector to run; its parameters are the sub-config of the same name")
+        detector: DetectorName = Field(
+            "content", description="which PySceneDetect detector to run; its parameters are the sub-config of the same name"
+        )
         min_scene_len: TimecodeLike = Field(
             "0.6s",
             description="minimum shot length: frames (15), seconds (0.6 or '0.6s') or 'HH:MM:SS.nnn' "
             "(CLI -m, default 0.6s; the Python API's detectors default to 15 frames)",
         )
-        drop_short_scenes: bool = Field(False, description="drop shots shorter than min_scene_len instead of merging them into neighbours (CLI --drop-short-scenes)")
-        merge_last_scene: bool = Field(False, description="merge the last shot into the previous one if shorter than min_scene_len (CLI --merge-last-scene)")
+        drop_short_scenes: bool = Field(
+            False, description="drop shots shorter than min_scene_len instead of merging them into neighbours (CLI --drop-short-scenes)"
+        )
+        merge_last_scene: bool = Field(
+            False, description="merge the last shot into the previous one if shorter than min_scene_len (CLI --merge-last-scene)"
+        )
         downscale: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
             "auto",
             description="'auto' (the CLI default) divides both sides by max(width, height)/256 when that side is >= 256 px; "

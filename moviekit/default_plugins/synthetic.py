@@ -60,9 +60,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, DatasetSource
 from moviekit.errors import MoviekitError
+from moviekit.hookspecs import hookimpl
 from moviekit.records import Video
 from moviekit.store import atomic_write_text, hash_key
 from moviekit.weights import cache_root
@@ -137,13 +137,37 @@ _CORE: dict[str, tuple[float, float, float, float, float, float, float, float, t
 
 # Genres that often come together in trailers: secondary genres are drawn with extra weight.
 _AFFINITY = [
-    ("Action", "Adventure"), ("Action", "Science-Fiction"), ("Action", "Thriller"), ("Action", "Crime"), ("Action", "War"),
-    ("Adventure", "Fantasy"), ("Adventure", "Family"), ("Animation", "Family"), ("Animation", "Comedy"),
-    ("Biography", "Drama"), ("Biography", "History"), ("Biography", "Sport"), ("Comedy", "Short"),
-    ("Comedy", "Drama"), ("Crime", "Thriller"), ("Crime", "Drama"), ("Crime", "Mystery"), ("Drama", "Short"),
-    ("Drama", "History"), ("Drama", "War"), ("Fantasy", "Family"), ("Horror", "Mystery"), ("Horror", "Thriller"),
-    ("Action", "Western"), ("Music", "Documentary"), ("Adventure", "Western"), ("Mystery", "Thriller"),
-    ("Science-Fiction", "Thriller"), ("History", "War"), ("Documentary", "History"), ("Sport", "Drama"),
+    ("Action", "Adventure"),
+    ("Action", "Science-Fiction"),
+    ("Action", "Thriller"),
+    ("Action", "Crime"),
+    ("Action", "War"),
+    ("Adventure", "Fantasy"),
+    ("Adventure", "Family"),
+    ("Animation", "Family"),
+    ("Animation", "Comedy"),
+    ("Biography", "Drama"),
+    ("Biography", "History"),
+    ("Biography", "Sport"),
+    ("Comedy", "Short"),
+    ("Comedy", "Drama"),
+    ("Crime", "Thriller"),
+    ("Crime", "Drama"),
+    ("Crime", "Mystery"),
+    ("Drama", "Short"),
+    ("Drama", "History"),
+    ("Drama", "War"),
+    ("Fantasy", "Family"),
+    ("Horror", "Mystery"),
+    ("Horror", "Thriller"),
+    ("Action", "Western"),
+    ("Music", "Documentary"),
+    ("Adventure", "Western"),
+    ("Mystery", "Thriller"),
+    ("Science-Fiction", "Thriller"),
+    ("History", "War"),
+    ("Documentary", "History"),
+    ("Sport", "Drama"),
 ]
 
 
@@ -355,8 +379,7 @@ def _sample_layout(rng: np.random.Generator, g: GenreStyle, jit: dict[str, float
         ],
         # skyline blocks: relative x position (over 3 frame widths), width and height (ref px)
         "skyline": [
-            (float(rng.random()), float(rng.uniform(6, 22)), float(g.skyline_height * np.exp(rng.normal(0, 0.3))))
-            for _ in range(n_sky)
+            (float(rng.random()), float(rng.uniform(6, 22)), float(g.skyline_height * np.exp(rng.normal(0, 0.3)))) for _ in range(n_sky)
         ],
     }
 
@@ -907,7 +930,12 @@ class SyntheticTrailers(DatasetSource):
         height: int = Field(96, ge=32, le=1080, description="frame height in pixels (even)")
         fps: int = Field(12, ge=4, le=60, description="frames per second")
         audio_rate: int = Field(16000, ge=8000, le=48000, description="audio sample rate in Hz (mono AAC)")
-        dissolve_prob: float = Field(0.15, ge=0, le=1, description="chance that a transition is a dissolve, where both shots are long enough for one; else a hard cut")
+        dissolve_prob: float = Field(
+            0.15,
+            ge=0,
+            le=1,
+            description="chance that a transition is a dissolve, where both shots are long enough for one; else a hard cut",
+        )
         style_noise: float = Field(
             0.25, ge=0, le=1, description="probability that a style group (look, layout, motion, audio) of a shot comes from a random genre"
         )
@@ -1036,7 +1064,6 @@ class SyntheticTrailers(DatasetSource):
         if workers > 1:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
-
             from concurrent.futures.process import BrokenProcessPool
 
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None

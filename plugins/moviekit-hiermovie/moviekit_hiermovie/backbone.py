@@ -43,7 +43,11 @@ def _tiny(block: str, width: int) -> Any:
     from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, Conv3DSimple
 
     conv = Conv3DSimple if block == "r3d" else Conv2Plus1D
-    layers: list[Any] = [nn.Conv3d(3, width, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2), bias=False), nn.BatchNorm3d(width), nn.ReLU(inplace=True)]
+    layers: list[Any] = [
+        nn.Conv3d(3, width, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2), bias=False),
+        nn.BatchNorm3d(width),
+        nn.ReLU(inplace=True),
+    ]
     inplanes = width
     for i, planes in enumerate([width, 2 * width, 4 * width, 8 * width]):
         stride = 1 if i == 0 else 2
@@ -123,7 +127,9 @@ def _module(arch: str, width: int, modality: str) -> Any:
 
 
 class BackboneConfig(Config):
-    arch: Arch = Field("r3d_tiny", description="r3d_tiny / r2plus1d_tiny (CPU default; widths w, 2w, 4w, 8w) or torchvision's r3d_18, mc3_18, r2plus1d_18")
+    arch: Arch = Field(
+        "r3d_tiny", description="r3d_tiny / r2plus1d_tiny (CPU default; widths w, 2w, 4w, 8w) or torchvision's r3d_18, mc3_18, r2plus1d_18"
+    )
     width: int = Field(16, ge=4, le=128, description="first-stage width w of the tiny architectures (output 8w)")
     modality: str = Field("frames", description="the FeatureSet modality holding (T, H, W, 3) frame stacks")
 
@@ -140,11 +146,17 @@ class HierBackboneEncoder(Encoder):
     def build(self, dims: dict[str, tuple[int, ...]]) -> Any:
         shape = dims.get(self.config.modality)
         if shape is None or len(shape) != 4 or shape[-1] != 3:
-            raise MoviekitError(f"hier_backbone: needs a '{self.config.modality}' modality of (T, H, W, 3) frame stacks (add the hier_frames expert); got {dims}")
+            raise MoviekitError(
+                f"hier_backbone: needs a '{self.config.modality}' modality of (T, H, W, 3) frame stacks (add the hier_frames expert); got {dims}"
+            )
         return _module(self.config.arch, self.config.width, self.config.modality)
 
     def part(self, dims: dict[str, Any]) -> ModelPart:
-        return ModelPart(kind="encoder", component={"use": self.name, **self.config.model_dump(mode="json")}, build={"dims": {k: list(v) for k, v in dims.items()}})
+        return ModelPart(
+            kind="encoder",
+            component={"use": self.name, **self.config.model_dump(mode="json")},
+            build={"dims": {k: list(v) for k, v in dims.items()}},
+        )
 
 
 class HierBackboneExpert(Expert):
@@ -154,8 +166,12 @@ class HierBackboneExpert(Expert):
     modality = "tokens"
 
     class Config(FramesConfig, BackboneConfig):
-        model: Path | None = Field(None, description="a moviekit model file (models/<name>.json of hier_backbone_pretrain); its architecture wins")
-        weights: Path | None = Field(None, description="a torchvision Kinetics-400 state dict for arch (the supervised backbone), used when no model is given")
+        model: Path | None = Field(
+            None, description="a moviekit model file (models/<name>.json of hier_backbone_pretrain); its architecture wins"
+        )
+        weights: Path | None = Field(
+            None, description="a torchvision Kinetics-400 state dict for arch (the supervised backbone), used when no model is given"
+        )
         seed: int = Field(0, description="seed of the random initialisation when neither model nor weights is given")
         batch: int = Field(8, ge=1, description="windows per forward pass")
         device: str = Field("cpu", description="device of the forward passes")
@@ -163,7 +179,14 @@ class HierBackboneExpert(Expert):
     def weights(self) -> list[WeightsSpec]:
         if self.config.weights is None:
             return []
-        return [WeightsSpec(name=f"kinetics_{self.config.arch}", description="torchvision Kinetics-400 video ResNet", path=str(self.config.weights), config_key="weights")]
+        return [
+            WeightsSpec(
+                name=f"kinetics_{self.config.arch}",
+                description="torchvision Kinetics-400 video ResNet",
+                path=str(self.config.weights),
+                config_key="weights",
+            )
+        ]
 
     def _load(self) -> Any:
         if getattr(self, "_net", None) is not None:

@@ -47,7 +47,9 @@ def build_contextualizer(in_dim: int, cfg: ContextConfig) -> Any:
         def target(tokens: torch.Tensor) -> torch.Tensor:
             return F.layer_norm(tokens.float(), tokens.shape[-1:])
 
-        def contextualize(self, tokens: torch.Tensor, valid: torch.Tensor, plan: dict[str, Any] | None = None, generator: Any = None) -> torch.Tensor:
+        def contextualize(
+            self, tokens: torch.Tensor, valid: torch.Tensor, plan: dict[str, Any] | None = None, generator: Any = None
+        ) -> torch.Tensor:
             """``(B, L, D)`` tokens -> ``(B, L, width)``; ``plan`` (from ``bert_mask``) masks some inputs."""
             from .masking import apply_mask
 
@@ -80,4 +82,8 @@ class HierContextualizer(Encoder):
         return build_contextualizer(int(sum(np.prod(d) for d in dims.values())), self.config)
 
     def part(self, dims: dict[str, Any]) -> ModelPart:
-        return ModelPart(kind="encoder", component={"use": self.name, **self.config.model_dump(mode="json")}, build={"dims": {k: list(v) for k, v in dims.items()}})
+        return ModelPart(
+            kind="encoder",
+            component={"use": self.name, **self.config.model_dump(mode="json")},
+            build={"dims": {k: list(v) for k, v in dims.items()}},
+        )

@@ -30,7 +30,9 @@ def sample_pair_starts(n_frames: int, clip_len: int, max_distance: int, rng: np.
     return (s1, s2) if rng.random() < 0.5 else (s2, s1)
 
 
-def consistent_augment(clip: Any, generator: Any, scale: tuple[float, float] = (0.3, 1.0), flip: bool = True, jitter: float = 0.4, grayscale: float = 0.2) -> Any:
+def consistent_augment(
+    clip: Any, generator: Any, scale: tuple[float, float] = (0.3, 1.0), flip: bool = True, jitter: float = 0.4, grayscale: float = 0.2
+) -> Any:
     """``(T, 3, H, W)`` float clip in [0, 1] -> the same size, one draw of every augmentation for all frames."""
     import torch
     import torch.nn.functional as F

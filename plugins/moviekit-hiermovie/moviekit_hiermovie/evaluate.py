@@ -54,7 +54,9 @@ class HeadsConfig(Config):
     frames: str = Field("frames", description="modality of the frame stacks")
     tokens: str = Field("tokens", description="modality of per-event features (backbone 'features')")
     context_prefix: str = Field("context_", description="the pre-trained contextualizer of backbone B is the model <prefix>B")
-    context_arch: ContextConfig = Field(default_factory=ContextConfig, description="architecture of a `scratch` contextualizer (a `mask` one brings its own)")
+    context_arch: ContextConfig = Field(
+        default_factory=ContextConfig, description="architecture of a `scratch` contextualizer (a `mask` one brings its own)"
+    )
     checkpoint_every: int = Field(10, ge=1)
 
 
@@ -73,7 +75,9 @@ def _targets(items: list[Any], verbs: list[str], relations: list[str], role_inde
     return {"verbs": V, "relations": R, "roles": T}
 
 
-def fit_and_score(ctx: Any, cfg: HeadsConfig, backbone: str, contextualizer: Contextualizer, seed: int, tag: str) -> tuple[dict[str, Any], TrainedModel]:
+def fit_and_score(
+    ctx: Any, cfg: HeadsConfig, backbone: str, contextualizer: Contextualizer, seed: int, tag: str
+) -> tuple[dict[str, Any], TrainedModel]:
     """Train heads for one setting with ``seed``; returns the test metrics and the trained model."""
     import torch
     import torch.nn.functional as F
@@ -105,7 +109,15 @@ def fit_and_score(ctx: Any, cfg: HeadsConfig, backbone: str, contextualizer: Con
         ctx_part = HierContextualizer(cfg.context_arch).part(dims)
         ctx_net = build_part(ctx_part)
     in_dim = ctx_net.out_dim if ctx_net is not None else dims["tokens"][0]
-    head_build = {"in_dim": in_dim, "n_verbs": len(verbs), "n_relations": len(relations), "vocab_size": len(role_vocab), "hidden": cfg.hidden, "role_dim": cfg.role_dim, "dropout": cfg.dropout}
+    head_build = {
+        "in_dim": in_dim,
+        "n_verbs": len(verbs),
+        "n_relations": len(relations),
+        "vocab_size": len(role_vocab),
+        "hidden": cfg.hidden,
+        "role_dim": cfg.role_dim,
+        "dropout": cfg.dropout,
+    }
     heads = build_heads(**head_build)
     modules = torch.nn.ModuleDict({"heads": heads, **({"contextualizer": ctx_net} if ctx_net is not None else {})}).to(ctx.device)
 
@@ -131,7 +143,9 @@ def fit_and_score(ctx: Any, cfg: HeadsConfig, backbone: str, contextualizer: Con
             loss = loss + cfg.role_weight * F.cross_entropy(logits.flatten(0, 1), yt.flatten(), ignore_index=0)
         return loss
 
-    hist = train_loop(modules, step, len(x_train), opt, cfg.epochs, cfg.batch_size, ctx, seed=seed, checkpoint_every=cfg.checkpoint_every, tag=tag)
+    hist = train_loop(
+        modules, step, len(x_train), opt, cfg.epochs, cfg.batch_size, ctx, seed=seed, checkpoint_every=cfg.checkpoint_every, tag=tag
+    )
     modules.eval()
     with torch.no_grad():
         h = torch.cat([encode(x_test[s : s + 64]) for s in range(0, len(x_test), 64)])
@@ -151,7 +165,9 @@ def fit_and_score(ctx: Any, cfg: HeadsConfig, backbone: str, contextualizer: Con
     return metrics, model
 
 
-def score(test: list[Any], verbs: list[str], relations: list[str], verb_scores: np.ndarray, rel_pred: np.ndarray, role_texts: list[str]) -> dict[str, Any]:
+def score(
+    test: list[Any], verbs: list[str], relations: list[str], verb_scores: np.ndarray, rel_pred: np.ndarray, role_texts: list[str]
+) -> dict[str, Any]:
     """All of VidSitu's metrics (x100) for predictions on ``test`` (events in clip order)."""
     vi = {v: i for i, v in enumerate(verbs)}
     refs, ctx_dep, rel_ann, rel_hat, role_refs, role_hyp, role_verb = [], [], [], [], {}, {}, {}

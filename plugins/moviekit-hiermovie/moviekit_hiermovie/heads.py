@@ -26,7 +26,9 @@ def encode_text(text: str, index: dict[str, int], max_len: int) -> list[int]:
     return ids + [PAD] * (max_len - len(ids))
 
 
-def build_heads(in_dim: int, n_verbs: int, n_relations: int, vocab_size: int, hidden: int = 512, role_dim: int = 256, dropout: float = 0.1) -> Any:
+def build_heads(
+    in_dim: int, n_verbs: int, n_relations: int, vocab_size: int, hidden: int = 512, role_dim: int = 256, dropout: float = 0.1
+) -> Any:
     import torch
     from torch import nn
 

@@ -34,8 +34,13 @@ class LVUHeads(Task):
     name = "hier_lvu"
 
     class Config(Config):
-        backbones: list[str] = Field(default_factory=lambda: ["backbone"], description="backbone models ('features': the items' own per-clip features)")
-        contextualizers: list[Literal["none", "mask"]] = Field(default_factory=lambda: ["none", "mask"], description="none: layer-normed tokens; mask: the frozen pre-trained <context_prefix><backbone>")
+        backbones: list[str] = Field(
+            default_factory=lambda: ["backbone"], description="backbone models ('features': the items' own per-clip features)"
+        )
+        contextualizers: list[Literal["none", "mask"]] = Field(
+            default_factory=lambda: ["none", "mask"],
+            description="none: layer-normed tokens; mask: the frozen pre-trained <context_prefix><backbone>",
+        )
         context_prefix: str = Field("context_", description="the contextualizer of backbone B is the model <prefix>B")
         window: int = Field(5, ge=1, description="tokens contextualized together (the pre-training length: 5 events)")
         epochs: int = Field(50, ge=1)
@@ -45,7 +50,9 @@ class LVUHeads(Task):
         test_split: str = Field("test", description="split scored (val when it is empty)")
         frames: str = Field("frames", description="modality of the frame stacks")
         tokens: str = Field("tokens", description="modality of per-clip features (backbone 'features')")
-        summary_from: list[Path] = Field(default_factory=list, description="lvu.json files of other LVU runs (other tasks) for the rank table")
+        summary_from: list[Path] = Field(
+            default_factory=list, description="lvu.json files of other LVU runs (other tasks) for the rank table"
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict:
@@ -122,7 +129,12 @@ class LVUHeads(Task):
                 else:
                     ok = (out.argmax(1) == y_test)[y_test >= 0]
                     scores[f"{bb}/{kind}"] = 100 * float(ok.float().mean()) if len(ok) else float("nan")
-        record = {"task": task, "kind": "regression" if regression else "classification", "higher_is_better": not regression, "scores": scores}
+        record = {
+            "task": task,
+            "kind": "regression" if regression else "classification",
+            "higher_is_better": not regression,
+            "scores": scores,
+        }
         (ctx.out_dir / "lvu.json").write_text(json.dumps(record, indent=1))
         files = ["lvu.json"]
         runs = [record]
@@ -136,7 +148,10 @@ class LVUHeads(Task):
             for s, v in r["scores"].items():
                 per_setting.setdefault(s, {})[r["task"]] = v
         ranks = rank_summary(per_setting, {r["task"]: r["higher_is_better"] for r in runs})
-        write_csv(ctx.out_dir / "lvu_ranks.csv", [{"setting": s, "top1_rank": f"{v['top1']}/{v['tasks']}", "mean_rank": round(v["mean_rank"], 2)} for s, v in ranks.items()])
+        write_csv(
+            ctx.out_dir / "lvu_ranks.csv",
+            [{"setting": s, "top1_rank": f"{v['top1']}/{v['tasks']}", "mean_rank": round(v["mean_rank"], 2)} for s, v in ranks.items()],
+        )
         files.append("lvu_ranks.csv")
         metric = "mse" if regression else "top1"
         return TaskResult(metrics={f"{task}_{metric}/{s}": round(v, 3) for s, v in scores.items()}, files=files)

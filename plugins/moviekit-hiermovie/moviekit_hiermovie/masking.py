@@ -52,7 +52,9 @@ def apply_mask(x: Any, plan: dict[str, Any], mask_token: Any, generator: Any, va
     return out.reshape(B, L, D)
 
 
-def masked_loss(pred: Any, target: Any, masked: Any, kind: Literal["regression", "cosine", "contrastive"] = "regression", temperature: float = 0.1) -> Any:
+def masked_loss(
+    pred: Any, target: Any, masked: Any, kind: Literal["regression", "cosine", "contrastive"] = "regression", temperature: float = 0.1
+) -> Any:
     """Loss of ``pred`` against ``target.detach()`` (both (B, L, D)) at the ``masked`` positions only."""
     import torch
     import torch.nn.functional as F

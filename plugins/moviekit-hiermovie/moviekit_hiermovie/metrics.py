@@ -68,7 +68,11 @@ def relation_metrics(predicted: list[str], annotations: list[list[str]]) -> dict
     truth = [majority(a) for a in annotations]
     ok = [p == t for p, t in zip(predicted, truth, strict=True)]
     per = {c: float(np.mean([o for o, t in zip(ok, truth) if t == c])) for c in sorted(set(truth))}
-    return {"top1": float(np.mean(ok)) if ok else float("nan"), "mean_class": float(np.mean(list(per.values()))) if per else float("nan"), "per_class": per}
+    return {
+        "top1": float(np.mean(ok)) if ok else float("nan"),
+        "mean_class": float(np.mean(list(per.values()))) if per else float("nan"),
+        "per_class": per,
+    }
 
 
 def cider_scores(references: dict[Any, list[str]], hypotheses: dict[Any, str]) -> tuple[float, dict[Any, float]]:
@@ -142,4 +146,7 @@ def rank_summary(scores: dict[str, dict[str, float]], higher_is_better: dict[str
         sign = 1 if higher_is_better.get(t, True) else -1
         for s, v in have.items():
             ranks[s].append(1 + sum(sign * o > sign * v for o in have.values()))
-    return {s: {"top1": sum(r == 1 for r in rs), "tasks": len(rs), "mean_rank": float(np.mean(rs)) if rs else float("nan")} for s, rs in ranks.items()}
+    return {
+        s: {"top1": sum(r == 1 for r in rs), "tasks": len(rs), "mean_rank": float(np.mean(rs)) if rs else float("nan")}
+        for s, rs in ranks.items()
+    }

@@ -17,5 +17,17 @@ def register_components(register):
     from .tasks import Ablation, VidSituHeads
     from .vidsitu import VidSitu
 
-    for cls in (SyntheticVidSitu, VidSitu, HierFrames, HierBackboneExpert, HierBackboneEncoder, HierContextualizer, BackbonePretrain, ContextPretrain, VidSituHeads, Ablation, LVUHeads):
+    for cls in (
+        SyntheticVidSitu,
+        VidSitu,
+        HierFrames,
+        HierBackboneExpert,
+        HierBackboneEncoder,
+        HierContextualizer,
+        BackbonePretrain,
+        ContextPretrain,
+        VidSituHeads,
+        Ablation,
+        LVUHeads,
+    ):
         register(cls)

@@ -42,7 +42,10 @@ class BackbonePretrain(Task):
         label_key: str = Field("motion", description="metadata key of the action label (objective labels)")
         weights: Path | None = Field(None, description="torchvision Kinetics-400 state dict of `arch` (objective supervised)")
         model_name: str = Field("backbone", description="name of the model handed on (models/<name>.json + .safetensors)")
-        videos: Literal["action", "all"] = Field("action", description="action: the items marked as short unlabelled clips (hier_kind action), else every non-test item; all: every train/unlabelled item")
+        videos: Literal["action", "all"] = Field(
+            "action",
+            description="action: the items marked as short unlabelled clips (hier_kind action), else every non-test item; all: every train/unlabelled item",
+        )
         epochs: int = Field(100, ge=1, description="passes over the videos (CVRL: 200-800 epochs of Kinetics-400)")
         batch_size: int = Field(64, ge=2, description="video pairs per step (CVRL: 1024)")
         lr: float = Field(1e-3, gt=0, description="AdamW learning rate, cosine decay (CVRL: LARS 0.32 x batch/256)")
@@ -111,7 +114,14 @@ class BackbonePretrain(Task):
 
         cfg = self.config
         m = cfg.modality
-        its = [it for it in ctx.items if it.features is not None and m in it.features.arrays and it.video.metadata.get(cfg.label_key) is not None and split_name(it) in ("train", "none")]
+        its = [
+            it
+            for it in ctx.items
+            if it.features is not None
+            and m in it.features.arrays
+            and it.video.metadata.get(cfg.label_key) is not None
+            and split_name(it) in ("train", "none")
+        ]
         if not its:
             raise MoviekitError(f"objective labels: no train/unlabelled item with metadata '{cfg.label_key}' and '{m}' frames")
         classes = sorted({it.video.metadata[cfg.label_key] for it in its})
@@ -124,7 +134,18 @@ class BackbonePretrain(Task):
             logits = model["classifier"](model["backbone"].embed(torch.from_numpy(clips[idx]).to(ctx.device)))
             return F.cross_entropy(logits, y[idx].to(ctx.device))
 
-        history = train_loop(model, step, len(clips), opt, cfg.epochs, cfg.batch_size, ctx, seed=ctx.seed, checkpoint_every=cfg.checkpoint_every, tag=f"backbone-{cfg.model_name}")
+        history = train_loop(
+            model,
+            step,
+            len(clips),
+            opt,
+            cfg.epochs,
+            cfg.batch_size,
+            ctx,
+            seed=ctx.seed,
+            checkpoint_every=cfg.checkpoint_every,
+            tag=f"backbone-{cfg.model_name}",
+        )
         ctx.log(f"{self.name}: {cfg.model_name} cross-entropy {history['epoch_loss'][0]:.3f} -> {history['epoch_loss'][-1]:.3f}")
         return history
 
@@ -179,13 +200,25 @@ class ContextPretrain(Task):
     name = "hier_context_pretrain"
 
     class Config(ContextConfig):
-        backbones: list[str] = Field(default_factory=lambda: ["backbone"], description=f"backbone models whose tokens to contextualize ('{FEATURES}': the items' own per-event features)")
+        backbones: list[str] = Field(
+            default_factory=lambda: ["backbone"],
+            description=f"backbone models whose tokens to contextualize ('{FEATURES}': the items' own per-event features)",
+        )
         model_prefix: str = Field("context_", description="the model of backbone B is handed on as <prefix>B")
-        splits: list[str] = Field(default_factory=lambda: ["train", "none"], description="movie clips to pre-train on (none: unlabelled clips); never val/test by default")
+        splits: list[str] = Field(
+            default_factory=lambda: ["train", "none"],
+            description="movie clips to pre-train on (none: unlabelled clips); never val/test by default",
+        )
         mask_ratio: float = Field(0.15, gt=0, le=1, description="share of tokens predicted (BERT: 0.15)")
         min_masked: int = Field(1, ge=0, description="at least this many masked tokens per sequence (5 events x 0.15 often masks none)")
-        replace: tuple[float, float] = Field((0.8, 0.1), description="of the masked tokens: share given the mask token, share given a random token (BERT: 0.8, 0.1; the rest unchanged)")
-        loss: Literal["regression", "cosine", "contrastive"] = Field("regression", description="regression to the detached (layer-normed) input token; cosine; or InfoNCE among the batch's masked tokens")
+        replace: tuple[float, float] = Field(
+            (0.8, 0.1),
+            description="of the masked tokens: share given the mask token, share given a random token (BERT: 0.8, 0.1; the rest unchanged)",
+        )
+        loss: Literal["regression", "cosine", "contrastive"] = Field(
+            "regression",
+            description="regression to the detached (layer-normed) input token; cosine; or InfoNCE among the batch's masked tokens",
+        )
         temperature: float = Field(0.1, gt=0, description="temperature of the contrastive loss")
         epochs: int = Field(100, ge=1)
         batch_size: int = Field(32, ge=1)
@@ -226,7 +259,19 @@ class ContextPretrain(Task):
                 h = net.contextualize(x, valid, plan, gen)
                 return masked_loss(net.predict(h), net.target(x), plan["masked"], cfg.loss, cfg.temperature)
 
-            hist = train_loop(net, step, len(x_all), opt, cfg.epochs, cfg.batch_size, ctx, seed=ctx.seed, checkpoint_every=cfg.checkpoint_every, tag=f"context-{bb}", generators=[gen])
+            hist = train_loop(
+                net,
+                step,
+                len(x_all),
+                opt,
+                cfg.epochs,
+                cfg.batch_size,
+                ctx,
+                seed=ctx.seed,
+                checkpoint_every=cfg.checkpoint_every,
+                tag=f"context-{bb}",
+                generators=[gen],
+            )
             name = f"{cfg.model_prefix}{bb}"
             model = TrainedModel.from_modules(
                 name, {"contextualizer": (part, net)}, task=self.name, input_dims=dims,

@@ -32,7 +32,9 @@ def html_table(title: str, rows: list[dict[str, Any]], note: str = "") -> str:
 
 def write_report(path: Path, title: str, sections: list[tuple[str, list[dict[str, Any]], str]], notes: list[str]) -> None:
     style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #aaa;padding:4px 8px;text-align:right}"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+    ]
     parts += [html_table(*s) for s in sections]
     parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul></body></html>")
     Path(path).write_text("".join(parts))

@@ -130,7 +130,9 @@ def _motion_params(rng: np.random.Generator) -> dict[str, Any]:
     return {"a0": a.tolist(), "p0": p.tolist(), "speed": float(np.exp(rng.normal(0, 0.15))), "size": float(np.exp(rng.normal(0, 0.1)))}
 
 
-def draw_clip(seed: list[int] | int, clip_id: str, p_ambiguous: float = 0.35, p_idle: float = 0.1, annotators: int = 3, annotator_noise: float = 0.1) -> ClipSpec:
+def draw_clip(
+    seed: list[int] | int, clip_id: str, p_ambiguous: float = 0.35, p_idle: float = 0.1, annotators: int = 3, annotator_noise: float = 0.1
+) -> ClipSpec:
     """The story of one clip: theme, identities, place and five annotated events."""
     rng = np.random.default_rng(seed)
     theme = THEMES[int(rng.integers(len(THEMES)))]

@@ -75,7 +75,9 @@ class SyntheticVidSitu(DatasetSource):
         action_seconds: int = Field(6, ge=2, description="length of an action clip: 2-s shots of one motion, each with a new look")
         size: int = Field(32, ge=16, le=256, description="frame width and height in pixels (even)")
         fps: int = Field(8, ge=4, le=30, description="frames per second")
-        p_ambiguous: float = Field(0.35, ge=0, le=1, description="chance that an event's motion is ambiguous (its verb decided by the clip's theme)")
+        p_ambiguous: float = Field(
+            0.35, ge=0, le=1, description="chance that an event's motion is ambiguous (its verb decided by the clip's theme)"
+        )
         p_idle: float = Field(0.1, ge=0, le=1, description="chance that an event (not event 3) is an idle verb unrelated to the story")
         annotator_noise: float = Field(0.1, ge=0, le=1, description="chance that an annotator gives a random verb / relation")
         annotators: int = Field(3, ge=1, le=10, description="annotators per clip")
@@ -110,7 +112,9 @@ class SyntheticVidSitu(DatasetSource):
         final = self.dataset_dir()
         if (final / "complete").exists():
             if (final / "complete").read_text().strip() != self.key():
-                raise MoviekitError(f"dataset.root: {final} holds a synthetic_vidsitu dataset of another config; delete it or choose another root")
+                raise MoviekitError(
+                    f"dataset.root: {final} holds a synthetic_vidsitu dataset of another config; delete it or choose another root"
+                )
             return final
         if final.exists() and any(final.iterdir()):
             raise MoviekitError(f"dataset.root: {final} exists, is not empty and holds no complete synthetic_vidsitu dataset")
@@ -137,9 +141,17 @@ class SyntheticVidSitu(DatasetSource):
             for i in range(n):
                 vid = f"v_syn{g}{i:04d}_seg_0_10"
                 spec = draw_clip([c.seed, g, i], vid, c.p_ambiguous, c.p_idle, c.annotators, c.annotator_noise)
-                write_mp4(folder / "videos" / f"{vid}.mp4", render_events(spec, per_event, c.size, c.size, seed=c.seed * 1_000_003 + g * 10_007 + i), c.fps)
+                write_mp4(
+                    folder / "videos" / f"{vid}.mp4",
+                    render_events(spec, per_event, c.size, c.size, seed=c.seed * 1_000_003 + g * 10_007 + i),
+                    c.fps,
+                )
                 clips.append((vid, spec_events(spec) if name != "unlabelled" else None))
-                truth[vid] = {"theme": spec.theme, "verbs": [e.verb for e in spec.events], "context_dependent": [e.context_dependent for e in spec.events]}
+                truth[vid] = {
+                    "theme": spec.theme,
+                    "verbs": [e.verb for e in spec.events],
+                    "context_dependent": [e.context_dependent for e in spec.events],
+                }
             write_vidsitu(folder / "vidsitu_annotations", name, clips)
         for i in range(c.n_actions):
             vid = f"action_{i:04d}"
@@ -162,7 +174,14 @@ class SyntheticVidSitu(DatasetSource):
             if v is not None:
                 out.append(v)
         for p in sorted((folder / "actions").glob("*.mp4")):
-            out.append(Video(id=p.stem, path=p, split=None, metadata={"hier_kind": "action", "synthetic": True, "motion": truth.get(p.stem, {}).get("motion")}))
+            out.append(
+                Video(
+                    id=p.stem,
+                    path=p,
+                    split=None,
+                    metadata={"hier_kind": "action", "synthetic": True, "motion": truth.get(p.stem, {}).get("motion")},
+                )
+            )
         return out
 
     def vocabulary(self) -> list[str]:

@@ -13,13 +13,32 @@ from moviekit import MoviekitError, Task, TaskResult
 from .evaluate import Contextualizer, HeadsConfig, fit_and_score
 from .report import write_csv, write_report
 
-VERB_COLUMNS = {"verb_acc1": "Acc@1", "verb_acc5": "Acc@5", "verb_recall5": "Recall@5", "verb_acc1_context_dependent": "Acc@1 context-dependent", "verb_acc1_other": "Acc@1 other"}
+VERB_COLUMNS = {
+    "verb_acc1": "Acc@1",
+    "verb_acc5": "Acc@5",
+    "verb_recall5": "Recall@5",
+    "verb_acc1_context_dependent": "Acc@1 context-dependent",
+    "verb_acc1_other": "Acc@1 other",
+}
 RELATION_COLUMNS = {"relation_mean_class": "Mean Accuracy", "relation_top1": "Top1 Accuracy"}
 ROLE_COLUMNS = {"role_cider": "CIDEr", "role_cider_verb": "CIDEr-verb", "role_cider_arg": "CIDEr-arg", "role_rouge_l": "ROUGE-L"}
 
 
 def _tiny_setup(tmp_path: Path) -> dict:
-    return {"before": [{"use": "hier_context_pretrain", "backbones": ["features"], "tokens": "visual", "width": 16, "ffn": 32, "heads": 2, "layers": 1, "epochs": 1}]}
+    return {
+        "before": [
+            {
+                "use": "hier_context_pretrain",
+                "backbones": ["features"],
+                "tokens": "visual",
+                "width": 16,
+                "ffn": 32,
+                "heads": 2,
+                "layers": 1,
+                "epochs": 1,
+            }
+        ]
+    }
 
 
 def _tiny_items_config() -> dict:
@@ -47,7 +66,9 @@ class VidSituHeads(Task):
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
-        metrics, model = fit_and_score(ctx, cfg, cfg.backbone, cfg.contextualizer, ctx.seed, tag=f"vidsitu-{cfg.backbone}-{cfg.contextualizer}")
+        metrics, model = fit_and_score(
+            ctx, cfg, cfg.backbone, cfg.contextualizer, ctx.seed, tag=f"vidsitu-{cfg.backbone}-{cfg.contextualizer}"
+        )
         model.record.name = cfg.model_name
         model.record.task = self.name
         (ctx.out_dir / "vidsitu_metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -61,10 +82,20 @@ class Ablation(Task):
     name = "hier_ablation"
 
     class Config(HeadsConfig):
-        backbones: list[str] = Field(default_factory=lambda: ["backbone_random", "backbone"], description="backbone models, one row group each (e.g. random-init, contrastive, supervised)")
-        contextualizers: list[Contextualizer] = Field(default_factory=lambda: ["none", "mask"], description="contextualizer settings per backbone")
-        seeds: list[int] = Field(default_factory=lambda: [0], description="seeds of the heads' initialisation and batch order; tables give mean and std")
-        skip_missing: bool = Field(True, description="leave out backbones whose model is not in the run (e.g. the supervised row without Kinetics weights) and say so")
+        backbones: list[str] = Field(
+            default_factory=lambda: ["backbone_random", "backbone"],
+            description="backbone models, one row group each (e.g. random-init, contrastive, supervised)",
+        )
+        contextualizers: list[Contextualizer] = Field(
+            default_factory=lambda: ["none", "mask"], description="contextualizer settings per backbone"
+        )
+        seeds: list[int] = Field(
+            default_factory=lambda: [0], description="seeds of the heads' initialisation and batch order; tables give mean and std"
+        )
+        skip_missing: bool = Field(
+            True,
+            description="leave out backbones whose model is not in the run (e.g. the supervised row without Kinetics weights) and say so",
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict:
@@ -87,7 +118,9 @@ class Ablation(Task):
             backbones.append(bb)
         for bb in backbones:
             if "mask" in cfg.contextualizers and f"{cfg.context_prefix}{bb}" not in ctx.models:
-                raise MoviekitError(f"contextualizer mask for backbone {bb} needs the model {cfg.context_prefix}{bb}: run hier_context_pretrain with backbones [{bb}] first")
+                raise MoviekitError(
+                    f"contextualizer mask for backbone {bb} needs the model {cfg.context_prefix}{bb}: run hier_context_pretrain with backbones [{bb}] first"
+                )
         rows = []
         for bb in backbones:
             label = ctx.models[bb].record.meta.get("objective", bb) if bb in ctx.models else "features"

@@ -52,7 +52,9 @@ def _events(arr: np.ndarray) -> np.ndarray:
     return np.concatenate([arr, np.repeat(arr[-1:], N_EVENTS - len(arr), 0)])
 
 
-def clip_tokens(ctx: Any, backbone: str, items: list[Any], frames: str = "frames", tokens: str = "tokens", batch: int = 32) -> list[np.ndarray]:
+def clip_tokens(
+    ctx: Any, backbone: str, items: list[Any], frames: str = "frames", tokens: str = "tokens", batch: int = 32
+) -> list[np.ndarray]:
     """Per item, ``(clips, D)`` float32 tokens of every clip under backbone model ``backbone``."""
     if backbone == FEATURES:
         missing = [it.id for it in items if tokens not in it.features.arrays]

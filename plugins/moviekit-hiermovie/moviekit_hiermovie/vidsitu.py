@@ -95,7 +95,7 @@ def read_annotations(path: Path) -> dict[str, list[dict[str, Any]]]:
         missing = [e for e in EVENTS if not isinstance(ann.get(e), dict)]
         if missing:
             raise MoviekitError(f"{where}: clip {vid}: missing event(s) {', '.join(missing)}")
-        events = out.setdefault(vid, [{"verbs": [], "relations": [], "args": [], "line": int(where.rsplit(':', 1)[1])} for _ in EVENTS])
+        events = out.setdefault(vid, [{"verbs": [], "relations": [], "args": [], "line": int(where.rsplit(":", 1)[1])} for _ in EVENTS])
         for k, e in enumerate(EVENTS):
             ev = ann[e]
             verb = ev.get("Verb", ev.get("VerbID"))
@@ -128,7 +128,18 @@ def read_vinfo_verbs(path: Path) -> dict[str, list[list[str]]]:
 def event_clips(video_id: str, fps: float = 8.0) -> list[Clip]:
     """The five 2-s events of a clip as :class:`Clip` records (for pre-extracted features)."""
     n = int(round(EVENT_SECONDS * fps))
-    return [Clip(video_id=video_id, index=k, shot_index=k, start_frame=k * n, end_frame=(k + 1) * n, start_time=k * EVENT_SECONDS, end_time=(k + 1) * EVENT_SECONDS) for k in range(5)]
+    return [
+        Clip(
+            video_id=video_id,
+            index=k,
+            shot_index=k,
+            start_frame=k * n,
+            end_frame=(k + 1) * n,
+            start_time=k * EVENT_SECONDS,
+            end_time=(k + 1) * EVENT_SECONDS,
+        )
+        for k in range(5)
+    ]
 
 
 def majority(labels: list[str | None]) -> str | None:
@@ -199,7 +210,9 @@ class VidSitu(DatasetSource):
                         ev["vb_lst"] = more
                 out.append((vid, None if split == "none" else split, events))
         if not out:
-            raise MoviekitError(f"dataset.root: {root}/split_files has none of the split files {', '.join(f'vseg_split_{n}_lb.json' for n in self.config.splits)}")
+            raise MoviekitError(
+                f"dataset.root: {root}/split_files has none of the split files {', '.join(f'vseg_split_{n}_lb.json' for n in self.config.splits)}"
+            )
         return out
 
     def _video(self, vid: str, split: str | None, events: list[dict[str, Any]] | None, extra_meta: dict[str, Any]) -> Video | None:
@@ -234,7 +247,9 @@ class VidSitu(DatasetSource):
         self.problems = {}
         out = [v for vid, split, events in self.clips() if (v := self._video(vid, split, events, {})) is not None]
         if not out:
-            raise MoviekitError(f"dataset: no VidSitu clip has a video or features ({len(self.problems)} problems, e.g. {next(iter(self.problems.values()), '')})")
+            raise MoviekitError(
+                f"dataset: no VidSitu clip has a video or features ({len(self.problems)} problems, e.g. {next(iter(self.problems.values()), '')})"
+            )
         return out
 
     def vocabulary(self) -> list[str]:

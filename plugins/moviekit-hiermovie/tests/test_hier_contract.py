@@ -63,7 +63,11 @@ def test_vidsitu_task_contract(name, tmp_path):
     assert cls.describe()
     ctx = vidsitu_context(tmp_path)
     reg.create("hier_context_pretrain", "task", backbones=["features"], width=16, ffn=32, heads=2, layers=1, epochs=1).run(ctx)
-    extra = {"backbone": "features"} if name == "hier_vidsitu" else {"backbones": ["features", "absent"], "contextualizers": ["none", "mask", "scratch"], "seeds": [0, 1]}
+    extra = (
+        {"backbone": "features"}
+        if name == "hier_vidsitu"
+        else {"backbones": ["features", "absent"], "contextualizers": ["none", "mask", "scratch"], "seeds": [0, 1]}
+    )
     result = cls({**TINY, **extra}).run(ctx)
     assert isinstance(result, TaskResult)
     for rel in result.files:
@@ -115,9 +119,15 @@ def test_lvu_heads_on_lvu_files_with_a_rank_table(tmp_path):
     src = get_registry().create("lvu", "dataset", root=root, task="scene", features=tmp_path / "feats")
     lvu_items = [Item(video=v, clips=v.clips, features=v.features) for v in src.items()]
     ctx = make_context(tmp_path, items=lvu_items, vocabulary=src.vocabulary())
-    get_registry().create("hier_context_pretrain", "task", backbones=["features"], splits=["train"], width=16, ffn=32, heads=2, layers=1, epochs=1).run(ctx)
+    get_registry().create(
+        "hier_context_pretrain", "task", backbones=["features"], splits=["train"], width=16, ffn=32, heads=2, layers=1, epochs=1
+    ).run(ctx)
     other = tmp_path / "other.json"
-    other.write_text(json.dumps({"task": "like_ratio", "kind": "regression", "higher_is_better": False, "scores": {"features/none": 1.0, "features/mask": 2.0}}))
+    other.write_text(
+        json.dumps(
+            {"task": "like_ratio", "kind": "regression", "higher_is_better": False, "scores": {"features/none": 1.0, "features/mask": 2.0}}
+        )
+    )
     result = get_registry().create("hier_lvu", "task", backbones=["features"], epochs=3, summary_from=[other]).run(ctx)
     scores = json.loads((ctx.out_dir / "lvu.json").read_text())
     assert scores["task"] == "scene" and set(scores["scores"]) == {"features/none", "features/mask"}

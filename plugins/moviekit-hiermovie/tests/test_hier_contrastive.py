@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import torch
+
 from moviekit_hiermovie.contrastive import (
     consistent_augment,
     info_nce,

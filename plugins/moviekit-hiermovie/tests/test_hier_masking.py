@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from moviekit_hiermovie.masking import apply_mask, bert_mask, masked_loss
 
 

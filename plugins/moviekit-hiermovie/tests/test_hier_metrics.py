@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from moviekit_hiermovie.metrics import (
     cider_scores,
     macro_recall_at_k,
@@ -46,7 +47,11 @@ def test_tokenizer():
 def test_cider_equals_pycocoevalcap_on_a_tiny_corpus():
     from pycocoevalcap.cider.cider import Cider
 
-    refs = {"a": ["ARG0 red disk ARG1 blue box", "ARG0 crimson disk ARG1 blue box"], "b": ["ARG0 green cross ASCN forest"], "c": ["ARG0 gold gem ARG1 red disk"]}
+    refs = {
+        "a": ["ARG0 red disk ARG1 blue box", "ARG0 crimson disk ARG1 blue box"],
+        "b": ["ARG0 green cross ASCN forest"],
+        "c": ["ARG0 gold gem ARG1 red disk"],
+    }
     hyps = {"a": "ARG0 red disk ARG1 blue box", "b": "ARG0 green plus ASCN woods", "c": "ARG0 red disk"}
     score, per = cider_scores(refs, hyps)
     gts = {i: [r.lower() for r in refs[k]] for i, k in enumerate(hyps)}
@@ -75,7 +80,9 @@ def test_rouge_l_by_hand():
 
 def test_role_metrics_split_and_perfect_score():
     assert split_roles("ARG0 red disk ASCN the forest") == {"ARG0": "red disk", "ASCN": "the forest"}
-    refs = {i: [f"ARG0 {c} disk ARG1 blue box ASCN {p}"] for i, (c, p) in enumerate([("red", "forest"), ("green", "beach"), ("cyan", "city")])}
+    refs = {
+        i: [f"ARG0 {c} disk ARG1 blue box ASCN {p}"] for i, (c, p) in enumerate([("red", "forest"), ("green", "beach"), ("cyan", "city")])
+    }
     good = role_metrics(refs, {k: v[0] for k, v in refs.items()}, {0: "push", 1: "push", 2: "dig"})
     bad = role_metrics(refs, {k: "ARG0 yellow cross" for k in refs}, {0: "push", 1: "push", 2: "dig"})
     assert good["rouge_l"] == pytest.approx(100.0)

@@ -19,9 +19,19 @@ def test_recipe_end_to_end_and_resume(tmp_path):
     summary = run_recipe(load_recipe(RECIPE, TINY), output=out)
     assert summary["failures"] == 0
     models = {p.stem for p in (out / "models").glob("*.json")}
-    assert models == {"backbone_random", "backbone", "backbone_supervised", "context_backbone_random", "context_backbone", "context_backbone_supervised", "hier_vidsitu"}
+    assert models == {
+        "backbone_random",
+        "backbone",
+        "backbone_supervised",
+        "context_backbone_random",
+        "context_backbone",
+        "context_backbone_supervised",
+        "hier_vidsitu",
+    }
     rows = list(csv.DictReader((out / "ablation_verbs.csv").open()))
-    assert [(r["Pre-training"], r["Contextualizer"]) for r in rows] == [(b, c) for b in ("random", "labels", "contrastive") for c in ("none", "mask")]
+    assert [(r["Pre-training"], r["Contextualizer"]) for r in rows] == [
+        (b, c) for b in ("random", "labels", "contrastive") for c in ("none", "mask")
+    ]
     assert all(0 <= float(r["Acc@1"]) <= float(r["Acc@5"]) <= 100 for r in rows)
     assert {"Mean Accuracy", "Top1 Accuracy"} <= set(next(csv.DictReader((out / "ablation_relations.csv").open())))
     assert "CIDEr-verb" in (out / "ablation_roles.csv").read_text() and "LEA" in (out / "report.html").read_text()

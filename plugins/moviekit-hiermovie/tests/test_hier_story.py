@@ -1,4 +1,5 @@
 import numpy as np
+
 from moviekit_hiermovie.story import (
     AMBIGUOUS_VERBS,
     COLOURS,
@@ -51,7 +52,14 @@ def _centroid(frames, colour):
 def test_rendered_motion_goes_where_it_says():
     params = {"a0": [0.5, 0.5], "p0": [0.8, 0.2], "speed": 1.0, "size": 1.0}
     for motion, axis, sign in (("move_right", 0, 1), ("move_left", 0, -1), ("move_down", 1, 1), ("move_up", 1, -1)):
-        clip = ClipSpec("x", "work", "snow", ("red", "square"), ("blue", "disk"), [EventSpec(verb=motion, motion=motion, context_dependent=False, params=params)])
+        clip = ClipSpec(
+            "x",
+            "work",
+            "snow",
+            ("red", "square"),
+            ("blue", "disk"),
+            [EventSpec(verb=motion, motion=motion, context_dependent=False, params=params)],
+        )
         f = render_events(clip, 8, 32, 32)
         assert f.shape == (8, 32, 32, 3) and f.dtype == np.uint8
         start, end = _centroid(f[:1], COLOURS["red"]), _centroid(f[-1:], COLOURS["red"])

@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+
+from moviekit import MoviekitError
 from moviekit_hiermovie.fixtures import write_tiny_vidsitu
 from moviekit_hiermovie.vidsitu import (
     VidSitu,
@@ -11,12 +13,17 @@ from moviekit_hiermovie.vidsitu import (
     roles_text,
 )
 
-from moviekit import MoviekitError
-
 
 def _ann(vid, verbs, rel="Causes", args=None):
-    return {e: {"vid_seg_int": vid, "Verb": v, "Args": args or {"Arg0 (pusher)": "Man", "Scene of the Event": "street"}, **({} if e == "Ev3" else {"EvRel": rel})}
-            for e, v in zip(("Ev1", "Ev2", "Ev3", "Ev4", "Ev5"), verbs)}
+    return {
+        e: {
+            "vid_seg_int": vid,
+            "Verb": v,
+            "Args": args or {"Arg0 (pusher)": "Man", "Scene of the Event": "street"},
+            **({} if e == "Ev3" else {"EvRel": rel}),
+        }
+        for e, v in zip(("Ev1", "Ev2", "Ev3", "Ev4", "Ev5"), verbs)
+    }
 
 
 def _folder(tmp_path, anns, split=("v_a_seg_0_10",), name="valid"):
@@ -30,7 +37,10 @@ def _folder(tmp_path, anns, split=("v_a_seg_0_10",), name="valid"):
 
 def test_several_annotators_are_grouped_per_clip(tmp_path):
     vid = "v_a_seg_0_10"
-    anns = [[_ann(vid, ["push", "run", "talk", "look", "sit"]), _ann(vid, ["shove", "run", "talk", "look", "stand"], rel="NoRel")], _ann(vid, ["push", "walk", "talk", "look", "sit"])]
+    anns = [
+        [_ann(vid, ["push", "run", "talk", "look", "sit"]), _ann(vid, ["shove", "run", "talk", "look", "stand"], rel="NoRel")],
+        _ann(vid, ["push", "walk", "talk", "look", "sit"]),
+    ]
     root = _folder(tmp_path, anns)
     (root / "vinfo_files").mkdir()
     (root / "vinfo_files" / "vinfo_valid_lb.json").write_text(json.dumps([{"vid_seg_int": vid, "vb_lst": {"Ev1": ["hit"] * 10}}]))

@@ -57,7 +57,9 @@ def query_run(run_dir: Path, video_id: str | None = None, video: Path | None = N
         ctx = SimpleNamespace(device=torch.device("cpu"), autocast=contextlib.nullcontext)
         model_file = str(meta.get("model", ""))
         if model_file.endswith(".pt"):
-            raise MoviekitError(f"{meta_path}: names the pickled model {model_file} of an older moviekit, which is not loaded (it could run code); rerun the recipe to write models/*.json + .safetensors")
+            raise MoviekitError(
+                f"{meta_path}: names the pickled model {model_file} of an older moviekit, which is not loaded (it could run code); rerun the recipe to write models/*.json + .safetensors"
+            )
         encoder, _ = build_model(load_model(run_dir / model_file))
         query = embed_items(encoder, items, ctx)
         coarse = run_dir / "models" / "coarse.json"

@@ -209,17 +209,27 @@ class GatedTrailerEncoder(Encoder):
 
     class Config(Config):
         experts: list[str] | None = Field(None, description="modalities to use, in this order; None uses every expert of the recipe")
-        fusion: Literal["gated", "concat"] = Field("gated", description="collaborative gating, or naive concatenation through an MLP (the ablation's baseline); one expert is passed straight to its GEM")
-        input_norm: bool = Field(True, description="standardise each expert feature (each descriptor for sets) over its dimensions before projecting; experts' raw scales differ by orders of magnitude")
+        fusion: Literal["gated", "concat"] = Field(
+            "gated",
+            description="collaborative gating, or naive concatenation through an MLP (the ablation's baseline); one expert is passed straight to its GEM",
+        )
+        input_norm: bool = Field(
+            True,
+            description="standardise each expert feature (each descriptor for sets) over its dimensions before projecting; experts' raw scales differ by orders of magnitude",
+        )
         expert_dim: int = Field(768, ge=1, description="each expert's clip feature is projected to this size")
         netvlad_clusters: int = Field(16, ge=1, description="NetVLAD clusters for experts that give descriptor sets (audio)")
         gating_hidden: int = Field(768, ge=1, description="hidden size of the pairwise g and the attention h MLPs")
         clip_dim: int = Field(128, ge=1, description="the L2-normalised clip vector")
-        clips_per_sequence: int = Field(9, ge=1, description="clips per sequence (consecutive clips, a remainder dropped); the one place the sequence length is set")
+        clips_per_sequence: int = Field(
+            9, ge=1, description="clips per sequence (consecutive clips, a remainder dropped); the one place the sequence length is set"
+        )
         sequence_hidden: int = Field(512, ge=1, description="hidden size of the sequence MLP j")
         sequence_dim: int = Field(256, ge=1, description="sequence vector size (output of j)")
         max_sequences: int = Field(40, ge=1, description="sequence slots of the bottleneck input (40 x 256 = 10240 in the paper)")
-        sequence_fusion: Literal["concat", "sum"] = Field("concat", description="concatenate sequence slots (paper supplementary) or sum them (paper section 3.2)")
+        sequence_fusion: Literal["concat", "sum"] = Field(
+            "concat", description="concatenate sequence slots (paper supplementary) or sum them (paper section 3.2)"
+        )
         bottleneck_hidden: int = Field(2048, ge=1, description="hidden size of the bottleneck MLP k")
         output_dim: int = Field(2048, ge=1, description="the trailer embedding (output of k)")
         dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside j and k")
@@ -235,7 +245,17 @@ class GatedTrailerEncoder(Encoder):
 
     @classmethod
     def example_config(cls, tmp_path: Any) -> dict[str, Any]:
-        return {"expert_dim": 16, "gating_hidden": 16, "clip_dim": 8, "clips_per_sequence": 3, "sequence_hidden": 16, "sequence_dim": 8, "max_sequences": 4, "bottleneck_hidden": 16, "output_dim": 16}
+        return {
+            "expert_dim": 16,
+            "gating_hidden": 16,
+            "clip_dim": 8,
+            "clips_per_sequence": 3,
+            "sequence_hidden": 16,
+            "sequence_dim": 8,
+            "max_sequences": 4,
+            "bottleneck_hidden": 16,
+            "output_dim": 16,
+        }
 
 
 def nt_xent(z1: Any, z2: Any, temperature: float = 0.5) -> Any:

@@ -136,7 +136,9 @@ def _figure(width: float, height: float) -> Any:
 def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     """A table from already-escaped cell HTML; the first column is a row label."""
     head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<{"th" if i == 0 else "td"}>{c}</{"th" if i == 0 else "td"}>' for i, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{c}</{'th' if i == 0 else 'td'}>" for i, c in enumerate(r)) + "</tr>" for r in rows
+    )
     return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -233,10 +235,10 @@ class MMXReport(Task):
         title = _esc(self.config.title)
         toc = "".join(f'<li><a href="#{a}">{_esc(t)}</a></li>' for a, t, _ in sections)
         return (
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>"
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
             f"<style>{_CSS}</style></head><body><main>\n"
-            f"<header><h1>{title}</h1><p class=\"sub\">{_esc(self._out.name)}</p></header>\n"
+            f'<header><h1>{title}</h1><p class="sub">{_esc(self._out.name)}</p></header>\n'
             f"<nav><ol>{toc}</ol></nav>\n{self._overview()}\n" + "\n".join(parts) + "\n</main></body></html>\n"
         )
 
@@ -270,7 +272,11 @@ class MMXReport(Task):
                     shown.append(f"{_esc(str(k))} = {_esc(v)}")
             files = getattr(result, "files", None) or []
             rows.append([_esc(str(key)), "; ".join(shown[:10]) or "–", str(len(files))])
-        tasks = _table(["Task", "Headline metrics", "Files"], rows, "tasks") if rows else '<p class="note">No earlier task results were passed to the report.</p>'
+        tasks = (
+            _table(["Task", "Headline metrics", "Files"], rows, "tasks")
+            if rows
+            else '<p class="note">No earlier task results were passed to the report.</p>'
+        )
         return f'<section id="run"><h2>Run</h2>{facts}{tasks}</section>'
 
     # -- 1: headline metrics ---------------------------------------------------
@@ -292,7 +298,9 @@ class MMXReport(Task):
         rows = []
         for key, label in METRICS:
             a, b = _num(m.get(key)), _num(rnd.get(key))
-            rows.append([_esc(label), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None), _fmt(paper.get(key))])
+            rows.append(
+                [_esc(label), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None), _fmt(paper.get(key))]
+            )
         table = _table(["Metric", "Model", "Random baseline", "Margin", "Random (paper: every genre)"], rows, "metrics")
         thr = _num(m.get("threshold"))
         thr_txt = f"<p>P/R/F1 use the decision threshold <strong>{thr:g}</strong> on the sigmoid scores.</p>" if thr is not None else ""
@@ -302,8 +310,16 @@ class MMXReport(Task):
         )
         thr_txt += f'<p class="caption">{_esc(auprc_note(m))}</p>'
         known = {k for k, _ in METRICS} | {"threshold", "random_baseline", "paper_random", "auprc_names", "auprc_note"}
-        other = [[_esc(str(k)), _fmt(v) if isinstance(v, float) else _esc(str(v))] for k, v in m.items() if k not in known and isinstance(v, (int, float, str)) and not isinstance(v, bool)]
-        extra = f"<details><summary>Other values in metrics.json ({len(other)})</summary>{_table(['Key', 'Value'], other)}</details>" if other else ""
+        other = [
+            [_esc(str(k)), _fmt(v) if isinstance(v, float) else _esc(str(v))]
+            for k, v in m.items()
+            if k not in known and isinstance(v, (int, float, str)) and not isinstance(v, bool)
+        ]
+        extra = (
+            f"<details><summary>Other values in metrics.json ({len(other)})</summary>{_table(['Key', 'Value'], other)}</details>"
+            if other
+            else ""
+        )
         return table + thr_txt + extra
 
     # -- 2: per-genre table ----------------------------------------------------
@@ -326,7 +342,7 @@ class MMXReport(Task):
         auprc_table, auprc_computed = self._wide_table(rows, genres, m, "auprc")
         f1_foot = (
             f'<p class="caption">Per-genre F1 at the task threshold <strong>{thr:g}</strong> on the evaluation split, laid out like Table 2 of the paper; '
-            "the last four columns are the global weighted metrics. <em>Random (paper: every genre)</em> is Table 2's \"Random\": every genre predicted "
+            'the last four columns are the global weighted metrics. <em>Random (paper: every genre)</em> is Table 2\'s "Random": every genre predicted '
             "for every trailer (per genre F1 = 2p/(1+p) for prevalence p, R<sub>w</sub> = 1). <em>Random (random scores)</em> is the expectation for "
             "uniformly random scores thresholded the same way (P/R/F1 averaged over seeded draws)."
         )
@@ -335,15 +351,31 @@ class MMXReport(Task):
             "(exact for AUPRC; on a small test set it is well above the genre's prevalence); predicting every genre ranks nothing, so it has no AUPRC row."
         )
         if f1_computed or auprc_computed:
-            f1_foot += f" <sup>†</sup> Single-expert rows are computed by this report from <code>scores/expert_*.npz</code> (threshold {thr:g})."
+            f1_foot += (
+                f" <sup>†</sup> Single-expert rows are computed by this report from <code>scores/expert_*.npz</code> (threshold {thr:g})."
+            )
         f1_foot += "</p>"
         auprc_foot += "</p>"
         note = f'<p class="caption" id="auprc-note">{_esc(auprc_note(m))}</p>' if m else ""
         long_rows = []
         for r in rows:
             a, b = _num(r.get("auprc")), _num(r.get("random_auprc"))
-            long_rows.append([_esc(r["genre"]), _fmt_int(r.get("support")), _fmt(r.get("f1")), _fmt(r.get("paper_random_f1")), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None), _fmt(r.get("precision")), _fmt(r.get("recall"))])
-        long = _table(["Genre", "Support", "F1", "F1 every genre", "AUPRC", "Random AUPRC", "Margin", "Precision", "Recall"], long_rows, "metrics")
+            long_rows.append(
+                [
+                    _esc(r["genre"]),
+                    _fmt_int(r.get("support")),
+                    _fmt(r.get("f1")),
+                    _fmt(r.get("paper_random_f1")),
+                    _fmt(a),
+                    _fmt(b),
+                    _fmt_signed(a - b if a is not None and b is not None else None),
+                    _fmt(r.get("precision")),
+                    _fmt(r.get("recall")),
+                ]
+            )
+        long = _table(
+            ["Genre", "Support", "F1", "F1 every genre", "AUPRC", "Random AUPRC", "Margin", "Precision", "Recall"], long_rows, "metrics"
+        )
         return (
             f"<h3>F1 at threshold {thr:g} (Table 2)</h3>{f1_table}{f1_foot}<h3>AUPRC</h3>{auprc_table}{auprc_foot}{note}"
             f"<details><summary>Per-genre precision, recall, F1 and AUPRC</summary>{long}</details>"
@@ -368,7 +400,12 @@ class MMXReport(Task):
     def _wide_table(self, rows: list[dict[str, str]], genres: list[str], m: dict[str, Any], metric: str) -> tuple[str, list[str]]:
         """The Table 2 layout for per-genre ``metric`` (``f1`` or ``auprc``): support, random rows, single experts, model."""
         rnd = m.get("random_baseline") if isinstance(m.get("random_baseline"), dict) else {}
-        glob = [("f1_weighted", "F1<sub>w</sub>"), ("auprc_weighted", "AUPRC<sub>w</sub>"), ("precision_weighted", "P<sub>w</sub>"), ("recall_weighted", "R<sub>w</sub>")]
+        glob = [
+            ("f1_weighted", "F1<sub>w</sub>"),
+            ("auprc_weighted", "AUPRC<sub>w</sub>"),
+            ("precision_weighted", "P<sub>w</sub>"),
+            ("recall_weighted", "R<sub>w</sub>"),
+        ]
         header = ["F1" if metric == "f1" else "AUPRC", *(f'<span class="vert">{_esc(g)}</span>' for g in genres), *(h for _, h in glob)]
         table_rows = [["Support", *(_fmt_int(r.get("support")) for r in rows), *("–" for _ in glob)]]
         if metric == "f1":
@@ -376,7 +413,9 @@ class MMXReport(Task):
             table_rows.append(["Random (paper: every genre)", *(_fmt(v, 2) for v in per), *(_fmt(paper.get(k)) for k, _ in glob)])
             table_rows.append(["Random (random scores)", *("–" for _ in rows), *(_fmt(rnd.get(k)) for k, _ in glob)])
         else:
-            table_rows.append(["Random (random scores)", *(_fmt(r.get("random_auprc"), 2) for r in rows), *(_fmt(rnd.get(k)) for k, _ in glob)])
+            table_rows.append(
+                ["Random (random scores)", *(_fmt(r.get("random_auprc"), 2) for r in rows), *(_fmt(rnd.get(k)) for k, _ in glob)]
+            )
         computed = []
         for name, data in self._scores_files():
             if name == "model" or isinstance(data, Exception):
@@ -385,9 +424,17 @@ class MMXReport(Task):
             if per_genre is None:
                 continue
             g_metrics = self._global_from_scores(data)
-            table_rows.append([f"{_esc(name)}<sup>†</sup>", *(_fmt(per_genre.get(g), 2) for g in genres), *(_fmt(g_metrics.get(k)) for k, _ in glob)])
+            table_rows.append(
+                [f"{_esc(name)}<sup>†</sup>", *(_fmt(per_genre.get(g), 2) for g in genres), *(_fmt(g_metrics.get(k)) for k, _ in glob)]
+            )
             computed.append(name)
-        table_rows.append(["<strong>Model</strong>", *(f"<strong>{_fmt(r.get(metric), 2)}</strong>" for r in rows), *(f"<strong>{_fmt(m.get(k))}</strong>" for k, _ in glob)])
+        table_rows.append(
+            [
+                "<strong>Model</strong>",
+                *(f"<strong>{_fmt(r.get(metric), 2)}</strong>" for r in rows),
+                *(f"<strong>{_fmt(m.get(k))}</strong>" for k, _ in glob),
+            ]
+        )
         return _table(header, table_rows, f"wide per-genre-{metric}"), computed
 
     def _threshold(self) -> float:
@@ -398,7 +445,9 @@ class MMXReport(Task):
         return 0.5 if thr is None else thr
 
     @staticmethod
-    def _per_genre_from_scores(data: dict[str, np.ndarray], genres: list[str], metric: str = "auprc", threshold: float = 0.5) -> dict[str, float] | None:
+    def _per_genre_from_scores(
+        data: dict[str, np.ndarray], genres: list[str], metric: str = "auprc", threshold: float = 0.5
+    ) -> dict[str, float] | None:
         """Per-genre ``metric`` of a scores file (F1 and the like at ``threshold``), or None when no genre matches."""
         names = [str(g) for g in data["genres"]]
         if not set(genres) & set(names):
@@ -435,7 +484,7 @@ class MMXReport(Task):
         table = _table(["Setting", "Experts", "Fusion", *(_esc(label) for _, label in METRICS)], out_rows, "metrics ablation")
         return (
             f'{table}<p class="caption">Best value per column among the trained settings in bold. <em>random</em>: expected metrics of uniformly random scores; '
-            f"<em>random (paper: every genre)</em>: Table 2's \"Random\", every genre predicted (P/R/F1 only).</p>{gating_verdict(rows)}"
+            f'<em>random (paper: every genre)</em>: Table 2\'s "Random", every genre predicted (P/R/F1 only).</p>{gating_verdict(rows)}'
         )
 
     # -- 4: PR curves --------------------------------------------------------------
@@ -469,13 +518,17 @@ class MMXReport(Task):
         for name, data in files:
             title = "Full model" if name == "model" else f"Expert: {name}"
             if isinstance(data, Exception):
-                cards.append(f'<figure class="card"><figcaption>{_esc(title)}</figcaption><p class="note error">Unreadable: {_esc(str(data))}</p></figure>')
+                cards.append(
+                    f'<figure class="card"><figcaption>{_esc(title)}</figcaption><p class="note error">Unreadable: {_esc(str(data))}</p></figure>'
+                )
                 continue
             y = np.asarray(data["y_true"]).astype(int)
             s = np.asarray(data["scores"], dtype=np.float64)
             genres = [str(g) for g in data["genres"]]
             if y.size == 0 or not y.any():
-                cards.append(f'<figure class="card"><figcaption>{_esc(title)}</figcaption><p class="note">No positive labels, so no curve.</p></figure>')
+                cards.append(
+                    f'<figure class="card"><figcaption>{_esc(title)}</figcaption><p class="note">No positive labels, so no curve.</p></figure>'
+                )
                 continue
             fig = _figure(6.4, 4.2)
             ax = fig.add_subplot()
@@ -494,7 +547,9 @@ class MMXReport(Task):
             ax.set_title(f"{title} — micro AUPRC {ap:.3f}", fontsize=11)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, ncol=1 if len(genres) <= 22 else 2)
-            cards.append(f'<figure class="card">{_img(fig, "PR curves " + title)}<figcaption>{_esc(title)}: {y.shape[0]} items, {len(genres)} genres</figcaption></figure>')
+            cards.append(
+                f'<figure class="card">{_img(fig, "PR curves " + title)}<figcaption>{_esc(title)}: {y.shape[0]} items, {len(genres)} genres</figcaption></figure>'
+            )
             self._figures += 1
         note = "" if any(n == "model" for n, _ in files) else self._not_produced(("scores/model.npz",))
         return (
@@ -546,7 +601,15 @@ class MMXReport(Task):
             label = "coarse (after genre classification)" if space == "coarse" else "fine (after NT-Xent fine-tuning)"
             ax.set_title(f"{label}, N={len(firsts)}", fontsize=11)
         handles = [Line2D([], [], marker="o", ls="", color=colour[g], label=g) for g in genres]
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(genres), 10), fontsize=8, frameon=False, title="first genre", title_fontsize=8)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(len(genres), 10),
+            fontsize=8,
+            frameon=False,
+            title="first genre",
+            title_fontsize=8,
+        )
         self._figures += 1
         missing_note = self._not_produced(tuple(missing)) if missing else ""
         note_html = "".join(f'<p class="note">{_esc(n)}</p>' for n in notes)
@@ -575,10 +638,10 @@ class MMXReport(Task):
         ax.set(xlabel="Fine-tuning epoch (0 = coarse model)", ylabel="Silhouette score (first genre)")
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
-        losses = sorted((e, l) for e, _, l in rows if l is not None)
+        losses = sorted((e, loss) for e, _, loss in rows if loss is not None)
         if losses:
             ax2 = ax.twinx()
-            ax2.plot([e for e, _ in losses], [l for _, l in losses], color="#d9822b", lw=1.2, ls="--", label="NT-Xent loss")
+            ax2.plot([e for e, _ in losses], [loss for _, loss in losses], color="#d9822b", lw=1.2, ls="--", label="NT-Xent loss")
             ax2.set_ylabel("Loss", color="#d9822b")
             ax2.ticklabel_format(axis="y", useOffset=False)
             h1, l1 = ax.get_legend_handles_labels()
@@ -704,7 +767,9 @@ def _project_2d(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
         keep = np.sort(np.random.default_rng(seed).choice(n, TSNE_MAX_POINTS, replace=False))
         note = f"t-SNE on a fixed random subset of {TSNE_MAX_POINTS} of {n} points"
         xy_full = np.full((n, 2), np.nan)
-        xy_full[keep] = TSNE(n_components=2, perplexity=min(30.0, (TSNE_MAX_POINTS - 1) / 3), init="pca", random_state=seed).fit_transform(x[keep])
+        xy_full[keep] = TSNE(n_components=2, perplexity=min(30.0, (TSNE_MAX_POINTS - 1) / 3), init="pca", random_state=seed).fit_transform(
+            x[keep]
+        )
         return xy_full, note
     xy = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(x)
     return xy, note

@@ -95,12 +95,22 @@ def _train_splits(ctx: Any) -> tuple[list, list, str, list, dict[str, tuple[int,
 
 def _parts(ctx: Any, comp: Any, dims: dict) -> tuple[ModelPart, ModelPart]:
     """The model-record parts of ``comp``'s encoder and the recipe's genre head."""
-    encoder = ModelPart(kind="encoder", component={"use": comp.name, **comp.config.model_dump(mode="json")}, build={"dims": {k: list(v) for k, v in dims.items()}})
-    head = ModelPart(kind="head", component={"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")}, build={"in_dim": comp.output_dim(), "out_dim": len(ctx.vocabulary)})
+    encoder = ModelPart(
+        kind="encoder",
+        component={"use": comp.name, **comp.config.model_dump(mode="json")},
+        build={"dims": {k: list(v) for k, v in dims.items()}},
+    )
+    head = ModelPart(
+        kind="head",
+        component={"use": ctx.head.name, **ctx.head.config.model_dump(mode="json")},
+        build={"in_dim": comp.output_dim(), "out_dim": len(ctx.vocabulary)},
+    )
     return encoder, head
 
 
-def _fit(ctx: Any, comp: Any, dims: dict, train: list, val: list, cfg: Any, tag: str, init: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
+def _fit(
+    ctx: Any, comp: Any, dims: dict, train: list, val: list, cfg: Any, tag: str, init: str | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
     """Build ``comp``'s encoder and the recipe's head (started from model ``init`` when given), and
     train them for multi-label genres."""
     encoder = comp.build(dims)
@@ -157,7 +167,9 @@ def build_model(model: TrainedModel, device: Any = "cpu") -> tuple[Any, Any | No
 def _mmx_model(ctx: Any, name: str) -> tuple[TrainedModel, Any]:
     """Model ``name`` of this run (or of the recipe's ``models:``) and its encoder on the run's device."""
     if name not in ctx.models and name in ("coarse", "fine"):
-        raise MoviekitError(f"no '{name}' MMX model in this run: put the {'mmx_genre' if name == 'coarse' else 'mmx_finetune'} task before this one, or load one under the recipe's `models:`")
+        raise MoviekitError(
+            f"no '{name}' MMX model in this run: put the {'mmx_genre' if name == 'coarse' else 'mmx_finetune'} task before this one, or load one under the recipe's `models:`"
+        )
     model = ctx.model(name)
     encoder, _ = build_model(model, ctx.device)
     return model, encoder
@@ -186,7 +198,11 @@ def _sequences_of(item: Any, encoder: Any, max_clips: int | None = None) -> int:
 def _setup(*before: dict[str, Any]) -> dict[str, Any]:
     from .model import GatedTrailerEncoder
 
-    return {"encoder": {"use": "mmx_gated", **GatedTrailerEncoder.example_config(None)}, "head": {"use": "mlp", "hidden": [16]}, "before": list(before)}
+    return {
+        "encoder": {"use": "mmx_gated", **GatedTrailerEncoder.example_config(None)},
+        "head": {"use": "mlp", "hidden": [16]},
+        "before": list(before),
+    }
 
 
 # -- tasks ---------------------------------------------------------------------------
@@ -218,8 +234,13 @@ class GenreClassification(Task):
         return _setup()
 
     class Config(GenreTrainConfig):
-        sequence_predictions: bool = Field(True, description="also predict genres for each sequence on its own (needs the mmx_gated encoder)")
-        init: str | None = Field(None, description="start from this trained model (of an earlier task, or the recipe's `models:`): its encoder, and its head when shape and genres fit")
+        sequence_predictions: bool = Field(
+            True, description="also predict genres for each sequence on its own (needs the mmx_gated encoder)"
+        )
+        init: str | None = Field(
+            None,
+            description="start from this trained model (of an earlier task, or the recipe's `models:`): its encoder, and its head when shape and genres fit",
+        )
 
     def run(self, ctx) -> TaskResult:
         cfg = self.config
@@ -355,7 +376,9 @@ class Ablation(Task):
             fusion, _, names = setting.partition(":")
             experts = [n for n in names.split("+") if n]
             if fusion not in ("single", "gated", "concat") or not experts or any(e not in dims for e in experts):
-                raise MoviekitError(f"mmx_ablation.settings: '{setting}' is not FUSION:EXPERT+... with fusion single|gated|concat and experts from {sorted(dims)}")
+                raise MoviekitError(
+                    f"mmx_ablation.settings: '{setting}' is not FUSION:EXPERT+... with fusion single|gated|concat and experts from {sorted(dims)}"
+                )
             parsed.append((setting, fusion, experts))
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
         rows, files = [], []
@@ -367,7 +390,9 @@ class Ablation(Task):
                 scores = coarse  # the very model mmx_genre trained and reported: not trained twice
                 ctx.log(f"ablation {setting}: the mmx_genre model (same encoder and training settings)")
             elif cached is None:
-                comp = type(ctx.encoder)(ctx.encoder.config.model_copy(update={"experts": experts, "fusion": "gated" if fusion == "single" else fusion}))
+                comp = type(ctx.encoder)(
+                    ctx.encoder.config.model_copy(update={"experts": experts, "fusion": "gated" if fusion == "single" else fusion})
+                )
                 encoder, head, _ = _fit(ctx, comp, dims, train, val, cfg, tag=f"mmx-ablation-{setting}")
                 scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
                 ctx.store.put("mmx-ablation", key, scores)
@@ -382,7 +407,15 @@ class Ablation(Task):
         baseline = metrics["random_baseline"]
         rows.append({"setting": "random", "experts": "", "fusion": "random", **{k: round(baseline[k], 4) for k in HEADLINE}})
         paper = all_positive_baseline(y_test)
-        rows.append({"setting": PAPER_RANDOM_SETTING, "experts": "", "fusion": "random", **dict.fromkeys(HEADLINE, ""), **{k: round(paper[k], 4) for k in PAPER_RANDOM_KEYS}})
+        rows.append(
+            {
+                "setting": PAPER_RANDOM_SETTING,
+                "experts": "",
+                "fusion": "random",
+                **dict.fromkeys(HEADLINE, ""),
+                **{k: round(paper[k], 4) for k in PAPER_RANDOM_KEYS},
+            }
+        )
         write_csv(ctx.out_dir / "ablation.csv", rows)
         result = {"settings": len(settings), "evaluated_split": evaluated}
         by = {r["setting"]: r for r in rows}
@@ -444,7 +477,9 @@ class FineGrained(Task):
         weight_decay: float = Field(0.0, ge=0)
         max_clips: int | None = Field(None, ge=1)
         silhouette_split: Literal["all", "train", "val", "test"] = Field("all", description="items the silhouette is computed on")
-        init: str = Field("coarse", description="the trained model whose encoder is fine-tuned: mmx_genre's `coarse`, or one of the recipe's `models:`")
+        init: str = Field(
+            "coarse", description="the trained model whose encoder is fine-tuned: mmx_genre's `coarse`, or one of the recipe's `models:`"
+        )
         clip_grad: float | None = Field(None, gt=0, description="clip the gradient norm to this value; None does not clip")
         checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last)")
 
@@ -536,7 +571,9 @@ class Retrieval(Task):
         return _setup({"use": "mmx_genre", "epochs": 2})
 
     class Config(Config):
-        space: Literal["latest", "coarse", "fine"] = Field("latest", description="which trained model's embeddings: the latest (fine after mmx_finetune)")
+        space: Literal["latest", "coarse", "fine"] = Field(
+            "latest", description="which trained model's embeddings: the latest (fine after mmx_finetune)"
+        )
         k: int = Field(10, ge=1, description="neighbours per trailer")
         examples: int = Field(5, ge=0, description="query trailers shown in the report")
         batch_size: int = Field(32, ge=1)
@@ -553,7 +590,11 @@ class Retrieval(Task):
         index = build_index(vectors)
         faiss.write_index(index, str(ctx.out_dir / "index.faiss"))
         ids = [it.id for it in items]
-        (ctx.out_dir / "index_ids.json").write_text(json.dumps({"space": space, "ids": ids, "labels": {it.id: it.video.labels for it in items}, "model": f"models/{space}.json"}, indent=1))
+        (ctx.out_dir / "index_ids.json").write_text(
+            json.dumps(
+                {"space": space, "ids": ids, "labels": {it.id: it.video.labels for it in items}, "model": f"models/{space}.json"}, indent=1
+            )
+        )
         scores, rows = search(index, vectors, cfg.k + 1)
         neighbours: dict[str, list[dict[str, Any]]] = {}
         top1: dict[int, int] = {}  # query row -> nearest other row
@@ -564,17 +605,38 @@ class Retrieval(Task):
             if hits:
                 top1[i] = hits[0][0]
             for rank, (r, s) in enumerate(hits, 1):
-                table.append({"query": qid, "rank": rank, "neighbour": ids[r], "score": round(s, 5), "query_genres": "|".join(items[i].video.labels), "neighbour_genres": "|".join(items[r].video.labels)})
+                table.append(
+                    {
+                        "query": qid,
+                        "rank": rank,
+                        "neighbour": ids[r],
+                        "score": round(s, 5),
+                        "query_genres": "|".join(items[i].video.labels),
+                        "neighbour_genres": "|".join(items[r].video.labels),
+                    }
+                )
         write_csv(ctx.out_dir / "neighbours.csv", table, empty_fields=())
         jac = [_jaccard(items[i].video.labels, items[top].video.labels) for i, top in top1.items()]
         rng = np.random.default_rng(ctx.seed)
-        rand = [_jaccard(items[i].video.labels, items[(i + 1 + int(rng.integers(len(items) - 1))) % len(items)].video.labels) for i in range(len(items))] if len(items) > 1 else [0.0]
+        rand = (
+            [
+                _jaccard(items[i].video.labels, items[(i + 1 + int(rng.integers(len(items) - 1))) % len(items)].video.labels)
+                for i in range(len(items))
+            ]
+            if len(items) > 1
+            else [0.0]
+        )
         half = half_retrieval(encoder, items, ctx, cfg.batch_size, cfg.max_clips)
         test = ctx.split("test")
         examples = [it.id for it in (test or items)[: cfg.examples]]
         payload = {"space": space, "metric": "cosine", "k": cfg.k, "neighbours": neighbours, "examples": examples, "half_top1": half}
         (ctx.out_dir / "retrieval.json").write_text(json.dumps(payload, indent=1))
-        metrics = {"space": space, "half_top1": half, "top1_genre_jaccard": float(np.mean(jac)) if jac else 0.0, "random_genre_jaccard": float(np.mean(rand))}
+        metrics = {
+            "space": space,
+            "half_top1": half,
+            "top1_genre_jaccard": float(np.mean(jac)) if jac else 0.0,
+            "random_genre_jaccard": float(np.mean(rand)),
+        }
         return TaskResult(metrics=metrics, files=["index.faiss", "index_ids.json", "retrieval.json", "neighbours.csv"])
 
 

@@ -113,7 +113,9 @@ def test_appearance_timm_from_local_weights(tmp_path):
     ref = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
     ref.load_state_dict({k: v for k, v in src.state_dict().items() if not k.startswith("classifier.")})
     ref.eval()
-    x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     with torch.no_grad():
         np.testing.assert_allclose(out, ref(x).numpy(), rtol=1e-4, atol=1e-4)
 
@@ -195,7 +197,9 @@ def test_scene_places365_resnet18_local_checkpoint(tmp_path):
     frames = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     out = e.encode_frames(batch(frames))
     net.fc = torch.nn.Identity()
-    x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     with torch.no_grad():
         np.testing.assert_allclose(out, net(x).numpy(), rtol=1e-4, atol=1e-4)
 
@@ -257,7 +261,15 @@ def test_motion_video_encoder_on_flow_windows(tmp_path):
 
     torch.manual_seed(0)
     torch.save(torchvision.models.video.r2plus1d_18(weights=None).state_dict(), tmp_path / "r2p1d.pth")
-    e = MmxMotion(flow="dis", size=(64, 48), encoder="torchvision:r2plus1d_18", weights=str(tmp_path / "r2p1d.pth"), clip_len=4, clip_stride=4, encoder_size=(32, 32))
+    e = MmxMotion(
+        flow="dis",
+        size=(64, 48),
+        encoder="torchvision:r2plus1d_18",
+        weights=str(tmp_path / "r2p1d.pth"),
+        clip_len=4,
+        clip_stride=4,
+        encoder_size=(32, 32),
+    )
     assert e.feature_shape() == (512,)
     big = texture(80, 200, seed=6)
     frames = [big[8:56, 10 + 2 * k : 74 + 2 * k] for k in range(10)]

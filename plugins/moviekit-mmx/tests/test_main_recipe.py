@@ -29,7 +29,9 @@ QUICK = [
 def user_videos(tmp_path_factory):
     """A folder of short mp4 files with a labels.csv (video,labels,split), as a user would have."""
     root = tmp_path_factory.mktemp("videos")
-    src = get_registry().create("synthetic_trailers", "dataset", n=12, min_seconds=4.0, max_seconds=7.0, seed=5, root=str(root / "trailers"))
+    src = get_registry().create(
+        "synthetic_trailers", "dataset", n=12, min_seconds=4.0, max_seconds=7.0, seed=5, root=str(root / "trailers")
+    )
     folder = src.ensure()
     return folder, [v.id for v in src.items()]
 
@@ -67,7 +69,13 @@ def test_features_dir_run_reads_back_the_same_features(video_run, user_videos, t
     run_dir, _ = video_run
     _, ids = user_videos
     features = run_dir / "features"
-    overrides = ["dataset.use=features_dir", f"dataset.root={features}", "dataset.temporal_reduce=none", f"run.cache_dir={tmp_path / 'cache'}", *QUICK]
+    overrides = [
+        "dataset.use=features_dir",
+        f"dataset.root={features}",
+        "dataset.temporal_reduce=none",
+        f"run.cache_dir={tmp_path / 'cache'}",
+        *QUICK,
+    ]
     resolved = load_recipe(RECIPE, overrides)
     summary = run_recipe(resolved, output=tmp_path / "run")
     check_run(tmp_path / "run", summary, len(ids))

@@ -99,7 +99,6 @@ def test_gating_mixes_experts_and_concat_and_single_differ():
     torch.manual_seed(0)
     gated = small().build(DIMS).eval()
     x = feats(1, 6)
-    mask = torch.ones(1, 6, dtype=torch.bool)
     y = {**x, "b": torch.randn(x["b"].shape, generator=torch.Generator().manual_seed(9))}
     with torch.no_grad():
         ea = gated.proj["a"](x["a"])

@@ -19,7 +19,15 @@ GENRES = ["Action", "Animation", "Comedy", "Documentary", "Drama", "Horror"]
 EXPERTS = ["image", "motion", "audio"]
 BOLD_ID = "tt<b>07</b>"
 VIDEO_ID = "trailer-with-video"
-SECTIONS = ["Headline metrics", "Per-genre results", "Experts and fusion", "Precision–recall curves", "Embedding space", "Silhouette score", "Retrieval examples"]
+SECTIONS = [
+    "Headline metrics",
+    "Per-genre results",
+    "Experts and fusion",
+    "Precision–recall curves",
+    "Embedding space",
+    "Silhouette score",
+    "Retrieval examples",
+]
 METRIC_KEYS = ["auprc_micro", "auprc_macro", "auprc_weighted", "precision_weighted", "recall_weighted", "f1_weighted"]
 
 
@@ -34,7 +42,18 @@ def make_items(tmp_path: Path, n: int = 24, seed: int = 0) -> list[Item]:
         if vid == VIDEO_ID:
             # four 1-second shots of red, green, blue, yellow at 12 fps: the middle clip (index 2) is blue
             path = write_test_video(tmp_path / "trailer.mp4", size=(64, 48), audio=False)
-            clips = [Clip(video_id=vid, index=j, shot_index=j, start_frame=12 * j, end_frame=12 * j + 12, start_time=float(j), end_time=float(j + 1)) for j in range(4)]
+            clips = [
+                Clip(
+                    video_id=vid,
+                    index=j,
+                    shot_index=j,
+                    start_frame=12 * j,
+                    end_frame=12 * j + 12,
+                    start_time=float(j),
+                    end_time=float(j + 1),
+                )
+                for j in range(4)
+            ]
         items.append(Item(video=Video(id=vid, path=path, labels=labels, split="test"), clips=clips))
     return items
 
@@ -47,8 +66,18 @@ def write_ablation(out: Path, gated_macro: float, concat_macro: float) -> None:
     rng = np.random.default_rng(1)
     rows = [{"setting": e.capitalize(), "experts": e, "fusion": "single", **_metrics(rng, 0.3, 0.5)} for e in EXPERTS]
     rows.append({"setting": "Image + Motion", "experts": "image|motion", "fusion": "gated", **_metrics(rng, 0.4, 0.55)})
-    rows.append({"setting": "Naive Concat", "experts": "|".join(EXPERTS), "fusion": "concat", **_metrics(rng, 0.4, 0.55), "auprc_macro": concat_macro})
-    rows.append({"setting": "MMX (gated)", "experts": "|".join(EXPERTS), "fusion": "gated", **_metrics(rng, 0.4, 0.6), "auprc_macro": gated_macro})
+    rows.append(
+        {
+            "setting": "Naive Concat",
+            "experts": "|".join(EXPERTS),
+            "fusion": "concat",
+            **_metrics(rng, 0.4, 0.55),
+            "auprc_macro": concat_macro,
+        }
+    )
+    rows.append(
+        {"setting": "MMX (gated)", "experts": "|".join(EXPERTS), "fusion": "gated", **_metrics(rng, 0.4, 0.6), "auprc_macro": gated_macro}
+    )
     rows.append({"setting": "random", "experts": "", "fusion": "random", **_metrics(rng, 0.1, 0.2)})
     with (out / "ablation.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["setting", "experts", "fusion", *METRIC_KEYS])
@@ -66,7 +95,13 @@ def build_run_dir(out: Path, items: list[Item], gated_macro: float = 0.612, conc
     for name, signal in [("model", 2.0), *((f"expert_{e}", s) for e, s in zip(EXPERTS, (1.4, 0.9, 0.4)))]:
         logits = signal * (2 * y - 1) + rng.standard_normal(y.shape)
         np.savez(out / "scores" / f"{name}.npz", ids=ids, genres=np.array(GENRES), y_true=y, scores=1 / (1 + np.exp(-logits)))
-    metrics = {**_metrics(rng, 0.5, 0.7), "threshold": 0.3, "random_baseline": _metrics(rng, 0.2, 0.4), "classes_scored": len(GENRES), "train_loss": [0.9, 0.5]}
+    metrics = {
+        **_metrics(rng, 0.5, 0.7),
+        "threshold": 0.3,
+        "random_baseline": _metrics(rng, 0.2, 0.4),
+        "classes_scored": len(GENRES),
+        "train_loss": [0.9, 0.5],
+    }
     (out / "metrics.json").write_text(json.dumps(metrics))
     with (out / "per_genre.csv").open("w", newline="") as f:
         w = csv.writer(f)
@@ -81,7 +116,13 @@ def build_run_dir(out: Path, items: list[Item], gated_macro: float = 0.612, conc
     coarse = centres[first] + rng.standard_normal((len(items), 32))
     fine = 0.3 * centres[first] + rng.standard_normal((len(items), 32)) * 2
     for space, vec in (("coarse", coarse), ("fine", fine)):
-        np.savez(out / "embeddings" / f"{space}.npz", ids=ids, vectors=vec.astype(np.float32), labels=labels, split=np.array(["test"] * len(items)))
+        np.savez(
+            out / "embeddings" / f"{space}.npz",
+            ids=ids,
+            vectors=vec.astype(np.float32),
+            labels=labels,
+            split=np.array(["test"] * len(items)),
+        )
     with (out / "silhouette.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["epoch", "loss", "silhouette"])
@@ -96,7 +137,9 @@ def build_run_dir(out: Path, items: list[Item], gated_macro: float = 0.612, conc
         order = [j for j in np.argsort(-sim[i]) if j != i][:k]
         neighbours[str(q)] = [{"id": str(ids[j]), "score": float(sim[i, j])} for j in order]
     examples = [VIDEO_ID, BOLD_ID, str(ids[0])]
-    (out / "retrieval.json").write_text(json.dumps({"space": "fine", "metric": "cosine", "k": k, "neighbours": neighbours, "examples": examples, "half_top1": 0.75}))
+    (out / "retrieval.json").write_text(
+        json.dumps({"space": "fine", "metric": "cosine", "k": k, "neighbours": neighbours, "examples": examples, "half_top1": 0.75})
+    )
 
 
 def run_report(tmp_path: Path, items: list[Item] | None = None, build: bool = True, **config) -> tuple[object, str, Path]:
@@ -194,7 +237,15 @@ def test_no_inputs_still_writes_a_report(tmp_path):
     assert result.files == ["report.html"]
     assert result.metrics["sections"] == 0
     assert page.count("Not produced by this run") == 7
-    for name in ("metrics.json", "per_genre.csv", "ablation.csv", "scores/model.npz", "embeddings/coarse.npz", "silhouette.csv", "retrieval.json"):
+    for name in (
+        "metrics.json",
+        "per_genre.csv",
+        "ablation.csv",
+        "scores/model.npz",
+        "embeddings/coarse.npz",
+        "silhouette.csv",
+        "retrieval.json",
+    ):
         assert f"<code>{name}</code>" in page
     assert "add task" in page
     assert "data:image/png" not in page
@@ -297,6 +348,8 @@ def test_per_genre_table_is_f1_at_the_threshold_then_auprc(tmp_path):
     f1w, aw, pw, rw = f1_rows["Random (paper: every genre)"][n:]
     assert aw == "–"  # predicting every genre ranks nothing
     f1w, pw, rw = float(f1w), float(pw), float(rw)
-    assert (f1w, pw, rw) == pytest.approx((np.average(2 * prev / (1 + prev), weights=supports), np.average(prev, weights=supports), 1.0), abs=6e-4)
+    assert (f1w, pw, rw) == pytest.approx(
+        (np.average(2 * prev / (1 + prev), weights=supports), np.average(prev, weights=supports), 1.0), abs=6e-4
+    )
     assert "Random (paper: every genre)" not in auprc_rows
     assert "swaps the names micro and macro" in page

@@ -97,7 +97,12 @@ def test_saved_model_reloads_to_the_same_embeddings(trained):
     from moviekit import embed_items, load_model
 
     ctx, genre, _ = trained
-    assert sorted(p.name for p in (ctx.out_dir / "models").iterdir()) == ["coarse.json", "coarse.safetensors", "fine.json", "fine.safetensors"]
+    assert sorted(p.name for p in (ctx.out_dir / "models").iterdir()) == [
+        "coarse.json",
+        "coarse.safetensors",
+        "fine.json",
+        "fine.safetensors",
+    ]
     assert not list(ctx.out_dir.rglob("*.pt"))  # each model on disk once, data only
     coarse = np.load(ctx.out_dir / "embeddings" / "coarse.npz")
     model = load_model(ctx.out_dir / "models" / "coarse")
@@ -157,8 +162,17 @@ def distinct_items(n=12, n_clips=12, seed=0):
         sig = {m: rng.standard_normal(d) * 3 for m, d in DIMS.items()}
         arrays = {m: (sig[m] + 0.02 * rng.standard_normal((n_clips, *d))).astype(np.float32) for m, d in DIMS.items()}
         vid = f"t{i}"
-        clips = [Clip(video_id=vid, index=j, shot_index=j, start_frame=j * 10, end_frame=j * 10 + 9, start_time=j, end_time=j + 0.9) for j in range(n_clips)]
-        items.append(Item(video=Video(id=vid, labels=["a"] if i % 2 else ["b"], split="train" if i % 3 else "test"), clips=clips, features=FeatureSet(video_id=vid, arrays=arrays)))
+        clips = [
+            Clip(video_id=vid, index=j, shot_index=j, start_frame=j * 10, end_frame=j * 10 + 9, start_time=j, end_time=j + 0.9)
+            for j in range(n_clips)
+        ]
+        items.append(
+            Item(
+                video=Video(id=vid, labels=["a"] if i % 2 else ["b"], split="train" if i % 3 else "test"),
+                clips=clips,
+                features=FeatureSet(video_id=vid, arrays=arrays),
+            )
+        )
     return items
 
 
@@ -194,7 +208,9 @@ def test_ablation_rows_and_expert_scores(tmp_path):
     y = np.load(ctx.out_dir / "scores" / "expert_audio.npz")["y_true"].astype(int)
     p, r, f, _ = precision_recall_fscore_support(y, np.ones_like(y), average="weighted", zero_division=0)
     paper = rows[-1]
-    assert (float(paper["precision_weighted"]), float(paper["recall_weighted"]), float(paper["f1_weighted"])) == pytest.approx((p, r, f), abs=1e-4)
+    assert (float(paper["precision_weighted"]), float(paper["recall_weighted"]), float(paper["f1_weighted"])) == pytest.approx(
+        (p, r, f), abs=1e-4
+    )
     assert paper["auprc_macro"] == ""  # predicting every genre ranks nothing: no AUPRC
     for m in ("audio", "motion", "visual"):
         assert (ctx.out_dir / "scores" / f"expert_{m}.npz").is_file()
@@ -203,7 +219,6 @@ def test_ablation_rows_and_expert_scores(tmp_path):
     assert res.metrics["gating_beats_concat"] == (g > c)
     with pytest.raises(Exception, match="FUSION:EXPERT"):
         Ablation(epochs=1, settings=["mix:visual"]).run(ctx)
-
 
 
 def test_ablation_reuses_the_genre_model_only_when_trained_alike(tmp_path):

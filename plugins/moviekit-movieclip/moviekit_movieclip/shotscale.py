@@ -120,15 +120,23 @@ def join_scales_with_clip(predictions: Iterable[dict[str, Any]], shot_labels: It
         if lab is None or not lab.scores:
             continue
         ranked = sorted(lab.scores.items(), key=lambda kv: -kv[1])
-        out.append({
-            "video": p["video"], "shot": int(p["shot"]), "scale": p["scale"],
-            "top1_label": ranked[0][0], "top1_score": float(ranked[0][1]),
-            "topk_scores": [float(v) for _, v in ranked[1:]], "labels": list(lab.labels),
-        })
+        out.append(
+            {
+                "video": p["video"],
+                "shot": int(p["shot"]),
+                "scale": p["scale"],
+                "top1_label": ranked[0][0],
+                "top1_score": float(ranked[0][1]),
+                "topk_scores": [float(v) for _, v in ranked[1:]],
+                "labels": list(lab.labels),
+            }
+        )
     return out
 
 
-def confidence_group(row: dict[str, Any], low: float = 0.2, high: float = 0.4, topk: float = 0.1, rule: Literal["any", "all"] = "any") -> str | None:
+def confidence_group(
+    row: dict[str, Any], low: float = 0.2, high: float = 0.4, topk: float = 0.1, rule: Literal["any", "all"] = "any"
+) -> str | None:
     """``low`` (top-1 <= ``low``), ``high`` (top-1 >= ``high`` and ``rule`` of ranks 2..k >= ``topk``) or None."""
     if row["top1_score"] <= low:
         return "low"
@@ -151,7 +159,9 @@ def _counts_row(name: str, scales: list[str]) -> dict[str, Any]:
     return row
 
 
-def scale_scene_tables(joined: list[dict[str, Any]], low: float = 0.2, high: float = 0.4, topk: float = 0.1, rule: Literal["any", "all"] = "any") -> dict[str, list[dict[str, Any]]]:
+def scale_scene_tables(
+    joined: list[dict[str, Any]], low: float = 0.2, high: float = 0.4, topk: float = 0.1, rule: Literal["any", "all"] = "any"
+) -> dict[str, list[dict[str, Any]]]:
     """Scale statistics of joined shots, as in the supplementary's Fig. 7.
 
     ``by_confidence``: rows ``all``, ``low`` and ``high`` (see :func:`confidence_group`) with the
@@ -178,7 +188,9 @@ def scale_scene_tables(joined: list[dict[str, Any]], low: float = 0.2, high: flo
 _CLIP_CACHE: dict[tuple[str, str, str], Any] = {}
 
 
-def open_clip_frame_features(frames: np.ndarray, model: str = "ViT-B-16", pretrained: str = "openai", device: str = "auto", batch: int = 64) -> np.ndarray:
+def open_clip_frame_features(
+    frames: np.ndarray, model: str = "ViT-B-16", pretrained: str = "openai", device: str = "auto", batch: int = 64
+) -> np.ndarray:
     """``(n, T, dim)`` L2-normalised open_clip image embeddings of uint8 ``(n, T, H, W, 3)`` frames."""
     import torch
     from PIL import Image
@@ -225,8 +237,12 @@ class MovieclipShotScale(Task):
 
     class Config(Config):
         labels_file: str = Field(description="MovieShots-style CSV: video, shot (or start,end seconds), scale[, split]")
-        features: str = Field("frames", description="modality: per-clip frames (movieclip_frames), (T, D) per-frame or (D,) per-clip features")
-        frame_encoder: Literal["open_clip", "thumbnail"] = Field("open_clip", description="per-frame features of raw frames: open_clip image model, or a cheap thumbnail")
+        features: str = Field(
+            "frames", description="modality: per-clip frames (movieclip_frames), (T, D) per-frame or (D,) per-clip features"
+        )
+        frame_encoder: Literal["open_clip", "thumbnail"] = Field(
+            "open_clip", description="per-frame features of raw frames: open_clip image model, or a cheap thumbnail"
+        )
         clip_model: str = Field("ViT-B-16", description="open_clip architecture of the frame encoder (the paper: ViT-B/16)")
         clip_pretrained: str = Field("openai", description="open_clip pretrained tag or local checkpoint")
         device: str = Field("auto", description="device of the frame encoder")
@@ -240,9 +256,13 @@ class MovieclipShotScale(Task):
         low_threshold: float = Field(0.2, ge=0, le=1, description="low-confidence shots: top-1 CLIPSceneScore <= this")
         high_threshold: float = Field(0.4, ge=0, le=1, description="high-confidence shots: top-1 CLIPSceneScore >= this ...")
         topk_threshold: float = Field(0.1, ge=0, le=1, description="... and ranks 2..k >= this")
-        topk_rule: Literal["any", "all"] = Field("any", description="high-confidence shots need any (or all) of ranks 2..k above topk_threshold")
+        topk_rule: Literal["any", "all"] = Field(
+            "any", description="high-confidence shots need any (or all) of ranks 2..k above topk_threshold"
+        )
         out: str = Field("shot_scale", description="prefix of the output files")
-        model_name: str | None = Field(None, description="name of the trained LSTM handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`")
+        model_name: str | None = Field(
+            None, description="name of the trained LSTM handed on (models/<name>.json + .safetensors, `ctx.model(name)`); default `out`"
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
@@ -283,7 +303,9 @@ class MovieclipShotScale(Task):
             (test if split == "test" else train if split == "train" else []).append((i, j, SCALES.index(lab.scale)))
         notes = [f"{unmatched} of {len(labels)} labelled shots are not among the run's clips"] if unmatched else []
         if not train:
-            raise MoviekitError(f"{self.name}: `labels_file`: no labelled training shot of {cfg.labels_file} is among the run's clips (check video ids, shot indices or times)")
+            raise MoviekitError(
+                f"{self.name}: `labels_file`: no labelled training shot of {cfg.labels_file} is among the run's clips (check video ids, shot indices or times)"
+            )
 
         # per-frame sequences of every clip, computed once
         try:
@@ -301,8 +323,16 @@ class MovieclipShotScale(Task):
             return loss_fn(model(x_train[idx].to(ctx.device)).float(), y_train[idx].to(ctx.device))
 
         history = train_loop(
-            model, step, len(x_train), opt, cfg.epochs, cfg.batch_size, ctx, ctx.seed,
-            checkpoint_every=cfg.checkpoint_every, tag=f"{cfg.out}-train",
+            model,
+            step,
+            len(x_train),
+            opt,
+            cfg.epochs,
+            cfg.batch_size,
+            ctx,
+            ctx.seed,
+            checkpoint_every=cfg.checkpoint_every,
+            tag=f"{cfg.out}-train",
         )
         model.eval()
         predictions = []
@@ -316,10 +346,22 @@ class MovieclipShotScale(Task):
                 probs = torch.softmax(logits, -1).cpu().numpy()
                 for j, c in enumerate(it.clips):
                     probs_all[(i, j)] = probs[j]
-                    row = {"video": it.id, "shot": c.shot_index, "clip": c.index, "start": c.start_time, "end": c.end_time, "scale": SCALES[int(probs[j].argmax())]}
+                    row = {
+                        "video": it.id,
+                        "shot": c.shot_index,
+                        "clip": c.index,
+                        "start": c.start_time,
+                        "end": c.end_time,
+                        "scale": SCALES[int(probs[j].argmax())],
+                    }
                     row.update({f"p_{s}": float(probs[j][k]) for k, s in enumerate(SCALES)})
                     predictions.append(row)
-        metrics: dict[str, Any] = {"n_train": len(train), "n_test": len(test), "train_loss_first": history["step_loss"][0], "train_loss_last": history["step_loss"][-1]}
+        metrics: dict[str, Any] = {
+            "n_train": len(train),
+            "n_test": len(test),
+            "train_loss_first": history["step_loss"][0],
+            "train_loss_last": history["step_loss"][-1],
+        }
         if test:
             from sklearn.metrics import accuracy_score, f1_score
 
@@ -331,7 +373,9 @@ class MovieclipShotScale(Task):
             notes.append("no test rows in the labels file (split column or test-split videos): no accuracy")
         files = []
         pred_name = f"{cfg.out}_predictions.csv"
-        write_csv(Path(ctx.out_dir) / pred_name, predictions, ["video", "shot", "clip", "start", "end", "scale", *[f"p_{s}" for s in SCALES]])
+        write_csv(
+            Path(ctx.out_dir) / pred_name, predictions, ["video", "shot", "clip", "start", "end", "scale", *[f"p_{s}" for s in SCALES]]
+        )
         files.append(pred_name)
         shot_labels = [lab for it in items for lab in it.shot_labels]
         if shot_labels:

@@ -141,16 +141,26 @@ class MovieClipJSON(DatasetSource):
 
     class Config(SplitConfig):
         path: Path = Field(description="the MovieCLIP tags JSON (video id -> shot file name -> shot)")
-        videos_root: Path | None = Field(None, description="folder holding <video id>.mp4 (or another video extension); sets each item's path")
-        min_score: float = Field(0.0, description="a shot label counts towards the video's labels when its score is at least this; 0.0 keeps every listed label")
+        videos_root: Path | None = Field(
+            None, description="folder holding <video id>.mp4 (or another video extension); sets each item's path"
+        )
+        min_score: float = Field(
+            0.0, description="a shot label counts towards the video's labels when its score is at least this; 0.0 keeps every listed label"
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict:
         path = Path(tmp_path) / "movieclip.json"
         shots, labels = {}, {}
         for v, vid in enumerate(["tt0000001", "tt0000002"]):
-            shots[vid] = [Shot(video_id=vid, index=i, start_frame=12 * i, end_frame=12 * i + 11, start_time=i / 2, end_time=i / 2 + 11 / 24) for i in range(3)]
-            labels[vid] = [Labels(video_id=vid, shot_index=i, scores={"Interview": 0.6 - 0.1 * v, "Car": 0.25}, labels=["Interview", "Car"]) for i in range(3)]
+            shots[vid] = [
+                Shot(video_id=vid, index=i, start_frame=12 * i, end_frame=12 * i + 11, start_time=i / 2, end_time=i / 2 + 11 / 24)
+                for i in range(3)
+            ]
+            labels[vid] = [
+                Labels(video_id=vid, shot_index=i, scores={"Interview": 0.6 - 0.1 * v, "Car": 0.25}, labels=["Interview", "Car"])
+                for i in range(3)
+            ]
         write_movieclip_json(path, labels, shots)
         return {"path": str(path)}
 

@@ -91,7 +91,9 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     _check(labels, str(p))
     tax = Taxonomy(labels=tuple(labels), columns=columns, origin=str(p))
     if default and len(tax) != NUM_LABELS:  # pragma: no cover - a broken install
-        raise MoviekitError(f"the packaged MovieCLIP taxonomy {p} has {len(tax)} labels, expected {NUM_LABELS}; reinstall moviekit-movieclip")
+        raise MoviekitError(
+            f"the packaged MovieCLIP taxonomy {p} has {len(tax)} labels, expected {NUM_LABELS}; reinstall moviekit-movieclip"
+        )
     return tax
 
 

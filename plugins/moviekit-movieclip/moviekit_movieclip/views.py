@@ -30,8 +30,14 @@ def _randint(gen: Any, n: int) -> int:
 
 
 def train_crop_box(
-    h: int, w: int, mode: str, gen: Any, scales: Sequence[float] = (1.0, 0.8), area: tuple[float, float] = (0.08, 1.0),
-    rescale: tuple[int, int] = (256, 320), crop: int = 224,
+    h: int,
+    w: int,
+    mode: str,
+    gen: Any,
+    scales: Sequence[float] = (1.0, 0.8),
+    area: tuple[float, float] = (0.08, 1.0),
+    rescale: tuple[int, int] = (256, 320),
+    crop: int = 224,
 ) -> Box:
     """A random training crop of an ``h`` x ``w`` frame (the whole frame for ``none``).
 

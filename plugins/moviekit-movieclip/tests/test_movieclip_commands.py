@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 import moviekit
 from moviekit import Video, get_registry
-from moviekit_movieclip.tagsfile import read_movieclip_json, read_movieclip_shots, write_movieclip_json
+from moviekit.backends.openclip import TINY_MODEL
+from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 from moviekit.default_plugins.synthetic import generate_cut_video
 from moviekit.testing import make_context, offline_env
 from moviekit_movieclip.hierarchy import MovieclipHierarchy, tsne_coordinates
 from moviekit_movieclip.labeler import MovieclipClip
-from moviekit.backends.openclip import TINY_MODEL
-from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
+from moviekit_movieclip.tagsfile import read_movieclip_json, read_movieclip_shots, write_movieclip_json
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 
@@ -67,7 +67,24 @@ def labelled(app, media, tiny, tmp_path_factory):
         offline_env(mp, tmp)
         mp.setenv("COLUMNS", "200")
         out = tmp / "out" / "tags.json"
-        result = invoke(app, ["label", media["good"], media["bad"], "--out", out, "--model", TINY_MODEL, "--pretrained", tiny, "--fps", 2, "--device", "cpu"])
+        result = invoke(
+            app,
+            [
+                "label",
+                media["good"],
+                media["bad"],
+                "--out",
+                out,
+                "--model",
+                TINY_MODEL,
+                "--pretrained",
+                tiny,
+                "--fps",
+                2,
+                "--device",
+                "cpu",
+            ],
+        )
     return result, out
 
 
@@ -213,7 +230,9 @@ def test_hierarchy_of_a_custom_taxonomy_with_tsne(app, tmp_path):
     r = invoke(app, ["hierarchy", "--taxonomy", tax, "--tsne", png])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert sorted(lab for c in data["clusters"] for lab in c) == sorted(["kitchen", "restaurant", "cafe", "beach", "lake", "river", "hospital", "clinic"])
+    assert sorted(lab for c in data["clusters"] for lab in c) == sorted(
+        ["kitchen", "restaurant", "cafe", "beach", "lake", "river", "hospital", "clinic"]
+    )
     assert data["n_labels"] == 8
     cluster = {lab: i for i, c in enumerate(data["clusters"]) for lab in c}
     assert cluster["hospital"] == cluster["clinic"] and cluster["kitchen"] != cluster["river"]

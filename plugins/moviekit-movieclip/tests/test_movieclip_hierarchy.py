@@ -115,7 +115,9 @@ def test_cluster_embeddings_on_hand_made_blobs():
 
 
 def test_task_writes_hierarchy_json(tmp_path):
-    task = MovieclipHierarchy(labels=["kitchen", "restaurant", "cafe", "bakery", "lake", "river", "pond", "sea", "car", "truck", "bus", "cab"])
+    task = MovieclipHierarchy(
+        labels=["kitchen", "restaurant", "cafe", "bakery", "lake", "river", "pond", "sea", "car", "truck", "bus", "cab"]
+    )
     ctx = make_context(tmp_path)
     result = task.run(ctx)
     assert result.files == ["hierarchy.json"]

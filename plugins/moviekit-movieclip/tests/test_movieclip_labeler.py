@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from moviekit import FrameBatch, Labels, MoviekitError, Shot, Track, Video, VideoInfo, WeightsNotFoundError, get_registry
+from moviekit.backends.openclip import TINY_MODEL
+from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 from moviekit.testing import check_component, components_of
 from moviekit_movieclip.hierarchy import MovieclipHierarchy
 from moviekit_movieclip.labeler import MovieclipClip
 from moviekit_movieclip.taxonomy import load_taxonomy
-from moviekit.backends.openclip import TINY_MODEL
-from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 
 VIDEO = Video(id="v")
 INFO = VideoInfo(fps=4.0, num_frames=8, duration=2.0, width=64, height=48, has_audio=False)
@@ -124,7 +124,9 @@ def test_batching_does_not_change_scores(tiny):
 def test_thresholds_top_k_and_short_shots(tiny):
     # a hand-made track: frame probabilities over 4 labels at t = 0, 0.5, 1.0
     lab = MovieclipClip(model=TINY_MODEL, pretrained=str(tiny), labels=["a", "b", "c", "d"], top_k=3)
-    track = Track(times=np.array([0.0, 0.5, 1.0]), values=np.array([[0.5, 0.3, 0.15, 0.05], [0.3, 0.5, 0.15, 0.05], [0.1, 0.1, 0.1, 0.7]], np.float32))
+    track = Track(
+        times=np.array([0.0, 0.5, 1.0]), values=np.array([[0.5, 0.3, 0.15, 0.05], [0.3, 0.5, 0.15, 0.05], [0.1, 0.1, 0.1, 0.7]], np.float32)
+    )
     long_, short, empty = lab.label(VIDEO, track, [shot(0, 0.0, 1.0), shot(1, 1.2, 1.3), shot(2, 5.0, 6.0)])
     assert long_.scores == pytest.approx({"a": 0.4, "b": 0.4, "c": 0.15})  # mean of the two frames, top 3
     assert long_.labels == ["a", "b", "c"]
@@ -133,7 +135,9 @@ def test_thresholds_top_k_and_short_shots(tiny):
     assert empty.scores == {} and empty.labels == []  # nearest frame 4 s away: more than 1 / fps
     strict = MovieclipClip(model=TINY_MODEL, pretrained=str(tiny), labels=["a", "b", "c", "d"], top1_threshold=0.5, topk_threshold=0.2)
     assert strict.label(VIDEO, track, [shot(0, 0.0, 1.0)])[0].labels == []  # top-1 0.4 < 0.5
-    loose = MovieclipClip(model=TINY_MODEL, pretrained=str(tiny), labels=["a", "b", "c", "d"], top1_threshold=0.5, topk_threshold=0.2, require_top1=False)
+    loose = MovieclipClip(
+        model=TINY_MODEL, pretrained=str(tiny), labels=["a", "b", "c", "d"], top1_threshold=0.5, topk_threshold=0.2, require_top1=False
+    )
     assert loose.label(VIDEO, track, [shot(0, 0.0, 1.0)])[0].labels == ["b"]
     nothing = lab.label(VIDEO, Track(times=np.zeros(0), values=np.zeros((0, 4), np.float32)), [shot(0, 0.0, 1.0)])
     assert nothing[0].scores == {} and nothing[0].labels == []
@@ -166,7 +170,13 @@ def test_offline_without_weights_is_actionable():
     with pytest.raises(WeightsNotFoundError) as err:
         lab.open(VIDEO, INFO)
     msg = str(err.value)
-    for part in ("movieclip_clip", "`pretrained`", "$MOVIEKIT_WEIGHTS/open_clip-ViT-B-32-openai", "MOVIEKIT_OFFLINE", "timm/vit_base_patch32_clip_224.openai"):
+    for part in (
+        "movieclip_clip",
+        "`pretrained`",
+        "$MOVIEKIT_WEIGHTS/open_clip-ViT-B-32-openai",
+        "MOVIEKIT_OFFLINE",
+        "timm/vit_base_patch32_clip_224.openai",
+    ):
         assert part in msg, part
 
 
@@ -204,13 +214,15 @@ def test_through_the_core_reader_and_segmenter(tiny, tmp_path):
     from moviekit.testing import write_test_video
 
     video = write_test_video(tmp_path / "v.mp4")  # 4 s of flat-coloured shots at 12 fps
-    recipe = validate({
-        "dataset": {"use": "synthetic_trailers"},
-        "segmenter": {"use": "scenedetect", "detector": "content"},
-        "labeler": {"use": "movieclip_clip", "model": TINY_MODEL, "pretrained": str(tiny), "fps": 2, "device": "cpu"},
-        "clips": {"min_clips": 0},
-        "run": {"device": "cpu"},
-    })
+    recipe = validate(
+        {
+            "dataset": {"use": "synthetic_trailers"},
+            "segmenter": {"use": "scenedetect", "detector": "content"},
+            "labeler": {"use": "movieclip_clip", "model": TINY_MODEL, "pretrained": str(tiny), "fps": 2, "device": "cpu"},
+            "clips": {"min_clips": 0},
+            "run": {"device": "cpu"},
+        }
+    )
     (item,) = extract_videos(recipe, [Video(id="v", path=video)], output=tmp_path / "out")
     assert item.shots and len(item.shot_labels) == len(item.shots)
     for shot_, labels in zip(item.shots, item.shot_labels):

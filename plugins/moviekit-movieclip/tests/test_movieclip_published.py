@@ -8,6 +8,8 @@ and ``train_..._labels.txt`` files; the expected labels were read off the map by
 from __future__ import annotations
 
 import pytest
+
+from moviekit import MoviekitError
 from moviekit_movieclip import published
 from moviekit_movieclip.published import (
     PublishedShot,
@@ -21,8 +23,6 @@ from moviekit_movieclip.published import (
 )
 from moviekit_movieclip.scenes import VerifiedShot, write_test_list
 from moviekit_movieclip.taxonomy import resolve_taxonomy
-
-from moviekit import MoviekitError
 
 LABEL_MAP_JSON = """{
     "courtroom": 0,

@@ -20,16 +20,15 @@ import yaml
 from typer.testing import CliRunner
 
 import moviekit
+from moviekit.backends.openclip import TEST_ONLY_MARK, TINY_MODEL
+from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
 from moviekit.cli import app as moviekit_app
 from moviekit.runner import Runner
 from moviekit.testing import offline_env
 from moviekit_movieclip import scoring
-from moviekit.backends.openclip import TEST_ONLY_MARK
-from moviekit_movieclip.testlist import read_test_list
 from moviekit_movieclip.shotscale import read_shot_scale_labels
 from moviekit_movieclip.taxonomy import load_taxonomy
-from moviekit.backends.openclip import TINY_MODEL
-from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
+from moviekit_movieclip.testlist import read_test_list
 
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "movieclip_scenes.yaml"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from moviekit import Shot, Track
 from moviekit_movieclip import scoring
 from moviekit_movieclip.labeler import MovieclipClip
 from moviekit_movieclip.scoring import check_template, make_prompts
-
-from moviekit import Shot, Track
 
 
 def test_reference_prompt_is_the_tagging_scripts_wording():

@@ -10,12 +10,9 @@ import pytest
 
 from moviekit import Clip, FeatureSet, FrameBatch, Item, Labels, MoviekitError, Needs, Video
 from moviekit.testing import check_component, make_context
-from moviekit_movieclip.heads import DOWNSTREAM_SETTINGS, PRESET_OUTPUTS, MovieclipDownstream, MovieclipFC, downstream_optimizer
 from moviekit_movieclip.frames import MovieclipFrames
+from moviekit_movieclip.heads import DOWNSTREAM_SETTINGS, PRESET_OUTPUTS, MovieclipDownstream, MovieclipFC, downstream_optimizer
 from moviekit_movieclip.scenes import MovieclipSceneClassifier
-from moviekit_movieclip.testlist import VerifiedShot, mean_average_precision, read_test_list, write_test_list
-from moviekit_movieclip.videomodels import PAPER_SETTINGS, backbone_config, cheap_frame_features
-from moviekit_movieclip.views import crop_resize, three_crop_boxes, train_crop_box, view_starts
 from moviekit_movieclip.shotscale import (
     SCALES,
     MovieclipShotScale,
@@ -23,6 +20,9 @@ from moviekit_movieclip.shotscale import (
     read_shot_scale_labels,
     scale_scene_tables,
 )
+from moviekit_movieclip.testlist import VerifiedShot, mean_average_precision, read_test_list, write_test_list
+from moviekit_movieclip.videomodels import PAPER_SETTINGS, backbone_config, cheap_frame_features
+from moviekit_movieclip.views import crop_resize, three_crop_boxes, train_crop_box, view_starts
 
 NEW_COMPONENTS = ["movieclip_frames", "movieclip_scene_classifier", "movieclip_shot_scale", "movieclip_fc", "movieclip_downstream"]
 VOCAB = ["beach", "forest", "office"]
@@ -60,11 +60,20 @@ def frame_items(n_videos: int = 6, shots: int = 4, t: int = 4, size: int = 16, s
         for j in range(shots):
             scene = VOCAB[(v + j) % len(VOCAB)]
             frames.append(np.clip(np.asarray(COLOURS[scene], np.float32) + rng.normal(0, 25, (t, size, size, 3)), 0, 255).astype(np.uint8))
-            clips.append(Clip(video_id=vid, index=j, shot_index=j, start_frame=10 * j, end_frame=10 * j + 9, start_time=j, end_time=j + 0.9))
+            clips.append(
+                Clip(video_id=vid, index=j, shot_index=j, start_frame=10 * j, end_frame=10 * j + 9, start_time=j, end_time=j + 0.9)
+            )
             others = [s for s in VOCAB if s != scene]
             labels.append(clip_labels(vid, j, {scene: 0.6, others[0]: 0.08, others[1]: 0.05}))  # one label per shot
         split = "test" if v >= n_videos - n_test else "train"
-        items.append(Item(video=Video(id=vid, split=split), clips=clips, shot_labels=labels, features=FeatureSet(video_id=vid, arrays={"frames": np.stack(frames)})))
+        items.append(
+            Item(
+                video=Video(id=vid, split=split),
+                clips=clips,
+                shot_labels=labels,
+                features=FeatureSet(video_id=vid, arrays={"frames": np.stack(frames)}),
+            )
+        )
     return items
 
 
@@ -119,7 +128,11 @@ def test_cheap_frame_features_are_thumbnails():
     frames[1, :, :8] = 255  # top half white
     f = cheap_frame_features(frames, grid=2)
     assert f.shape == (2, 3, 12)
-    assert np.allclose(f[0], 0) and np.allclose(f[1].reshape(3, 3, 2, 2)[:, :, 0, :], 1) and np.allclose(f[1].reshape(3, 3, 2, 2)[:, :, 1, :], 0)
+    assert (
+        np.allclose(f[0], 0)
+        and np.allclose(f[1].reshape(3, 3, 2, 2)[:, :, 0, :], 1)
+        and np.allclose(f[1].reshape(3, 3, 2, 2)[:, :, 1, :], 0)
+    )
 
 
 # -- scene classifiers ----------------------------------------------------------------------------
@@ -135,8 +148,17 @@ def test_mmaction_r2plus1d_trains_on_cpu_and_map_matches_sklearn(tmp_path):
     tl = write_test_list(tmp_path / "verified.csv", verified)
     ctx = make_context(tmp_path, items=items, vocabulary=VOCAB)
     task = MovieclipSceneClassifier(
-        model="r2plus1d", labels=VOCAB, test_list=str(tl), backbone={"depth": 18, "base_channels": 4},
-        input_size=16, epochs=2, batch_size=4, max_steps=5, clip_len=2, test_clips=2, test_crops=3,
+        model="r2plus1d",
+        labels=VOCAB,
+        test_list=str(tl),
+        backbone={"depth": 18, "base_channels": 4},
+        input_size=16,
+        epochs=2,
+        batch_size=4,
+        max_steps=5,
+        clip_len=2,
+        test_clips=2,
+        test_crops=3,
     )
     result = task.run(ctx)
     metrics = json.loads((ctx.out_dir / "scene_metrics.json").read_text())
@@ -176,12 +198,20 @@ def test_lstm_baseline_learns_better_than_random(tmp_path):
 
 
 def test_paper_crops_and_test_views_per_model():
-    expect = {"i3d": ("multiscale", 10, 3), "slowfast": ("random_resized", 10, 3), "r2plus1d": ("random_resized", 10, 3),
-              "timesformer": ("rescale_crop", 1, 3), "swin": ("random_resized", 4, 3)}
+    expect = {
+        "i3d": ("multiscale", 10, 3),
+        "slowfast": ("random_resized", 10, 3),
+        "r2plus1d": ("random_resized", 10, 3),
+        "timesformer": ("rescale_crop", 1, 3),
+        "swin": ("random_resized", 4, 3),
+    }
     for model, (crop, clips, crops) in expect.items():
         s = MovieclipSceneClassifier(model=model).settings()
         assert (s["train_crop"], s["test_clips"], s["test_crops"]) == (crop, clips, crops), model
-    assert MovieclipSceneClassifier(model="i3d").settings()["test_size"] == 256 and MovieclipSceneClassifier(model="swin").settings()["test_size"] == 224
+    assert (
+        MovieclipSceneClassifier(model="i3d").settings()["test_size"] == 256
+        and MovieclipSceneClassifier(model="swin").settings()["test_size"] == 224
+    )
     small = MovieclipSceneClassifier(model="swin", train_crop="none", test_clips=2, test_crops=1, input_size=16, test_size=20).settings()
     assert (small["train_crop"], small["test_clips"], small["test_crops"], small["test_size"]) == ("none", 2, 1, 20)
 
@@ -228,7 +258,7 @@ def test_crop_is_a_rescaled_sub_window_and_flip_mirrors():
     second = task._video_batch(clips[:, 2:], s, "cpu", [(0, 0, 12, 12)] * 6, 12)
     kinds = set()
     for b in range(6):
-        for name, view in (("first", plain[b]), ("second", second[b])):
+        for _name, view in (("first", plain[b]), ("second", second[b])):
             if torch.allclose(out[b], view):
                 kinds.add("as is")
             elif torch.allclose(out[b], view.flip(-1)):
@@ -247,7 +277,9 @@ def test_three_crop_windows_are_squares_of_the_original_frame():
     assert three_crop_boxes(16, 16, 1, 16 / 9) == [(0, 3, 16, 9)]
     assert three_crop_boxes(9, 16, 3, None) == [(0, 0, 9, 9), (0, 3, 9, 9), (0, 7, 9, 9)]  # frames not squashed
     assert three_crop_boxes(16, 9, 3, None) == [(0, 0, 9, 9), (3, 0, 9, 9), (7, 0, 9, 9)]  # portrait: along the height
-    assert view_starts(40, 4, 10) == [4 * v for v in range(10)] and view_starts(40, 4, 4) == [4, 12, 24, 32] and view_starts(8, 8, 10) == [0]
+    assert (
+        view_starts(40, 4, 10) == [4 * v for v in range(10)] and view_starts(40, 4, 4) == [4, 12, 24, 32] and view_starts(8, 8, 10) == [0]
+    )
 
 
 def test_test_score_of_a_shot_is_the_mean_of_its_view_scores():
@@ -296,26 +328,51 @@ def test_missing_pretrained_checkpoint_is_actionable(tmp_path):
 
 
 def test_paper_settings_and_backbones():
-    assert PAPER_SETTINGS["i3d"]["clip_len"] == 32 and PAPER_SETTINGS["i3d"]["frame_interval"] == 2 and PAPER_SETTINGS["i3d"]["epochs"] == 38
+    assert (
+        PAPER_SETTINGS["i3d"]["clip_len"] == 32 and PAPER_SETTINGS["i3d"]["frame_interval"] == 2 and PAPER_SETTINGS["i3d"]["epochs"] == 38
+    )
     assert PAPER_SETTINGS["r2plus1d"]["clip_len"] == 8 and PAPER_SETTINGS["r2plus1d"]["frame_interval"] == 8
     assert PAPER_SETTINGS["timesformer"]["frame_interval"] == 32 and PAPER_SETTINGS["timesformer"]["nesterov"]
-    assert PAPER_SETTINGS["swin"]["optimizer"] == "adamw" and PAPER_SETTINGS["swin"]["weight_decay"] == 0.05 and PAPER_SETTINGS["swin"]["warmup_epochs"] == 2.5
+    assert (
+        PAPER_SETTINGS["swin"]["optimizer"] == "adamw"
+        and PAPER_SETTINGS["swin"]["weight_decay"] == 0.05
+        and PAPER_SETTINGS["swin"]["warmup_epochs"] == 2.5
+    )
     assert backbone_config("i3d", 32, 224)["depth"] == 50 and backbone_config("r2plus1d", 8, 224)["depth"] == 34
     swin = backbone_config("swin", 32, 224)
     assert swin["arch"] == "base" and swin["window_size"] == (8, 7, 7) and swin["patch_size"] == (2, 4, 4)
     tsf = backbone_config("timesformer", 8, 224)
-    assert (tsf["num_frames"], tsf["patch_size"], tsf["embed_dims"], tsf["num_heads"], tsf["num_transformer_layers"]) == (8, 16, 768, 12, 12)
+    assert (tsf["num_frames"], tsf["patch_size"], tsf["embed_dims"], tsf["num_heads"], tsf["num_transformer_layers"]) == (
+        8,
+        16,
+        768,
+        12,
+        12,
+    )
     assert MovieclipSceneClassifier().config.model == "swin"
 
 
 #: Tiny versions of the paper's backbones (the defaults are the full-size configs), with clip length and input size.
 TINY_BACKBONES = {
     "i3d": ({"depth": 18, "base_channels": 4, "inflate": ((1, 1), (1, 0), (1, 0), (0, 1)), "conv1_kernel": (3, 7, 7)}, 8, 32),
-    "slowfast": ({"resample_rate": 4, "speed_ratio": 4, "channel_ratio": 4, "slow_pathway": {"depth": 18, "base_channels": 8},
-                  "fast_pathway": {"depth": 18, "base_channels": 2}}, 8, 32),
+    "slowfast": (
+        {
+            "resample_rate": 4,
+            "speed_ratio": 4,
+            "channel_ratio": 4,
+            "slow_pathway": {"depth": 18, "base_channels": 8},
+            "fast_pathway": {"depth": 18, "base_channels": 2},
+        },
+        8,
+        32,
+    ),
     "r2plus1d": ({"depth": 18, "base_channels": 4}, 4, 16),
     "timesformer": ({"embed_dims": 32, "num_heads": 2, "num_transformer_layers": 1}, 4, 32),
-    "swin": ({"arch": {"embed_dims": 8, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}, "window_size": (2, 2, 2), "drop_path_rate": 0.0}, 4, 64),
+    "swin": (
+        {"arch": {"embed_dims": 8, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}, "window_size": (2, 2, 2), "drop_path_rate": 0.0},
+        4,
+        64,
+    ),
 }
 
 
@@ -339,7 +396,11 @@ def test_every_paper_model_builds_and_backpropagates(model):
 
 
 def test_test_list_round_trips(tmp_path):
-    shots = [VerifiedShot("tt01_c3", 0, ("cafe", "restaurant")), VerifiedShot("tt01_c3", 7, ("lounge",)), VerifiedShot("m,2", 1, ("beach",))]
+    shots = [
+        VerifiedShot("tt01_c3", 0, ("cafe", "restaurant")),
+        VerifiedShot("tt01_c3", 7, ("lounge",)),
+        VerifiedShot("m,2", 1, ("beach",)),
+    ]
     path = write_test_list(tmp_path / "v.csv", shots)
     back = read_test_list(path, vocabulary=["cafe", "restaurant", "lounge", "beach"])
     assert [(s.video, s.shot, s.labels) for s in back] == [(s.video, s.shot, s.labels) for s in shots]
@@ -386,11 +447,28 @@ def scale_items(n_videos: int = 6, shots: int = 5, t: int = 4, dim: int = 6, see
             base = np.zeros(dim, np.float32)
             base[k] = 3.0
             feats.append(base + 0.3 * rng.standard_normal((t, dim)).astype(np.float32))
-            clips.append(Clip(video_id=vid, index=j, shot_index=j, start_frame=20 * j, end_frame=20 * j + 19, start_time=2.0 * j, end_time=2.0 * j + 1.9))
+            clips.append(
+                Clip(
+                    video_id=vid,
+                    index=j,
+                    shot_index=j,
+                    start_frame=20 * j,
+                    end_frame=20 * j + 19,
+                    start_time=2.0 * j,
+                    end_time=2.0 * j + 1.9,
+                )
+            )
             # shots of scale ECS/CS get low CLIP confidence, FS/LS high, MS in between
             top1 = {0: 0.15, 1: 0.18, 2: 0.3, 3: 0.5, 4: 0.7}[k]
             labels.append(clip_labels(vid, j, {VOCAB[j % 3]: top1, VOCAB[(j + 1) % 3]: 0.12, VOCAB[(j + 2) % 3]: 0.05}))
-        items.append(Item(video=Video(id=vid, split="train"), clips=clips, shot_labels=labels, features=FeatureSet(video_id=vid, arrays={"frames_vit": np.stack(feats)})))
+        items.append(
+            Item(
+                video=Video(id=vid, split="train"),
+                clips=clips,
+                shot_labels=labels,
+                features=FeatureSet(video_id=vid, arrays={"frames_vit": np.stack(feats)}),
+            )
+        )
     return items
 
 
@@ -483,8 +561,15 @@ def test_downstream_heads_have_the_paper_sizes_and_settings():
         sched.step()
     assert lrs[4] == pytest.approx(1e-4) and lrs[5] == pytest.approx(0.85e-4) and lrs[50] == pytest.approx(0.85**2 * 1e-4)
     cfg = MovieclipDownstream().config
-    assert (cfg.batch_size, cfg.lr, cfg.gamma, cfg.milestones) == (256, 1e-4, 0.85, [5, 50]) == (
-        DOWNSTREAM_SETTINGS["batch_size"], DOWNSTREAM_SETTINGS["lr"], DOWNSTREAM_SETTINGS["gamma"], list(DOWNSTREAM_SETTINGS["milestones"])
+    assert (
+        (cfg.batch_size, cfg.lr, cfg.gamma, cfg.milestones)
+        == (256, 1e-4, 0.85, [5, 50])
+        == (
+            DOWNSTREAM_SETTINGS["batch_size"],
+            DOWNSTREAM_SETTINGS["lr"],
+            DOWNSTREAM_SETTINGS["gamma"],
+            list(DOWNSTREAM_SETTINGS["milestones"]),
+        )
     )
     with pytest.raises(ValueError):
         MovieclipFC(hidden=[512])
@@ -498,9 +583,9 @@ def test_recipe_run_decodes_once_and_trains_on_clip_labels(tmp_path):
     import yaml
 
     from moviekit import load_recipe, run_recipe
-    from moviekit.default_plugins.synthetic import generate_cut_video
     from moviekit.backends.openclip import TINY_MODEL
     from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
+    from moviekit.default_plugins.synthetic import generate_cut_video
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -514,10 +599,29 @@ def test_recipe_run_decodes_once_and_trains_on_clip_labels(tmp_path):
         "segmenter": {"use": "scenedetect", "detector": "content"},
         "experts": {"frames": {"use": "movieclip_frames", "clip_len": 4, "frame_interval": 3, "size": 16}},
         # a tiny RANDOM CLIP with 3 inline labels and no thresholds: every shot gets its top-1 label (plumbing only)
-        "labeler": {"use": "movieclip_clip", "model": TINY_MODEL, "pretrained": str(tiny), "device": "cpu", "fps": 2,
-                    "labels": VOCAB, "top_k": 1, "top1_threshold": 0.0, "topk_threshold": 0.0},
-        "tasks": [{"use": "movieclip_scene_classifier", "model": "r2plus1d", "labels": VOCAB, "backbone": {"depth": 18, "base_channels": 4},
-                   "input_size": 16, "epochs": 1, "batch_size": 4, "max_steps": 2}],
+        "labeler": {
+            "use": "movieclip_clip",
+            "model": TINY_MODEL,
+            "pretrained": str(tiny),
+            "device": "cpu",
+            "fps": 2,
+            "labels": VOCAB,
+            "top_k": 1,
+            "top1_threshold": 0.0,
+            "topk_threshold": 0.0,
+        },
+        "tasks": [
+            {
+                "use": "movieclip_scene_classifier",
+                "model": "r2plus1d",
+                "labels": VOCAB,
+                "backbone": {"depth": 18, "base_channels": 4},
+                "input_size": 16,
+                "epochs": 1,
+                "batch_size": 4,
+                "max_steps": 2,
+            }
+        ],
         "clips": {"min_clips": 1},
         "run": {"device": "cpu", "seed": 0},
     }
@@ -545,9 +649,9 @@ def test_new_components_are_registered_and_document_their_configs():
 
 @pytest.mark.filterwarnings("ignore:.*TEST-ONLY.*:UserWarning")
 def test_shot_scale_encodes_raw_frames_with_open_clip(tmp_path):
-    from moviekit_movieclip.shotscale import open_clip_frame_features
     from moviekit.backends.openclip import TINY_MODEL
     from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
+    from moviekit_movieclip.shotscale import open_clip_frame_features
 
     tiny = tiny_clip_checkpoint(tmp_path / "tiny_clip")
     items = frame_items(n_videos=2, t=3, size=32)
@@ -555,7 +659,9 @@ def test_shot_scale_encodes_raw_frames_with_open_clip(tmp_path):
     assert emb.shape == (4, 3, 16) and np.allclose(np.linalg.norm(emb, axis=-1), 1, atol=1e-4)
     (tmp_path / "s.csv").write_text("video,shot,scale\nv0,0,CS\nv0,1,LS\nv1,2,MS\n")
     ctx = make_context(tmp_path, items=items, vocabulary=VOCAB)
-    task = MovieclipShotScale(labels_file=str(tmp_path / "s.csv"), clip_model=TINY_MODEL, clip_pretrained=str(tiny), device="cpu", epochs=1, hidden=8)
+    task = MovieclipShotScale(
+        labels_file=str(tmp_path / "s.csv"), clip_model=TINY_MODEL, clip_pretrained=str(tiny), device="cpu", epochs=1, hidden=8
+    )
     result = task.run(ctx)
     assert (result.metrics["n_train"], result.metrics["n_test"]) == (2, 1) and "shot_scale_predictions.csv" in result.files
     missing = MovieclipShotScale(labels_file=str(tmp_path / "s.csv"), clip_pretrained=str(tmp_path / "nope.pt"), epochs=1)
@@ -625,7 +731,9 @@ def test_published_train_labels_with_label_source_file(tmp_path):
     train = tmp_path / "train_multi_label.txt"
     train.write_text("\n".join(line(*x) for x in listed + held) + "\n")
     ctx = make_context(tmp_path, items=items, vocabulary=VOCAB)
-    task = MovieclipSceneClassifier(model="lstm", label_source="file", train_labels=str(train), label_map=str(label_map), epochs=2, batch_size=8, lstm_hidden=8)
+    task = MovieclipSceneClassifier(
+        model="lstm", label_source="file", train_labels=str(train), label_map=str(label_map), epochs=2, batch_size=8, lstm_hidden=8
+    )
     assert task.vocabulary(ctx) == ["office", "beach", "forest"]  # the label map, in index order
     result = task.run(ctx)
     metrics = json.loads((ctx.out_dir / "scene_metrics.json").read_text())

@@ -9,8 +9,8 @@ import pytest
 
 from moviekit_movieclip import scoring
 from moviekit_movieclip.scoring import (
-    assign_labels,
     aggregate_shot,
+    assign_labels,
     check_template,
     clip_scene_scores,
     cosine_similarity,
@@ -59,10 +59,12 @@ def test_frame_probabilities_by_hand():
 
 def test_clip_scene_score_is_the_mean_of_per_frame_softmaxes():
     ln2 = math.log(2) / 100
-    sims = np.array([
-        [0.3, 0.3, 0.3],  # -> 1/3, 1/3, 1/3
-        [0.2 + ln2, 0.2, 0.2],  # -> 1/2, 1/4, 1/4
-    ])
+    sims = np.array(
+        [
+            [0.3, 0.3, 0.3],  # -> 1/3, 1/3, 1/3
+            [0.2 + ln2, 0.2, 0.2],  # -> 1/2, 1/4, 1/4
+        ]
+    )
     s = clip_scene_scores(sims)
     np.testing.assert_allclose(s, [5 / 12, 7 / 24, 7 / 24], rtol=1e-9)
     assert s.sum() == pytest.approx(1.0)
@@ -80,10 +82,12 @@ def test_cosine_similarity_normalises():
 
 
 def test_template_ensembling_averages_normalised_embeddings():
-    per_template = np.array([
-        [[2.0, 0.0], [0.0, 3.0]],  # template 1: label 0, label 1
-        [[0.0, 1.0], [0.0, 1.0]],  # template 2
-    ])
+    per_template = np.array(
+        [
+            [[2.0, 0.0], [0.0, 3.0]],  # template 1: label 0, label 1
+            [[0.0, 1.0], [0.0, 1.0]],  # template 2
+        ]
+    )
     e = ensemble_text_embeddings(per_template)
     r = math.sqrt(0.5)
     np.testing.assert_allclose(e, [[r, r], [0.0, 1.0]], atol=1e-12)

@@ -25,7 +25,10 @@ def test_contract_movieclip_json(tmp_path):
 
 def _shots_and_labels():
     shots = {
-        "tt01": [Shot(video_id="tt01", index=i, start_frame=10 * i, end_frame=10 * i + 9, start_time=i * 0.4, end_time=i * 0.4 + 0.36) for i in range(3)],
+        "tt01": [
+            Shot(video_id="tt01", index=i, start_frame=10 * i, end_frame=10 * i + 9, start_time=i * 0.4, end_time=i * 0.4 + 0.36)
+            for i in range(3)
+        ],
         "tt02": [Shot(video_id="tt02", index=7, start_frame=0, end_frame=50, start_time=0.0, end_time=2.0833333333333335)],
     }
     labels = {
@@ -43,7 +46,13 @@ def test_movieclip_json_round_trip(tmp_path):
     path = write_movieclip_json(tmp_path / "tags.json", labels, shots)
     raw = json.loads(path.read_text())
     assert list(raw["tt01"]) == ["tt01_shot_0000.mp4", "tt01_shot_0002.mp4"]
-    assert raw["tt02"]["tt02_shot_0007.mp4"] == {"start_frame": 0, "end_frame": 50, "start_time": 0.0, "end_time": 2.0833333333333335, "labels": {"Interview": 0.9, "Car": 0.3}}
+    assert raw["tt02"]["tt02_shot_0007.mp4"] == {
+        "start_frame": 0,
+        "end_frame": 50,
+        "start_time": 0.0,
+        "end_time": 2.0833333333333335,
+        "labels": {"Interview": 0.9, "Car": 0.3},
+    }
     assert read_movieclip_json(path) == labels
     read_shots = read_movieclip_shots(path)
     assert read_shots["tt01"] == [shots["tt01"][0], shots["tt01"][2]]

@@ -7,14 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from test_movieclip_scenes import VOCAB, frame_items
 
-from moviekit.testing import make_context
 from moviekit import training
+from moviekit.testing import make_context
 from moviekit_movieclip.heads import MovieclipDownstream
 from moviekit_movieclip.scenes import MovieclipSceneClassifier
 from moviekit_movieclip.shotscale import MovieclipShotScale
-
-from test_movieclip_scenes import VOCAB, frame_items
 
 
 class Killed(RuntimeError):
@@ -106,7 +105,9 @@ def test_train_loop_checkpoints_only_every_n_epochs(tmp_path, monkeypatch):
 
 
 def _scene(ctx):
-    task = MovieclipSceneClassifier(model="lstm", labels=VOCAB, epochs=4, batch_size=8, lstm_hidden=8, checkpoint_every=2, clip_len=2, test_clips=2)
+    task = MovieclipSceneClassifier(
+        model="lstm", labels=VOCAB, epochs=4, batch_size=8, lstm_hidden=8, checkpoint_every=2, clip_len=2, test_clips=2
+    )
     task.run(ctx)
     return np.load(ctx.out_dir / "scene_scores.npz")["scores"]
 
@@ -114,7 +115,9 @@ def _scene(ctx):
 def _shot_scale(ctx):
     labels = ctx.out_dir.parent / "scales.csv"
     labels.write_text("video,shot,scale\n" + "".join(f"v{v},{j},{('CS', 'LS', 'MS')[(v + j) % 3]}\n" for v in range(4) for j in range(4)))
-    MovieclipShotScale(labels_file=str(labels), frame_encoder="thumbnail", grid=2, epochs=4, batch_size=4, hidden=8, checkpoint_every=2).run(ctx)
+    MovieclipShotScale(
+        labels_file=str(labels), frame_encoder="thumbnail", grid=2, epochs=4, batch_size=4, hidden=8, checkpoint_every=2
+    ).run(ctx)
     return np.loadtxt(ctx.out_dir / "shot_scale_predictions.csv", delimiter=",", skiprows=1, usecols=(6, 7, 8, 9, 10))
 
 
@@ -132,7 +135,11 @@ def _downstream_items():
 
 @pytest.mark.parametrize(
     "run, make_items",
-    [(_scene, lambda: frame_items(n_videos=4, t=4, size=8)), (_shot_scale, lambda: frame_items(n_videos=4, t=3, size=8)), (_downstream, _downstream_items)],
+    [
+        (_scene, lambda: frame_items(n_videos=4, t=4, size=8)),
+        (_shot_scale, lambda: frame_items(n_videos=4, t=3, size=8)),
+        (_downstream, _downstream_items),
+    ],
     ids=["scene_classifier", "shot_scale", "downstream"],
 )
 def test_tasks_resume_from_their_checkpoint_and_match_an_uninterrupted_run(run, make_items, tmp_path, monkeypatch):

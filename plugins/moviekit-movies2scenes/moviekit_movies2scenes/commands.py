@@ -10,7 +10,9 @@ import numpy as np
 import typer
 
 
-def embed_video(run_dir: Path, video: Path, model: str = "m2s_scene_cowatch", window: int = 4, segmenter: str = "scenedetect") -> dict[str, Any]:
+def embed_video(
+    run_dir: Path, video: Path, model: str = "m2s_scene_cowatch", window: int = 4, segmenter: str = "scenedetect"
+) -> dict[str, Any]:
     """Shots and keyframes of ``video`` with the run's own recipe (``segmenter`` when the run used annotated shots), then its
     scenes (consecutive windows of ``window`` shots) embedded by the run's scene encoder: ``{"ids", "vectors": (n, d), "scenes"}``."""
     from moviekit import MoviekitError, Video, extract_videos, load_model, load_recipe
@@ -66,7 +68,15 @@ def retrieve(run_dir: Path, video: Path, model: str, k: int, window: int) -> lis
             times[f"{r['video']}/{r['clip']}"] = (float(r["start_time"]), float(r["end_time"]))
     q = embed_video(run_dir, video, model, window)
     idx = knn_l2(np.stack(vecs), q["vectors"], k)
-    return [{**s, "neighbours": [{"id": ids[j], "start": times.get(ids[j], (None, None))[0], "end": times.get(ids[j], (None, None))[1]} for j in row]} for s, row in zip(q["scenes"], idx, strict=True)]
+    return [
+        {
+            **s,
+            "neighbours": [
+                {"id": ids[j], "start": times.get(ids[j], (None, None))[0], "end": times.get(ids[j], (None, None))[1]} for j in row
+            ],
+        }
+        for s, row in zip(q["scenes"], idx, strict=True)
+    ]
 
 
 def add_commands(cli: Any) -> None:

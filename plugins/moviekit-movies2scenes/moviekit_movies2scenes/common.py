@@ -20,7 +20,9 @@ def module_part(task: str, spec: dict[str, Any]) -> ModelPart:
 def load_network(model: TrainedModel, part: str) -> Any:
     """The network of ``part`` of a trained model, with its weights, in eval mode."""
     if part not in model.record.parts:
-        raise MoviekitError(f"model '{model.name}' has no part '{part}' (it has: {', '.join(model.record.parts)}); is it a Movies2Scenes model?")
+        raise MoviekitError(
+            f"model '{model.name}' has no part '{part}' (it has: {', '.join(model.record.parts)}); is it a Movies2Scenes model?"
+        )
     net = build_network(model.record.parts[part].build)
     net.load_state_dict(model.part_state(part))
     return net.eval()
@@ -30,7 +32,9 @@ def keyframes(item: Item, modality: str) -> np.ndarray:
     """``(n_shots, K, D)`` keyframe features of an item (``(n_shots, D)`` features count as one keyframe)."""
     if item.features is None or modality not in item.features.arrays:
         have = sorted(item.features.arrays) if item.features else []
-        raise MoviekitError(f"item {item.id} has no '{modality}' features (has {have}); add the m2s_keyframes expert under experts.{modality}")
+        raise MoviekitError(
+            f"item {item.id} has no '{modality}' features (has {have}); add the m2s_keyframes expert under experts.{modality}"
+        )
     arr = item.features.arrays[modality]
     if arr.ndim == 2:  # one feature per shot (e.g. precomputed shot features from a features_dir): one keyframe
         return arr[:, None, :]
@@ -47,7 +51,11 @@ def shot_embeddings(shot_net: Any, items: list[Item], modality: str, batch: int 
     with torch.no_grad():
         for it in items:
             x = torch.from_numpy(keyframes(it, modality))
-            out.append(np.concatenate([shot_net(x[s : s + batch]).numpy() for s in range(0, max(len(x), 1), batch)]) if len(x) else np.zeros((0, 512), np.float32))
+            out.append(
+                np.concatenate([shot_net(x[s : s + batch]).numpy() for s in range(0, max(len(x), 1), batch)])
+                if len(x)
+                else np.zeros((0, 512), np.float32)
+            )
     return out
 
 
@@ -145,7 +153,9 @@ def scene_embeddings(scene_net: Any, shot_emb: list[np.ndarray], scenes: list[Sc
 
 def frame_baseline(items: list[Item], scenes: list[Scene], modality: str) -> np.ndarray:
     """Table 2's appearance baseline: the backbone's keyframe embeddings averaged over the scene's shots."""
-    return np.stack([keyframes(items[sc.item], modality)[sc.shots].reshape(-1, keyframes(items[sc.item], modality).shape[-1]).mean(0) for sc in scenes])
+    return np.stack(
+        [keyframes(items[sc.item], modality)[sc.shots].reshape(-1, keyframes(items[sc.item], modality).shape[-1]).mean(0) for sc in scenes]
+    )
 
 
 def random_baseline(n: int, dim: int, seed: int) -> np.ndarray:

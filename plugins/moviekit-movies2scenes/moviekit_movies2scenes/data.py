@@ -55,7 +55,17 @@ def read_movie_table(path: str | Path) -> list[dict[str, Any]]:
                 raise MoviekitError(f"{path}:{n}: split must be train, val or test, got {split!r}")
             extra = {k: v for k, v in row.items() if k not in ("movie", "genres", "synopsis", "year", "split")}
             genres = [g.strip() for g in row["genres"].split("|") if g.strip()]
-            rows.append({"movie": movie, "genres": genres, "synopsis": row["synopsis"].strip(), "year": int(year) if year else None, "split": split, "line": n, "extra": extra})
+            rows.append(
+                {
+                    "movie": movie,
+                    "genres": genres,
+                    "synopsis": row["synopsis"].strip(),
+                    "year": int(year) if year else None,
+                    "split": split,
+                    "line": n,
+                    "extra": extra,
+                }
+            )
     return rows
 
 
@@ -95,7 +105,9 @@ def read_movienet_scenes(path: str | Path) -> list[dict[str, Any]]:
         raise MoviekitError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
     scenes = data.get("scene") if isinstance(data, dict) else None
     if not isinstance(scenes, list):
-        raise MoviekitError(f"{path}: no 'scene' list (MovieNet annotation format: {{'scene': [{{'shot': [a, b], 'frame': [a, b], 'place_tag': [...]}}]}})")
+        raise MoviekitError(
+            f"{path}: no 'scene' list (MovieNet annotation format: {{'scene': [{{'shot': [a, b], 'frame': [a, b], 'place_tag': [...]}}]}})"
+        )
     out = []
     for i, s in enumerate(scenes):
         try:
@@ -118,7 +130,13 @@ def _seeded_splits(ids: list[str], seed: int, fractions: tuple[float, float, flo
     return {m: ("train" if i < n_train else "val" if i < n_train + n_val else "test") for i, m in enumerate(order)}
 
 
-def videos_from_table(root: Path, table: list[dict[str, Any]], cowatch: Path | None = None, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> list[Video]:
+def videos_from_table(
+    root: Path,
+    table: list[dict[str, Any]],
+    cowatch: Path | None = None,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+) -> list[Video]:
     """One :class:`Video` per table row (labels = genres; metadata: genres, synopsis, year, cowatch ids)."""
     known = {r["movie"] for r in table}
     mates: dict[str, list[str]] = {m: [] for m in known}
@@ -134,7 +152,15 @@ def videos_from_table(root: Path, table: list[dict[str, Any]], cowatch: Path | N
         if not path.suffix:
             path = next((root / f"{rel}{ext}" for ext in VIDEO_EXTENSIONS if (root / f"{rel}{ext}").is_file()), root / f"{rel}.mp4")
         meta = {"genres": r["genres"], "synopsis": r["synopsis"], "year": r["year"], "cowatch": sorted(set(mates[rel])), **r["extra"]}
-        out.append(Video(id=Path(rel).with_suffix("").as_posix() if Path(rel).suffix else rel, path=path, labels=r["genres"], split=r["split"] or splits.get(rel), metadata=meta))
+        out.append(
+            Video(
+                id=Path(rel).with_suffix("").as_posix() if Path(rel).suffix else rel,
+                path=path,
+                labels=r["genres"],
+                split=r["split"] or splits.get(rel),
+                metadata=meta,
+            )
+        )
     return out
 
 
@@ -154,7 +180,9 @@ class MovieFolder(DatasetSource):
         root: Path = Field(description="folder holding the videos")
         movies_csv: Path | None = Field(None, description="movie table; default <root>/movies.csv")
         cowatch_csv: Path | None = Field(None, description="co-watch pairs; default <root>/cowatch.csv when it exists")
-        scenes_dir: Path | None = Field(None, description="MovieNet-format scene annotations <dir>/<movie>.json (shots, frames, place tags)")
+        scenes_dir: Path | None = Field(
+            None, description="MovieNet-format scene annotations <dir>/<movie>.json (shots, frames, place tags)"
+        )
         seed: int = Field(0, description="seed of the split when the table has none")
         split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15))
 
@@ -166,7 +194,9 @@ class MovieFolder(DatasetSource):
         root.mkdir(parents=True, exist_ok=True)
         for m in ("a", "b"):
             write_test_video(root / f"{m}.mp4", audio=False)
-        (root / "movies.csv").write_text('movie,genres,synopsis,year\na,Drama|Crime,"A heist, then a chase.",1999\nb,Comedy,A wedding.,2004\n')
+        (root / "movies.csv").write_text(
+            'movie,genres,synopsis,year\na,Drama|Crime,"A heist, then a chase.",1999\nb,Comedy,A wedding.,2004\n'
+        )
         (root / "cowatch.csv").write_text("movie_a,movie_b\na,b\n")
         return {"root": str(root)}
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moviekit import Config, MoviekitError, Task, TaskResult, multi_hot
 
-from .common import Scene, clip_scene_ids, frame_baseline, item_scenes, keyframes, random_baseline, scene_embeddings, shot_embeddings
+from .common import Scene, clip_scene_ids, frame_baseline, item_scenes, random_baseline, scene_embeddings, shot_embeddings
 from .heads import LVU_TABLE1, fit_head
 from .metrics import mean_ap, precision_at_k, sbd_metrics
 from .train_scene import scene_model
@@ -87,10 +87,14 @@ class PlaceRetrieval(Task):
         gs = [s for s in item_scenes(gallery_items) if s.places]
         qs = [s for s in item_scenes(query_items) if s.places]
         if not gs or not qs:
-            raise MoviekitError(f"place retrieval needs place-tagged scenes in {c.gallery_split} and {c.query_split}; got {len(gs)} and {len(qs)}")
+            raise MoviekitError(
+                f"place retrieval needs place-tagged scenes in {c.gallery_split} and {c.query_split}; got {len(gs)} and {len(qs)}"
+            )
         reps_g = representations(ctx, c.model, gallery_items, gs, c.baselines)
         reps_q = representations(ctx, c.model, query_items, qs, c.baselines)
-        table = {name: precision_at_k(reps_g[name], [s.places for s in gs], reps_q[name], [s.places[0] for s in qs], c.ks) for name in reps_g}
+        table = {
+            name: precision_at_k(reps_g[name], [s.places for s in gs], reps_q[name], [s.places[0] for s in qs], c.ks) for name in reps_g
+        }
         (ctx.out_dir / "place_retrieval.json").write_text(json.dumps(table, indent=1))
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -279,7 +283,12 @@ class SceneHeads(Task):
 
     class Config(EvalConfig):
         heads: dict[str, HeadSpec] = Field(
-            default_factory=lambda: {"scene": HeadSpec(), "genre": HeadSpec(), "year": HeadSpec(), "like_ratio": HeadSpec(kind="regression")},
+            default_factory=lambda: {
+                "scene": HeadSpec(),
+                "genre": HeadSpec(),
+                "year": HeadSpec(),
+                "like_ratio": HeadSpec(kind="regression"),
+            },
             description="head name -> spec; LVU task names (scene, genre, year, director, writer, relationship, way_speaking, like_ratio, view_count) default to Table 1",
         )
         epochs_scale: float = Field(1.0, gt=0, le=1, description="multiply every head's epochs (CPU runs); 1 keeps Table 1's")

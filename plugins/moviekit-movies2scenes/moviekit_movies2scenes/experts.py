@@ -16,7 +16,22 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from moviekit import Clip, Config, Expert, FrameBatch, FrameNeed, MoviekitError, Needs, Segmenter, Shot, Sink, Track, Video, WeightsSpec, resolve_checkpoint
+from moviekit import (
+    Clip,
+    Config,
+    Expert,
+    FrameBatch,
+    FrameNeed,
+    MoviekitError,
+    Needs,
+    Segmenter,
+    Shot,
+    Sink,
+    Track,
+    Video,
+    WeightsSpec,
+    resolve_checkpoint,
+)
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -54,13 +69,20 @@ class Keyframes(Expert):
     returns = "(n_shots, K, D) keyframe features per item"
 
     class Config(Config):
-        backbone: Literal["efficientnet_lite0", "pixels"] = Field("efficientnet_lite0", description="per-frame encoder: ImageNet EfficientNet-Lite0 (1280-d) or raw pixels (for the ViT shot encoder)")
-        positions: tuple[float, ...] = Field((0.0, 0.5, 1.0), min_length=1, description="keyframes per shot, as fractions of the shot (0 start, 1 end)")
+        backbone: Literal["efficientnet_lite0", "pixels"] = Field(
+            "efficientnet_lite0",
+            description="per-frame encoder: ImageNet EfficientNet-Lite0 (1280-d) or raw pixels (for the ViT shot encoder)",
+        )
+        positions: tuple[float, ...] = Field(
+            (0.0, 0.5, 1.0), min_length=1, description="keyframes per shot, as fractions of the shot (0 start, 1 end)"
+        )
         fps: float | None = Field(None, gt=0, description="frames sampled per second; None keeps every frame (exact keyframes)")
         size: tuple[int, int] = Field((224, 224), description="(width, height) frames are resized to")
         batch: int = Field(32, ge=1, description="frames per forward pass")
         weights: str | None = Field(None, description="EfficientNet-Lite0 checkpoint; default the installed package's")
-        dtype: Literal["float16", "float32"] = Field("float16", description="precision of the cached per-frame rows (float16 halves the artifact; shots are float32)")
+        dtype: Literal["float16", "float32"] = Field(
+            "float16", description="precision of the cached per-frame rows (float16 halves the artifact; shots are float32)"
+        )
 
         @field_validator("positions")
         @classmethod
@@ -147,7 +169,9 @@ class AnnotatedShots(Segmenter):
     version = "1"
 
     class Config(Config):
-        missing: Literal["error", "whole_video"] = Field("error", description="a video without annotated shots: an error (default) or one shot for the whole video")
+        missing: Literal["error", "whole_video"] = Field(
+            "error", description="a video without annotated shots: an error (default) or one shot for the whole video"
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
@@ -166,7 +190,9 @@ class AnnotatedShots(Segmenter):
         if not shots and self.config.missing == "whole_video":
             shots = [(0, 1 << 40)]
         if not shots:
-            raise MoviekitError(f"{video.id}: no annotated shots (metadata 'shots' or a ground_truth JSON with 'shots'); use a detecting segmenter such as scenedetect")
+            raise MoviekitError(
+                f"{video.id}: no annotated shots (metadata 'shots' or a ground_truth JSON with 'shots'); use a detecting segmenter such as scenedetect"
+            )
         return _AnnotatedSink(video.id, [(int(a), int(b)) for a, b in shots], float(info.get("fps") or 25.0))
 
 
@@ -182,7 +208,7 @@ class _AnnotatedSink(Sink):
     def close(self) -> list[Shot]:
         n = max(self.times) + 1 if self.times else 0
         out = []
-        for k, (a, b) in enumerate(self.shots):
+        for a, b in self.shots:
             b = min(b, n)
             if b <= a:
                 continue

@@ -72,4 +72,7 @@ class ExportScenes(Task):
         scenes = item_scenes(ctx.items)
         vectors = representations(ctx, self.config.model, ctx.items, scenes, baselines=False)["learned"]
         n = write_scene_features(ctx.out_dir / self.config.folder, ctx.items, scenes, vectors, self.config.modality)
-        return TaskResult(metrics={"scenes": n, "movies": len({s.item for s in scenes})}, files=[f"{self.config.folder}/labels.csv", f"{self.config.folder}/clips.csv"])
+        return TaskResult(
+            metrics={"scenes": n, "movies": len({s.item for s in scenes})},
+            files=[f"{self.config.folder}/labels.csv", f"{self.config.folder}/clips.csv"],
+        )

@@ -40,9 +40,22 @@ class HeadResult:
 
 
 def fit_head(
-    x: np.ndarray, y: np.ndarray, loss: Literal["ce", "bce", "mse"], hidden: list[int], dropout: float, lr: float, batch_size: int, epochs: int,
-    seed: int = 0, x_val: np.ndarray | None = None, score_val: Callable[[np.ndarray], float] | None = None, eval_every: int = 10,
-    ctx: Any = None, tag: str = "m2s_head", momentum: float = 0.9, clip_grad: float | None = None,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: Literal["ce", "bce", "mse"],
+    hidden: list[int],
+    dropout: float,
+    lr: float,
+    batch_size: int,
+    epochs: int,
+    seed: int = 0,
+    x_val: np.ndarray | None = None,
+    score_val: Callable[[np.ndarray], float] | None = None,
+    eval_every: int = 10,
+    ctx: Any = None,
+    tag: str = "m2s_head",
+    momentum: float = 0.9,
+    clip_grad: float | None = None,
 ) -> HeadResult:
     """An MLP ``x -> hidden... -> out`` trained by SGD (momentum 0.9) on standardised inputs (train mean and std).
 

@@ -25,14 +25,18 @@ def embed_sentences(texts: list[str], weights: str | None = None) -> np.ndarray:
     if folder is None:
         raise MoviekitError(f"{found}: not a sentence-transformers model folder (no modules.json)")
     model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-    return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True), np.float32)
+    return np.asarray(
+        model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True), np.float32
+    )
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 0.0
 
 
-def similar_pairs(items: list[Item], kind: MetadataType, genre_min_jaccard: float = 0.5, synopsis_top_k: int = 3, weights: str | None = None) -> list[tuple[int, int]]:
+def similar_pairs(
+    items: list[Item], kind: MetadataType, genre_min_jaccard: float = 0.5, synopsis_top_k: int = 3, weights: str | None = None
+) -> list[tuple[int, int]]:
     """Index pairs ``(a < b)`` of movies labelled similar by one metadata type.
 
     * ``cowatch``: the pair is in the movies' co-watch lists (``metadata["cowatch"]``);

@@ -74,7 +74,9 @@ class MoCo(torch.nn.Module):
     :meth:`after_step` after the optimiser step: it updates the momentum encoder and enqueues the keys.
     """
 
-    def __init__(self, encoder: torch.nn.Module, dim: int, queue_size: int = 65536, momentum: float = 0.999, temperature: float = 0.07, seed: int = 0):
+    def __init__(
+        self, encoder: torch.nn.Module, dim: int, queue_size: int = 65536, momentum: float = 0.999, temperature: float = 0.07, seed: int = 0
+    ):
         super().__init__()
         import copy
 

@@ -29,7 +29,9 @@ class MLPShotEncoder(nn.Module):
 class ViTShotEncoder(nn.Module):
     """``E_shot`` as a small ViT over the pixels of the ``K`` keyframes (patch tokens of every keyframe, a CLS token)."""
 
-    def __init__(self, keyframes: int, image: tuple[int, int], dim: int = 512, width: int = 192, depth: int = 4, heads: int = 4, patch: int = 8):
+    def __init__(
+        self, keyframes: int, image: tuple[int, int], dim: int = 512, width: int = 192, depth: int = 4, heads: int = 4, patch: int = 8
+    ):
         super().__init__()
         w, h = image
         self.image, self.keyframes = (w, h), keyframes

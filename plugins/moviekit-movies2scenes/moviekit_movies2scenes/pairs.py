@@ -46,7 +46,9 @@ class ScenePairsTask(Task):
         movie_model: str = Field("m2s_movie_cowatch", description="the trained E_movie model (its metadata's similar pairs are used)")
         window: int = Field(9, ge=1, description="shots per scene window (the paper's 9 x 9 windows)")
         fraction: float = Field(0.5, gt=0, le=1, description="share of the window scores greedy selection runs over (the paper's top 50 %)")
-        non_overlapping: bool = Field(False, description="also skip windows overlapping a chosen one (§1.1c's reading); default §3a: no scene reused")
+        non_overlapping: bool = Field(
+            False, description="also skip windows overlapping a chosen one (§1.1c's reading); default §3a: no scene reused"
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Any) -> dict[str, Any]:

@@ -72,7 +72,9 @@ class Report(Task):
                     cells += [f"<td>{r[k]:.1f}</td>" for k in ks]
                 q = (table[names[0]]["all"] if place == "all queries" else table[names[0]]["per_place"][place])["queries"]
                 rows.append(f"<tr><td>{html.escape(place)}</td><td>{q}</td>{''.join(cells)}</tr>")
-            parts.append(f"<h2>Place retrieval (Table 2): precision %</h2><table border=1 cellspacing=0><tr><th>place</th><th>queries</th>{head}</tr>{''.join(rows)}</table>")
+            parts.append(
+                f"<h2>Place retrieval (Table 2): precision %</h2><table border=1 cellspacing=0><tr><th>place</th><th>queries</th>{head}</tr>{''.join(rows)}</table>"
+            )
         pr = out / "sbd_pr.json"
         if pr.is_file():
             curves = json.loads(pr.read_text())
@@ -85,11 +87,20 @@ class Report(Task):
             ax.legend()
             parts.append(f"<h2>Scene boundary detection</h2><img src='{_png(fig)}'>")
             plt.close(fig)
-        for fname, title in (("sbd.json", "SBD metrics"), ("place_tagging.json", "Place tagging (mAP)"), ("scene_heads.json", "Scene heads (LVU-style, age-style)")):
+        for fname, title in (
+            ("sbd.json", "SBD metrics"),
+            ("place_tagging.json", "Place tagging (mAP)"),
+            ("scene_heads.json", "Scene heads (LVU-style, age-style)"),
+        ):
             f = out / fname
             if f.is_file():
                 m = json.loads(f.read_text())
-                rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" if isinstance(v, float) else f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in m.items())
+                rows = "".join(
+                    f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
+                    if isinstance(v, float)
+                    else f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+                    for k, v in m.items()
+                )
                 parts.append(f"<h2>{title}</h2><table border=1 cellspacing=0>{rows}</table>")
         pairs = (ctx.shared.get("m2s_scene_pairs") or {}).get(self.config.metadata) or []
         by_id = {it.id: it for it in ctx.items}

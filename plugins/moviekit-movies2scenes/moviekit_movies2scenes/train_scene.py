@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from moviekit import Config, MoviekitError, Task, TaskResult, TrainedModel, train_loop
@@ -52,7 +51,9 @@ class SceneEncoderTask(Task):
         warmup_epochs: int = Field(40, ge=0, description="linear warm-up epochs, then cosine decay (the paper's 40)")
         batch_size: int = Field(128, ge=1, description="the paper's 128")
         epochs: int = Field(100, ge=1, description="the paper's 100")
-        shot_drop: float = Field(0.0, ge=0, lt=1, description="chance of masking each shot of the query (augmentation; the paper uses none)")
+        shot_drop: float = Field(
+            0.0, ge=0, lt=1, description="chance of masking each shot of the query (augmentation; the paper uses none)"
+        )
         model_name: str | None = Field(None, description="name of the model handed on; default m2s_scene_<metadata>")
         max_steps: int | None = Field(None, ge=1)
 
@@ -109,7 +110,12 @@ class SceneEncoderTask(Task):
         net = moco.encoder.cpu().eval()
         shot_model = ctx.model(c.shot_model)
         losses = hist["epoch_loss"]
-        metrics = {"metadata": c.metadata, "scene_pairs": len(samples) // 2, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None}
+        metrics = {
+            "metadata": c.metadata,
+            "scene_pairs": len(samples) // 2,
+            "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+        }
         model = TrainedModel.from_modules(
             name, {"shot": (shot_model.record.parts["shot"], load_network(shot_model, "shot")), "scene": (module_part(self.name, spec), net)},
             task=self.name, input_dims=shot_model.record.input_dims, metrics=metrics,

@@ -43,7 +43,9 @@ class ShotEncoderTask(Task):
 
     class Config(Config):
         modality: str = Field("keyframes", description="the m2s_keyframes expert's key under experts")
-        arch: Literal["mlp", "vit"] = Field("mlp", description="mlp over backbone keyframe features, or a ViT over keyframe pixels (backbone: pixels)")
+        arch: Literal["mlp", "vit"] = Field(
+            "mlp", description="mlp over backbone keyframe features, or a ViT over keyframe pixels (backbone: pixels)"
+        )
         dim: int = Field(512, ge=1, description="shot embedding size (the paper's 512)")
         hidden: int = Field(1024, ge=1, description="hidden size of the mlp encoder")
         vit_width: int = Field(192, ge=8)
@@ -54,7 +56,9 @@ class ShotEncoderTask(Task):
         queue: int = Field(65536, ge=1, description="MoCo queue size (MoCo's default)")
         momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder (MoCo's default)")
         temperature: float = Field(0.07, gt=0)
-        noise: float = Field(0.0, ge=0, description="std of Gaussian noise added to query and key inputs, relative to the feature std (augmentation)")
+        noise: float = Field(
+            0.0, ge=0, description="std of Gaussian noise added to query and key inputs, relative to the feature std (augmentation)"
+        )
         epochs: int = Field(100, ge=1, description="the paper gives none for E_shot; ShotCoL's 100")
         lr: float = Field(0.03, gt=0, description="SGD learning rate (MoCo's 0.03)")
         weight_decay: float = Field(1e-4, ge=0)

@@ -48,7 +48,10 @@ def test_synthetic_movies_ground_truth(tmp_path):
     pairs = src.cowatch_pairs()
     assert pairs and sum(clusters[a] == clusters[b] for a, b in pairs) >= 0.5 * len(pairs)
     # same config, same dataset
-    assert SyntheticMovies(n=6, min_scenes=2, max_scenes=3, root=tmp_path / "m", workers=1).items()[0].metadata["scenes"] == items[0].metadata["scenes"]
+    assert (
+        SyntheticMovies(n=6, min_scenes=2, max_scenes=3, root=tmp_path / "m", workers=1).items()[0].metadata["scenes"]
+        == items[0].metadata["scenes"]
+    )
 
 
 def test_movie_table_and_cowatch_errors_name_file_and_line(tmp_path):
@@ -73,7 +76,16 @@ def test_movie_table_and_cowatch_errors_name_file_and_line(tmp_path):
 
 def test_movienet_scene_annotations(tmp_path):
     f = tmp_path / "tt0001.json"
-    f.write_text(json.dumps({"scene": [{"id": 0, "shot": [0, 3], "frame": [0, 119], "place_tag": ["office"]}, {"id": 1, "shot": [4, 6], "frame": [120, 200], "place_tag": None}]}))
+    f.write_text(
+        json.dumps(
+            {
+                "scene": [
+                    {"id": 0, "shot": [0, 3], "frame": [0, 119], "place_tag": ["office"]},
+                    {"id": 1, "shot": [4, 6], "frame": [120, 200], "place_tag": None},
+                ]
+            }
+        )
+    )
     s = read_movienet_scenes(f)
     assert s[0] == {"shots": [0, 4], "start_frame": 0, "end_frame": 120, "places": ["office"]}
     assert s[1]["places"] == [] and s[1]["end_frame"] == 201

@@ -1,7 +1,6 @@
 """The MoCo queue, momentum update and loss against small independent computations."""
 
 import numpy as np
-import pytest
 import torch
 
 from moviekit_movies2scenes.moco import KeyQueue, MoCo, info_nce, momentum_update
@@ -55,7 +54,9 @@ def test_moco_single_process_with_short_last_batch():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        expected_keys = torch.nn.functional.normalize(torch.nn.functional.linear(xb + 0.01, moco.key_encoder.weight, moco.key_encoder.bias), dim=1)
+        expected_keys = torch.nn.functional.normalize(
+            torch.nn.functional.linear(xb + 0.01, moco.key_encoder.weight, moco.key_encoder.bias), dim=1
+        )
         moco.after_step()
         key_w = 0.5 * key_w + 0.5 * moco.encoder.weight.detach()
         torch.testing.assert_close(moco.key_encoder.weight, key_w)

@@ -39,7 +39,13 @@ def test_recipe_runs_end_to_end(run):
         assert 0 <= t["all"]["p@1"] <= 100 and t["all"]["queries"] > 0
     sbd = json.loads((rd / "sbd.json").read_text())
     assert 0 <= sbd["learned_ap"] <= 1 and 0 <= sbd["random_ap"] <= 1
-    for name in ("report.html", "scene_pairs_cowatch.json", "models/m2s_scene_cowatch.json", "models/m2s_shot.safetensors", "scene_features/labels.csv"):
+    for name in (
+        "report.html",
+        "scene_pairs_cowatch.json",
+        "models/m2s_scene_cowatch.json",
+        "models/m2s_shot.safetensors",
+        "scene_features/labels.csv",
+    ):
         assert (rd / name).exists(), name
     assert "Place retrieval" in (rd / "report.html").read_text()
 

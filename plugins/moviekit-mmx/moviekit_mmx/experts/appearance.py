@@ -99,7 +99,11 @@ class MmxAppearance(Expert):
                 hub = pcfg.hf_hub_id
             elif pcfg is not None and pcfg.url:
                 hub, filenames = pcfg.url, (pcfg.url.rsplit("/", 1)[-1],)
-            return [WeightsSpec(name=f"timm-{name}", description=f"timm {name} ImageNet weights", path=self.config.weights, hub=hub, filenames=filenames)]
+            return [
+                WeightsSpec(
+                    name=f"timm-{name}", description=f"timm {name} ImageNet weights", path=self.config.weights, hub=hub, filenames=filenames
+                )
+            ]
         spec, _ = openclip.weights_spec(name, self.config.weights, "weights")
         return [spec]
 

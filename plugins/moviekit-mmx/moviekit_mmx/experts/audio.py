@@ -47,7 +47,9 @@ def _vggish_network() -> Any:
                     layers += [nn.Conv2d(c, int(v), 3, padding=1), nn.ReLU(inplace=True)]
                     c = int(v)
             self.features = nn.Sequential(*layers)
-            self.embeddings = nn.Sequential(nn.Linear(512 * 6 * 4, 4096), nn.ReLU(True), nn.Linear(4096, 4096), nn.ReLU(True), nn.Linear(4096, 128))
+            self.embeddings = nn.Sequential(
+                nn.Linear(512 * 6 * 4, 4096), nn.ReLU(True), nn.Linear(4096, 4096), nn.ReLU(True), nn.Linear(4096, 128)
+            )
 
         def forward(self, x: Any) -> Any:  # (B, 96, 64) log-mel patches
             x = self.features(x[:, None])
@@ -195,7 +197,8 @@ class MmxAudio(Expert):
 
     class Config(Config):
         backend: Literal["logmel", "vggish"] = Field(
-            "logmel", description="'logmel': grouped log-mel frames, offline (D=64); 'vggish': VGG-style 128-d embeddings from local weights"
+            "logmel",
+            description="'logmel': grouped log-mel frames, offline (D=64); 'vggish': VGG-style 128-d embeddings from local weights",
         )
         descriptors_per_clip: int = Field(16, ge=1, description="F: descriptors kept per clip for NetVLAD")
         fill: Literal["repeat", "neighbours"] = Field(

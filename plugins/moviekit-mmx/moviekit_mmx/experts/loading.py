@@ -14,6 +14,7 @@ from moviekit.backends import openclip
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+
 def torch_device(spec: str) -> Any:
     from moviekit import resolve_device
 
@@ -32,7 +33,9 @@ def load_state_dict(file: Path) -> dict[str, Any]:
         try:
             sd = torch.load(str(file), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - re-raised with the file name
-            raise MoviekitError(f"{file}: cannot be read as a state dict ({type(e).__name__}: {e}); save it with torch.save(model.state_dict())") from e
+            raise MoviekitError(
+                f"{file}: cannot be read as a state dict ({type(e).__name__}: {e}); save it with torch.save(model.state_dict())"
+            ) from e
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]

@@ -37,7 +37,11 @@ def _flow_engine(kind: str, dis_preset: str) -> Any:
     import cv2
 
     if kind == "dis":
-        preset = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[dis_preset]
+        preset = {
+            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        }[dis_preset]
         return cv2.DISOpticalFlow_create(preset)
     create = getattr(getattr(cv2, "optflow", None), "DualTVL1OpticalFlow_create", None)
     if create is None:
@@ -64,7 +68,9 @@ def _hof(flow: np.ndarray, bins: int, grid: int, static: float) -> np.ndarray:
     moving = mag >= static
     b = np.where(moving, np.floor(ang / (2 * np.pi / bins) + 0.5).astype(np.int64) % bins, bins)
     weight = np.where(moving, mag, static)
-    cell = (np.minimum(np.arange(h) * grid // h, grid - 1)[:, None] * grid + np.minimum(np.arange(w) * grid // w, grid - 1)[None, :]).astype(np.int64)
+    cell = (
+        np.minimum(np.arange(h) * grid // h, grid - 1)[:, None] * grid + np.minimum(np.arange(w) * grid // w, grid - 1)[None, :]
+    ).astype(np.int64)
     n_cells = grid * grid
     hist = np.bincount((cell * (bins + 1) + b).ravel(), weights=weight.ravel(), minlength=n_cells * (bins + 1)).reshape(n_cells, bins + 1)
     hist = np.vstack([hist, hist.sum(0, keepdims=True)])
@@ -183,18 +189,24 @@ class MmxMotion(Expert):
         size: tuple[int, int] = Field((160, 96), description="(width, height) of the frames the flow is computed on")
         batch: int = Field(16, ge=1, description="frames per batch from the reader")
         encoder: str = Field(
-            "hof", description="'hof': histogram of flow (offline); 'torchvision:<arch>' with arch in r2plus1d_18, r3d_18, mc3_18 (local weights)"
+            "hof",
+            description="'hof': histogram of flow (offline); 'torchvision:<arch>' with arch in r2plus1d_18, r3d_18, mc3_18 (local weights)",
         )
         orientation_bins: int = Field(8, ge=2, description="hof: orientation bins (plus one static bin)")
         grid: int = Field(2, ge=1, description="hof: histograms over grid x grid cells plus the whole frame")
-        static_threshold: float = Field(0.5, gt=0, description="hof: flow magnitude (pixels at `size`) below which a pixel counts as static")
+        static_threshold: float = Field(
+            0.5, gt=0, description="hof: flow magnitude (pixels at `size`) below which a pixel counts as static"
+        )
         weights: str | None = Field(
-            None, description="video encoder: local checkpoint file or folder; unset: $MOVIEKIT_WEIGHTS/torchvision-<arch>, the cache, the hub when online"
+            None,
+            description="video encoder: local checkpoint file or folder; unset: $MOVIEKIT_WEIGHTS/torchvision-<arch>, the cache, the hub when online",
         )
         clip_len: int = Field(16, ge=1, description="video encoder: flow images per window")
         clip_stride: int = Field(16, ge=1, description="video encoder: flow images between window starts")
         encoder_size: tuple[int, int] = Field((112, 112), description="video encoder: (width, height) of the flow images")
-        flow_bound: float = Field(20.0, gt=0, description="video encoder: flow (encoder pixels) is clipped to +-bound and scaled to [-1, 1]")
+        flow_bound: float = Field(
+            20.0, gt=0, description="video encoder: flow (encoder pixels) is clipped to +-bound and scaled to [-1, 1]"
+        )
         device: str = Field("auto", description="video encoder device: 'auto', 'cpu', 'cuda', 'cuda:N'")
 
         @field_validator("encoder")
@@ -241,7 +253,11 @@ class MmxMotion(Expert):
             hub = None
         return [
             WeightsSpec(
-                name=f"torchvision-{arch}", description=f"torchvision {arch} video weights", path=cfg.weights, hub=hub, filenames=((hub.rsplit("/", 1)[-1],) if hub else ())
+                name=f"torchvision-{arch}",
+                description=f"torchvision {arch} video weights",
+                path=cfg.weights,
+                hub=hub,
+                filenames=((hub.rsplit("/", 1)[-1],) if hub else ()),
             )
         ]
 

@@ -105,7 +105,8 @@ class MmxScene(Expert):
         )
         fps: float = Field(1.0, gt=0, description="frames per second sampled")
         size: tuple[int, int] | None = Field(
-            None, description="(width, height) frames are resized to; default (128, 128) for gist, 224x224 (or the CLIP model's size) otherwise"
+            None,
+            description="(width, height) frames are resized to; default (128, 128) for gist, 224x224 (or the CLIP model's size) otherwise",
         )
         scales: int = Field(4, ge=1, le=6, description="gist: number of Gabor scales (one octave apart)")
         orientations: int = Field(8, ge=1, description="gist: number of Gabor orientations")
