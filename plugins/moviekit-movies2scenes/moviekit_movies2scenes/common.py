@@ -9,7 +9,19 @@ import numpy as np
 
 from moviekit import Item, ModelPart, MoviekitError, TrainedModel
 
-from .networks import build_network
+
+def build_network(spec: dict[str, Any]) -> Any:
+    """:func:`networks.build_network`, importing torch only when a network is built (registry loads stay light)."""
+    from .networks import build_network as build
+
+    return build(spec)
+
+
+def MoCo(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - stands in for the class
+    """:class:`moco.MoCo`, importing torch only when a task trains."""
+    from .moco import MoCo as cls
+
+    return cls(*args, **kwargs)
 
 
 def module_part(task: str, spec: dict[str, Any]) -> ModelPart:

@@ -9,9 +9,8 @@ from pydantic import Field
 
 from moviekit import Config, MoviekitError, Task, TaskResult, TrainedModel, train_loop
 
-from .common import load_network, module_part, shot_embeddings
+from .common import build_network, load_network, module_part, shot_embeddings
 from .metadata import MetadataType, negative_pairs, similar_pairs
-from .networks import build_network
 from .train_shot import shot_network
 
 

@@ -9,9 +9,7 @@ from pydantic import Field
 
 from moviekit import Config, MoviekitError, Task, TaskResult, TrainedModel, train_loop
 
-from .common import load_network, module_part, pad_shots, shot_embeddings
-from .moco import MoCo
-from .networks import build_network
+from .common import MoCo, build_network, load_network, module_part, pad_shots, shot_embeddings
 from .train_shot import shot_network
 
 

@@ -9,9 +9,7 @@ from pydantic import Field
 
 from moviekit import Config, MoviekitError, Task, TaskResult, TrainedModel, train_loop
 
-from .common import keyframes, load_network, module_part
-from .moco import MoCo
-from .networks import build_network
+from .common import MoCo, build_network, keyframes, load_network, module_part
 
 
 def neighbour_positives(emb: np.ndarray, k: int) -> np.ndarray:
