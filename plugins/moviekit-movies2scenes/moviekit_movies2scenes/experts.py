@@ -193,7 +193,7 @@ class AnnotatedShots(Segmenter):
             raise MoviekitError(
                 f"{video.id}: no annotated shots (metadata 'shots' or a ground_truth JSON with 'shots'); use a detecting segmenter such as scenedetect"
             )
-        return _AnnotatedSink(video.id, [(int(a), int(b)) for a, b in shots], float(info.get("fps") or 25.0))
+        return _AnnotatedSink(video.id, [(int(a), int(b)) for a, b in shots], float(info.fps or 25.0))
 
 
 class _AnnotatedSink(Sink):
