@@ -63,7 +63,7 @@ from .records import (
 )
 from .reporting import write_classification_report, write_csv
 from .runner import extract_videos, run_recipe
-from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split
+from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split, write_mp4
 from .tensors import mlp, multi_hot, pad_features
 from .training import (
     TrainConfig,
@@ -182,4 +182,5 @@ __all__ = [
     "import_check",
     "SplitConfig",
     "deterministic_split",
+    "write_mp4",
 ]

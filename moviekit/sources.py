@@ -7,6 +7,8 @@ plugin's source splits and lists videos exactly as the core's ``video_folder`` d
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -40,3 +42,29 @@ class SplitConfig(Config):
         if abs(sum(v) - 1.0) > 1e-6 or min(v) < 0:
             raise ValueError(f"split_fractions must be non-negative and sum to 1, got {v}")
         return v
+
+
+def write_mp4(path: str | Path, frames: Any, fps: float, crf: int = 23) -> Path:
+    """``(T, H, W, 3) uint8`` RGB frames as an H.264 yuv420p mp4 without audio, written with PyAV.
+
+    The one writer the synthetic data sources share (single-threaded x264, ``preset veryfast``,
+    ``mbtree=0``), so a seeded source writes the same bytes on every machine; returns ``path``."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=Fraction(fps), options={"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"})
+        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        vs.codec_context.thread_count = 1
+        for i, img in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            vf.pts = i
+            for pk in vs.encode(vf):
+                out.mux(pk)
+        for pk in vs.encode():
+            out.mux(pk)
+    return path

@@ -19,13 +19,13 @@ import json
 import os
 import shutil
 import uuid
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
+import moviekit
 from moviekit import Config, DatasetSource, MoviekitError, Video
 
 from .fixtures import spec_events
@@ -36,21 +36,8 @@ GENERATOR_VERSION = "2"
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 12) -> None:
-    """``(T, H, W, 3) uint8`` frames as an H.264 mp4 (no audio) with PyAV."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=Fraction(fps), options={"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"})
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        vs.codec_context.thread_count = 1
-        for i, img in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            vf.pts = i
-            for pk in vs.encode(vf):
-                out.mux(pk)
-        for pk in vs.encode():
-            out.mux(pk)
+    """``(T, H, W, 3) uint8`` frames as an H.264 mp4 (no audio): the core's shared writer at this source's quality."""
+    moviekit.write_mp4(path, frames, fps, crf)
 
 
 class SyntheticVidSitu(DatasetSource):

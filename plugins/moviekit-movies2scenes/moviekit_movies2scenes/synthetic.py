@@ -41,13 +41,13 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
+import moviekit
 from moviekit import Config, DatasetSource, MoviekitError, Video
 
 from .places import place_labels
@@ -292,20 +292,8 @@ def render_movie(spec: MovieSpec, cfg: SyntheticMovies.Config, themes: list[Clus
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 23) -> None:
-    """H.264 yuv420p mp4 of ``(n, H, W, 3) uint8`` frames, written with PyAV (no audio)."""
-    import av
-
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=Fraction(fps), options={"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"})
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        vs.codec_context.thread_count = 1
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            vf.pts = i
-            for pk in vs.encode(vf):
-                out.mux(pk)
-        for pk in vs.encode():
-            out.mux(pk)
+    """``(T, H, W, 3) uint8`` frames as an H.264 mp4 (no audio): the core's shared writer at this source's quality."""
+    moviekit.write_mp4(path, frames, fps, crf)
 
 
 def _atomic_text(path: Path, text: str) -> None:
