@@ -25,6 +25,7 @@ def query_run(run_dir: Path, video_id: str | None = None, video: Path | None = N
 
     from moviekit import MoviekitError, Video, embed_items, extract_videos, load_model, load_recipe, run_batched
 
+    from .model import genre_modules
     from .tasks import build_model, search
 
     run_dir = Path(run_dir)
@@ -67,7 +68,9 @@ def query_run(run_dir: Path, video_id: str | None = None, video: Path | None = N
             model = load_model(coarse)
             enc, head = build_model(model)
             if head is not None:
-                scores = run_batched(lambda f, m: torch.sigmoid(head(enc(f, m))), [enc, head], items, ctx)[0]
+                trained = model.record.meta.get("train") or {}  # a sequence-level model pools its sequences' logits
+                net, out = genre_modules(enc, head, trained.get("level", "trailer"), trained.get("sequence_pooling", "sum"))
+                scores = run_batched(lambda f, m: torch.sigmoid(out(net(f, m))), [net, out], items, ctx)[0]
                 thr = float(model.record.meta.get("threshold", 0.3))
                 predicted = [g for g, s in sorted(zip(model.record.vocabulary, scores), key=lambda t: -t[1]) if s >= thr]
         exclude = set()

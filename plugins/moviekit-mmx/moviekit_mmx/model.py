@@ -197,7 +197,74 @@ def _modules() -> dict[str, type]:
             emb = self.pool(seqs[[b for b, _ in owners]], [[s] for _, s in owners])
             return emb, owners
 
-    return {"NetVLAD": NetVLAD, "GatedEmbedding": GatedEmbedding, "CollaborativeGating": CollaborativeGating, "TrailerModel": TrailerModel}
+    class SequenceGenre(nn.Module):
+        """Genre logits per sequence, pooled into the trailer's (MMX-Trailer-20 §3.2, sequence level).
+
+        ``k`` and the genre MLP ``l`` map each sequence on its own (placed in slot 0, like a one-sequence
+        trailer: :meth:`TrailerModel.per_sequence`) to genre logits; a trailer's logits are
+        :func:`pool_sequence_logits` of its sequences'.  ``forward`` gives the trailer logits, so the core's
+        multi-label training (``head(encoder(x))`` with an identity head) trains this at the sequence level.
+        """
+
+        def __init__(self, encoder: nn.Module, head: nn.Module, pooling: str):
+            super().__init__()
+            self.encoder, self.head, self.pooling = encoder, head, pooling
+
+        def sequence_logits(self, features: dict[str, torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+            emb, owners = self.encoder.per_sequence(features, mask)
+            return self.head(emb), owners
+
+        def forward(self, features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+            logits, owners = self.sequence_logits(features, mask)
+            return pool_sequence_logits(logits, [b for b, _ in owners], mask.shape[0], self.pooling)
+
+    return {
+        "NetVLAD": NetVLAD,
+        "GatedEmbedding": GatedEmbedding,
+        "CollaborativeGating": CollaborativeGating,
+        "TrailerModel": TrailerModel,
+        "SequenceGenre": SequenceGenre,
+    }
+
+
+#: How a trailer's genre logits come from its sequences' at the sequence level (§3.2 sums the sequence embeddings).
+SEQUENCE_POOLING = ("sum", "mean")
+
+
+def pool_sequence_logits(logits: Any, trailer_of: list[int], n_trailers: int, pooling: str = "sum") -> Any:
+    """Trailer logits ``(n_trailers, G)`` from per-sequence logits ``(N, G)``, row ``i`` belonging to trailer
+    ``trailer_of[i]``: their sum (``pooling="sum"``, as §3.2 sums a trailer's sequence embeddings) or their
+    mean (``"mean"``: independent of the trailer's length).  A trailer without a sequence gets zeros."""
+    import torch
+
+    if pooling not in SEQUENCE_POOLING:
+        raise ValueError(f"sequence pooling '{pooling}' is not one of {SEQUENCE_POOLING}")
+    idx = torch.as_tensor(trailer_of, dtype=torch.long, device=logits.device)
+    out = logits.new_zeros((n_trailers, logits.shape[1])).index_add(0, idx, logits)
+    if pooling == "mean":
+        counts = torch.bincount(idx, minlength=n_trailers).clamp(min=1).to(logits.dtype)
+        out = out / counts.unsqueeze(1)
+    return out
+
+
+def genre_modules(encoder: Any, head: Any, level: str = "trailer", pooling: str = "sum") -> tuple[Any, Any]:
+    """The ``(encoder, head)`` pair whose ``head(encoder(x))`` gives a trailer's genre logits at ``level``:
+
+    * ``"trailer"`` (the paper's model, §3.2): ``k`` over the trailer's sequence slots, then ``l``;
+    * ``"sequence"`` (§3.2's sequence-level variant): ``k`` and ``l`` on each sequence on its own, the
+      sequences' logits pooled by ``pooling`` (:func:`pool_sequence_logits`); the head becomes the identity.
+
+    Both share the modules' parameters, so training the pair trains ``encoder`` and ``head``.
+    """
+    if level == "trailer":
+        return encoder, head
+    if level != "sequence":
+        raise ValueError(f"genre level '{level}' is not 'trailer' or 'sequence'")
+    if not hasattr(encoder, "per_sequence"):
+        raise ValueError("sequence-level genres need the mmx_gated encoder (it embeds each sequence on its own)")
+    from torch import nn
+
+    return _modules()["SequenceGenre"](encoder, head, pooling), nn.Identity()
 
 
 class GatedTrailerEncoder(Encoder):

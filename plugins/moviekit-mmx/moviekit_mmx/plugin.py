@@ -8,9 +8,9 @@ moviekit_api = "1.1"
 
 @moviekit.hookimpl
 def register_components(register):
-    from . import experts, model, report, tasks
+    from . import experts, model, report, seqlen, tasks
 
-    for module in (experts, model, tasks, report):
+    for module in (experts, model, tasks, seqlen, report):
         for cls in module.COMPONENTS:
             register(cls)
 

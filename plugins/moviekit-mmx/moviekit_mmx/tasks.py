@@ -29,7 +29,6 @@ from moviekit import (
     TrainedModel,
     all_positive_baseline,
     auprc_note,
-    batches,
     classification_report,
     embed_items,
     evaluation_split,
@@ -78,6 +77,14 @@ class GenreTrainConfig(TrainConfig):
     batch_size: int = Field(32, ge=1)
     amsgrad: bool = Field(True, description="Adam with the AMSGrad variant")
     threshold: float = Field(0.3, gt=0, lt=1, description="sigmoid threshold for predicted genres")
+    level: Literal["trailer", "sequence"] = Field(
+        "trailer",
+        description="trailer: k over the trailer's sequences, then l (the paper's model, §3.2); sequence: k and l give genre "
+        "logits for each sequence on its own, pooled into the trailer's and trained so (§3.2's sequence-level variant)",
+    )
+    sequence_pooling: Literal["sum", "mean"] = Field(
+        "sum", description="with level: sequence, a trailer's logits are the sum (§3.2 sums sequences) or the mean of its sequences' logits"
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -120,8 +127,73 @@ def _fit(
         started = init_from(ctx.model(init), {"encoder": (enc_part, encoder), "head": (head_part, head)}, vocabulary=ctx.vocabulary)
         ctx.log(f"{tag}: started from model '{init}' ({', '.join(started)})")
     encoder, head = encoder.to(ctx.device), head.to(ctx.device)
-    history = fit_multilabel(ctx, encoder, head, train, val, cfg, tag=tag)
+    history = fit_multilabel(ctx, *_genre_pair(encoder, head, cfg), train, val, cfg, tag=tag)
     return encoder, head, history
+
+
+def _genre_pair(encoder: Any, head: Any, cfg: Any) -> tuple[Any, Any]:
+    """``(encoder, head)`` giving trailer logits at the config's ``level`` (:func:`moviekit_mmx.model.genre_modules`)."""
+    from .model import genre_modules
+
+    try:
+        return genre_modules(encoder, head, cfg.level, cfg.sequence_pooling)
+    except ValueError as e:
+        raise MoviekitError(f"level: {e}") from e
+
+
+def _variant_seed(seed: int, setting: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{setting}".encode()).digest()[:8], "little") >> 1
+
+
+def variant_scores(
+    ctx: Any, cfg: Any, setting: str, update: dict[str, Any], dims: dict, train: list, val: list, test: list
+) -> tuple[np.ndarray, str]:
+    """Test scores of the recipe's encoder with ``update`` applied to its config (an ablation setting, a
+    sequence length), trained like ``mmx_genre`` with ``cfg``; and where they come from: ``"mmx_genre"`` (this
+    run's model is that very variant: :func:`genre_model_scores`), ``"store"`` (kept by an interrupted run of
+    this task) or ``"trained"``.  Each variant trains from its own seed, so a resumed task equals a fresh one."""
+    import torch
+
+    variant = ctx.encoder.config.model_copy(update=update)
+    coarse = genre_model_scores(ctx, cfg, variant, dims, train, test)
+    if coarse is not None:
+        return coarse, "mmx_genre"
+    key = f"{ctx.task_key}-{setting}"
+    cached = ctx.store.get("mmx-ablation", key)
+    if cached is not None:
+        return cached, "store"
+    with torch.random.fork_rng():
+        torch.manual_seed(_variant_seed(ctx.seed, setting))
+        encoder, head, _ = _fit(ctx, type(ctx.encoder)(variant), dims, train, val, cfg, tag=f"mmx-{setting}")
+    scores = predict_scores(*_genre_pair(encoder, head, cfg), test, ctx, cfg.batch_size, cfg.max_clips)
+    ctx.store.put("mmx-ablation", key, scores)
+    return scores, "trained"
+
+
+def genre_model_scores(ctx: Any, cfg: Any, encoder_config: Any, dims: dict, train: list, test: list) -> np.ndarray | None:
+    """The test scores of this run's ``coarse`` mmx_genre model when it is exactly the model ``cfg`` and
+    ``encoder_config`` would train (same items, encoder config and training settings, not started from another model)."""
+    model = ctx.models.get("coarse")
+    if model is None or model.record.task != GenreClassification.name:
+        return None
+    meta = model.record.meta
+    if meta.get("init") or meta.get("train") != _train_fields(cfg) or meta.get("data") != _data_digest(ctx, train, test):
+        return None
+    encoder = model.record.parts["encoder"]
+
+    def normal(c: dict[str, Any], d: dict) -> dict[str, Any]:
+        return {**{k: v for k, v in c.items() if k != "use"}, "experts": c.get("experts") or sorted(d)}
+
+    mine, theirs = normal(encoder_config.model_dump(mode="json"), dims), normal(encoder.component, encoder.build["dims"])
+    if encoder.component.get("use") != ctx.encoder.name or mine != theirs:
+        return None
+    path = ctx.out_dir / meta.get("test_scores", "scores/model.npz")
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        if saved["ids"].tolist() != [it.id for it in test]:
+            return None
+        return saved["scores"]
 
 
 def _data_digest(ctx: Any, train: list, test: list) -> str:
@@ -217,9 +289,11 @@ class GenreClassification(Task):
     under ``random_baseline`` (expected random scores) and P/R/F1 under ``paper_random`` (Table 2's
     "Random": every genre predicted)), ``per_genre.csv`` (with support, ``random_auprc`` and ``paper_random_f1``),
     ``predictions.csv`` (label augmentation: given vs predicted genres for every trailer),
-    ``sequence_predictions.csv``, ``scores/model.npz``, ``embeddings/coarse.npz`` and the trained model ``coarse``
+    per-sequence genre scores (Fig. 8: ``sequence_predictions/<id>.json`` per trailer and ``sequence_predictions.csv``),
+    ``scores/model.npz``, ``embeddings/coarse.npz`` and the trained model ``coarse``
     (``models/coarse.json + .safetensors``: encoder and genre head). With no test split it evaluates on val and says so
     (``evaluated_split``). ``init`` starts the encoder (and the head, when its shape and genres fit) from a trained model.
+    ``level: sequence`` trains §3.2's sequence-level variant (genre logits per sequence, pooled into the trailer's).
     """
 
     name = "mmx_genre"
@@ -246,7 +320,7 @@ class GenreClassification(Task):
         cfg = self.config
         train, val, evaluated, test, dims = _train_splits(ctx)
         encoder, head, history = _fit(ctx, ctx.encoder, dims, train, val, cfg, tag="mmx-genre", init=cfg.init)
-        all_scores = predict_scores(encoder, head, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
+        all_scores = predict_scores(*_genre_pair(encoder, head, cfg), ctx.items, ctx, cfg.batch_size, cfg.max_clips)
         row = {it.id: i for i, it in enumerate(ctx.items)}
         scores = all_scores[[row[it.id] for it in test]]
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
@@ -259,7 +333,9 @@ class GenreClassification(Task):
         files.append("scores/model.npz")
         files += self._label_augmentation(ctx, all_scores)
         if cfg.sequence_predictions and hasattr(encoder, "per_sequence"):
-            files += self._sequence_predictions(ctx, encoder, head)
+            from .sequence_genre import write_sequence_predictions
+
+            files += write_sequence_predictions(ctx, encoder, head, cfg)
         vectors = embed_items(encoder, ctx.items, ctx, cfg.batch_size, cfg.max_clips)
         save_embeddings(out / "embeddings" / "coarse.npz", ctx.items, vectors)
         files.append("embeddings/coarse.npz")
@@ -300,35 +376,6 @@ class GenreClassification(Task):
             )
         write_csv(ctx.out_dir / "predictions.csv", rows, empty_fields=())
         return ["predictions.csv"]
-
-    def _sequence_predictions(self, ctx, encoder, head) -> list[str]:
-        import torch
-
-        rows = []
-        for batch in batches(ctx.items, self.config.batch_size):
-            encoder.eval()
-            head.eval()
-            feats, mask = to_device(*pad_features(batch, max_clips=self.config.max_clips), ctx.device)
-            with torch.no_grad(), ctx.autocast():
-                emb, owners = encoder.per_sequence(feats, mask)
-                probs = torch.sigmoid(head(emb).float()).cpu().numpy()
-            for (b, s), p in zip(owners, probs):
-                it = batch[b]
-                spans = encoder.sequence_spans(len(it.clips))
-                lo, hi = spans[s] if s < len(spans) else (0, len(it.clips))  # a trailer shorter than one sequence: all its clips
-                clips = it.clips[lo:hi]
-                rows.append(
-                    {
-                        "id": it.id,
-                        "sequence": s,
-                        "start_time": round(clips[0].start_time, 3) if clips else "",
-                        "end_time": round(clips[-1].end_time, 3) if clips else "",
-                        "predicted": "|".join(g for g, q in zip(ctx.vocabulary, p) if q >= self.config.threshold),
-                        "top": "|".join(ctx.vocabulary[i] for i in np.argsort(-p)[:3]),
-                    }
-                )
-        write_csv(ctx.out_dir / "sequence_predictions.csv", rows, empty_fields=())
-        return ["sequence_predictions.csv"]
 
 
 class Ablation(Task):
@@ -382,23 +429,13 @@ class Ablation(Task):
             parsed.append((setting, fusion, experts))
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
         rows, files = [], []
-        coarse = self._genre_scores(ctx, base, train, test)
         for setting, fusion, experts in parsed:
-            key = f"{ctx.task_key}-ablation-{setting}"
-            cached = ctx.store.get("mmx-ablation", key)
-            if coarse is not None and fusion == "gated" and experts == base:
-                scores = coarse  # the very model mmx_genre trained and reported: not trained twice
+            update = {"experts": experts, "fusion": "gated" if fusion == "single" else fusion}
+            scores, source = variant_scores(ctx, cfg, f"ablation-{setting}", update, dims, train, val, test)
+            if source == "mmx_genre":  # the very model mmx_genre trained and reported: not trained twice
                 ctx.log(f"ablation {setting}: the mmx_genre model (same encoder and training settings)")
-            elif cached is None:
-                comp = type(ctx.encoder)(
-                    ctx.encoder.config.model_copy(update={"experts": experts, "fusion": "gated" if fusion == "single" else fusion})
-                )
-                encoder, head, _ = _fit(ctx, comp, dims, train, val, cfg, tag=f"mmx-ablation-{setting}")
-                scores = predict_scores(encoder, head, test, ctx, cfg.batch_size, cfg.max_clips)
-                ctx.store.put("mmx-ablation", key, scores)
+            elif source == "trained":
                 ctx.log(f"ablation {setting}: done")
-            else:
-                scores = cached
             metrics, _ = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
             rows.append({"setting": setting, "experts": "|".join(experts), "fusion": fusion, **{k: round(metrics[k], 4) for k in HEADLINE}})
             if fusion == "single":
@@ -424,29 +461,6 @@ class Ablation(Task):
             g, c = by[f"gated:{everything}"]["auprc_macro"], by[f"concat:{everything}"]["auprc_macro"]
             result.update(gated_auprc_macro=g, concat_auprc_macro=c, gating_beats_concat=bool(g > c))
         return TaskResult(metrics=result, files=["ablation.csv", *files])
-
-    def _genre_scores(self, ctx: Any, base: list[str], train: list, test: list) -> np.ndarray | None:
-        """The test scores of this run's ``coarse`` mmx_genre model, when it was trained exactly as this
-        ablation's full gated setting (same items, encoder and training settings, not started from another model)."""
-        model = ctx.models.get("coarse")
-        if model is None or model.record.task != GenreClassification.name:
-            return None
-        meta = model.record.meta
-        if meta.get("init") or meta.get("train") != _train_fields(self.config) or meta.get("data") != _data_digest(ctx, train, test):
-            return None
-        encoder = model.record.parts["encoder"]
-        mine = {**ctx.encoder.config.model_dump(mode="json"), "experts": base}
-        theirs = {k: v for k, v in encoder.component.items() if k != "use"}
-        theirs["experts"] = theirs.get("experts") or sorted(encoder.build["dims"])
-        if theirs != mine or encoder.component.get("use") != ctx.encoder.name:
-            return None
-        path = ctx.out_dir / meta.get("test_scores", "scores/model.npz")
-        if not path.is_file():
-            return None
-        with np.load(path) as saved:
-            if saved["ids"].tolist() != [it.id for it in test]:
-                return None
-            return saved["scores"]
 
 
 class FineGrained(Task):

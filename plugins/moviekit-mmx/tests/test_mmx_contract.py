@@ -9,9 +9,9 @@ DIST = "moviekit-mmx"
 
 
 def test_every_component_class_of_the_plugin_is_registered():
-    from moviekit_mmx import experts, model, report, tasks
+    from moviekit_mmx import experts, model, report, seqlen, tasks
 
-    declared = {c.name for m in (experts, model, tasks, report) for c in m.COMPONENTS}
+    declared = {c.name for m in (experts, model, tasks, seqlen, report) for c in m.COMPONENTS}
     assert declared == set(components_of(DIST))
 
 
