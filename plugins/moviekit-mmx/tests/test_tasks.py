@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score, precision_recall_fscore_sup
 from moviekit import Clip, FeatureSet, Item, Video, get_registry
 from moviekit.testing import make_context, tiny_items
 from moviekit_mmx.model import GatedTrailerEncoder
-from moviekit_mmx.tasks import Ablation, FineGrained, GenreClassification, Retrieval, build_model, half_retrieval
+from moviekit_mmx.tasks import Ablation, FineGrained, GenreClassification, Retrieval, build_model, genre_model_scores, half_retrieval
 
 DIMS = {"visual": (16,), "audio": (4, 8)}
 
@@ -230,11 +230,18 @@ def test_ablation_reuses_the_genre_model_only_when_trained_alike(tmp_path):
     assert float(rows["gated:audio+visual"]["auprc_macro"]) == pytest.approx(genre.metrics["auprc_macro"], abs=1e-4)
     train, test = ctx.split("train"), ctx.split("test")
     saved = np.load(ctx.out_dir / "scores" / "model.npz")["scores"]
-    np.testing.assert_array_equal(Ablation(epochs=3, lr=1e-3)._genre_scores(ctx, ["audio", "visual"], train, test), saved)
-    # other training settings, experts or items: the full gated setting is trained afresh
-    assert Ablation(epochs=1, lr=1e-3)._genre_scores(ctx, ["audio", "visual"], train, test) is None
-    assert Ablation(epochs=3, lr=1e-3)._genre_scores(ctx, ["visual"], train, test) is None
-    assert Ablation(epochs=3, lr=1e-3)._genre_scores(ctx, ["audio", "visual"], train[1:], test) is None
+
+    def reused(cfg, experts, train=train, **update):
+        variant = ctx.encoder.config.model_copy(update={"experts": experts, **update})
+        return genre_model_scores(ctx, cfg, variant, DIMS, train, test)
+
+    np.testing.assert_array_equal(reused(Ablation.Config(epochs=3, lr=1e-3), ["audio", "visual"]), saved)
+    # other training settings, experts, encoder settings or items: the full gated setting is trained afresh
+    assert reused(Ablation.Config(epochs=1, lr=1e-3), ["audio", "visual"]) is None
+    assert reused(Ablation.Config(epochs=3, lr=1e-3, level="sequence"), ["audio", "visual"]) is None
+    assert reused(Ablation.Config(epochs=3, lr=1e-3), ["visual"]) is None
+    assert reused(Ablation.Config(epochs=3, lr=1e-3), ["audio", "visual"], fusion="concat") is None
+    assert reused(Ablation.Config(epochs=3, lr=1e-3), ["audio", "visual"], train=train[1:]) is None
 
 
 def test_mmx_retrieve_by_id_matches_the_run_and_suggests_ids(trained):
