@@ -4,8 +4,9 @@
 left in the run directory into one ``report.html``: the headline metrics
 against the random baseline, the per-genre table (paper Table 2), the expert /
 fusion ablation, precision-recall curves per expert (paper Fig. 9), t-SNE of the
-coarse and fine embeddings (Fig. 1), the silhouette curve (Fig. 6) and
-retrieval examples with keyframes (Fig. 5).
+coarse and fine embeddings (Fig. 1), the silhouette curve (Fig. 6),
+retrieval examples with keyframes (Fig. 5), the sequence-length table (Table 5)
+and genre scores along a few trailers (Fig. 8; both in ``sequence_report.py``).
 
 Every input is optional; a missing or unreadable file gives a short note in
 its section instead of an error.  Figures are PNGs made with matplotlib (Agg,
@@ -43,6 +44,8 @@ PRODUCERS: dict[str, str] = {
     "embeddings/fine.npz": "mmx_finetune",
     "silhouette.csv": "mmx_finetune",
     "retrieval.json": "mmx_retrieval",
+    "seqlen.csv": "mmx_seqlen",
+    "sequence_predictions/": "mmx_genre",
 }
 
 #: The six global metrics, in the order of the paper's tables.
@@ -177,14 +180,14 @@ def extract_keyframe(path: Path, time: float | None, width: int, reader: Any = N
 
 
 class MMXReport(Task):
-    """Writes a self-contained `report.html` (metrics, per-genre table, ablation, PR curves, t-SNE, silhouette, retrieval keyframes) from the files the earlier MMX tasks left in the run directory.
+    """Writes a self-contained `report.html` (metrics, per-genre table, ablation, PR curves, t-SNE, silhouette, retrieval keyframes, Table 5, genres along trailers) from the files the earlier MMX tasks left in the run directory.
 
     Runs last in a recipe; every input is optional and a missing one gives a
     "not produced by this run" note in its section.
     """
 
     name = "mmx_report"
-    takes = "the run directory: metrics.json, per_genre.csv, ablation.csv, scores/*.npz, embeddings/*.npz, silhouette.csv, retrieval.json"
+    takes = "the run directory: metrics.json, per_genre.csv, ablation.csv, scores/*.npz, embeddings/*.npz, silhouette.csv, retrieval.json, seqlen.csv, sequence_predictions/"
     returns = "report.html and keyframes/*.jpg"
 
     class Config(Config):
@@ -192,8 +195,13 @@ class MMXReport(Task):
         max_examples: int = Field(5, ge=0, description="retrieval queries shown (from retrieval.json 'examples')")
         tsne: bool = Field(True, description="compute the t-SNE plots of the coarse and fine embeddings (slow on large runs)")
         keyframe_width: int = Field(160, ge=16, le=1920, description="width in pixels of the retrieval keyframes")
+        sequence_examples: int = Field(
+            3, ge=0, description="trailers whose genre scores per sequence are shown (paper Fig. 8); 0 leaves it out"
+        )
 
     def run(self, ctx: Any) -> TaskResult:
+        from .sequence_report import section_seqlen, section_sequences
+
         out = Path(ctx.out_dir)
         self._out = out
         self._ctx = ctx
@@ -209,6 +217,8 @@ class MMXReport(Task):
             ("tsne", "5. Embedding space before and after fine-tuning", self._section_tsne),
             ("silhouette", "6. Silhouette score during fine-tuning", self._section_silhouette),
             ("retrieval", "7. Retrieval examples", self._section_retrieval),
+            ("seqlen", "8. Sequence length (Table 5)", lambda: section_seqlen(self)),
+            ("sequences", "9. Genres along the trailer (Fig. 8)", lambda: section_sequences(self, self.config.sequence_examples)),
         ]
         parts, rendered = [], 0
         for anchor, title, render in sections:

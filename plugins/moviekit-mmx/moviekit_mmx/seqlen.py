@@ -52,7 +52,7 @@ class SequenceLength(Task):
     trained like ``mmx_genre`` (same settings and splits; the run's ``mmx_genre`` model is reused for its own
     length when trained alike), then scored on the test split (val without one). Writes ``seqlen.csv`` (one row
     per length: F1_w, AUPRC_w, P_w, R_w, AUPRC micro and macro, how many evaluated trailers hold at least one whole
-    sequence, and which model), ``scores/seqlen_<L>.npz``, and the rows under ``sequence_length`` in
+    sequence, and which model), ``seqlen/scores_<L>.npz``, and the rows under ``sequence_length`` in
     ``metrics.json`` (merged into the file ``mmx_genre`` wrote; put this task after it). Trailers shorter than one
     sequence keep one zero-padded sequence, as the encoder does everywhere."""
 
@@ -97,7 +97,7 @@ class SequenceLength(Task):
             ctx.log(f"sequence length {length}: {'the mmx_genre model' if source == 'mmx_genre' else source}")
             whole = sum(1 for n in clips if group_windows(min(n, cfg.max_clips or n), length))
             rows.append(seqlen_row(length, y_test, scores, cfg.threshold, whole, source))
-            rel = f"scores/seqlen_{length}.npz"
+            rel = f"seqlen/scores_{length}.npz"  # not under scores/, which the report shows as experts
             _save_scores(ctx.out_dir / rel, test, ctx.vocabulary, scores)
             files.append(rel)
         write_csv(ctx.out_dir / SEQLEN_FILE, rows)

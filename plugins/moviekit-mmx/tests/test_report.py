@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moviekit import Clip, Item, Video
+from moviekit import Clip, Item, Video, write_csv
 from moviekit.testing import check_component, make_context, write_test_video
 from moviekit_mmx.report import MMXReport, gating_verdict, safe_id
 
@@ -27,6 +27,8 @@ SECTIONS = [
     "Embedding space",
     "Silhouette score",
     "Retrieval examples",
+    "Sequence length (Table 5)",
+    "Genres along the trailer (Fig. 8)",
 ]
 METRIC_KEYS = ["auprc_micro", "auprc_macro", "auprc_weighted", "precision_weighted", "recall_weighted", "f1_weighted"]
 
@@ -140,6 +142,34 @@ def build_run_dir(out: Path, items: list[Item], gated_macro: float = 0.612, conc
     (out / "retrieval.json").write_text(
         json.dumps({"space": "fine", "metric": "cosine", "k": k, "neighbours": neighbours, "examples": examples, "half_top1": 0.75})
     )
+    seqlen = [
+        {"clips_per_sequence": n, **_metrics(rng, 0.3, 0.6), "trailers_with_a_sequence": 20, "trailers": 24, "model": "trained"}
+        for n in (1, 5, 9, 20)
+    ]
+    write_csv(out / "seqlen.csv", seqlen)
+    (out / "sequence_predictions").mkdir(exist_ok=True)
+    for it in items:
+        seqs = [
+            {
+                "sequence": s,
+                "clips": [s, s + 1],
+                "start_time": float(s),
+                "end_time": s + 0.9,
+                "scores": rng.uniform(0, 1, len(GENRES)).round(3).tolist(),
+                "predicted": [GENRES[s]],
+            }
+            for s in range(2)
+        ]
+        rec = {
+            "id": it.id,
+            "split": "test",
+            "given": it.video.labels,
+            "level": "trailer",
+            "genres": GENRES,
+            "trailer": {"predicted": it.video.labels},
+            "sequences": seqs,
+        }
+        (out / "sequence_predictions" / f"{safe_id(it.id)}.json").write_text(json.dumps(rec))
 
 
 def run_report(tmp_path: Path, items: list[Item] | None = None, build: bool = True, **config) -> tuple[object, str, Path]:
@@ -158,10 +188,10 @@ def test_full_report_has_every_section_and_figure(tmp_path):
         assert title in page
     assert "Not produced by this run" not in page
     assert "Could not render" not in page
-    assert result.metrics["sections"] == 7
-    # one embedded PNG per figure: PR curves for model + 3 experts, t-SNE, silhouette
+    assert result.metrics["sections"] == 9
+    # one embedded PNG per figure: PR curves for model + 3 experts, t-SNE, silhouette, 3 trailers' sequence scores
     pngs = re.findall(r'<img class="fig" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(pngs) == 6 == result.metrics["figures"]
+    assert len(pngs) == 9 == result.metrics["figures"]
     for b64 in pngs:
         assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
     # self-contained: nothing fetched from elsewhere
@@ -199,7 +229,7 @@ def test_keyframe_width_config(tmp_path):
     img = Image.open(out / f"keyframes/{safe_id(VIDEO_ID)}.jpg")
     assert img.width == 96
     assert "tsne: false" in _
-    assert result.metrics["sections"] == 6
+    assert result.metrics["sections"] == 8
 
 
 def test_ids_and_strings_are_escaped(tmp_path):
@@ -236,7 +266,7 @@ def test_no_inputs_still_writes_a_report(tmp_path):
     assert (out / "report.html").is_file()
     assert result.files == ["report.html"]
     assert result.metrics["sections"] == 0
-    assert page.count("Not produced by this run") == 7
+    assert page.count("Not produced by this run") == 9
     for name in (
         "metrics.json",
         "per_genre.csv",
@@ -245,6 +275,8 @@ def test_no_inputs_still_writes_a_report(tmp_path):
         "embeddings/coarse.npz",
         "silhouette.csv",
         "retrieval.json",
+        "seqlen.csv",
+        "sequence_predictions/",
     ):
         assert f"<code>{name}</code>" in page
     assert "add task" in page
@@ -266,7 +298,7 @@ def test_partial_and_broken_inputs_give_notes(tmp_path):
     assert "<code>scores/model.npz</code>" in page
     assert "Unreadable" in page and "expert_broken.npz lacks" in page
     assert "Could not render this section: JSONDecodeError" in page
-    assert result.metrics["sections"] == 6
+    assert result.metrics["sections"] == 8
 
 
 def test_tiny_embeddings_do_not_break_tsne(tmp_path):
@@ -276,7 +308,7 @@ def test_tiny_embeddings_do_not_break_tsne(tmp_path):
     result = MMXReport().run(ctx)
     page = (ctx.out_dir / "report.html").read_text()
     assert "t-SNE needs at least 5" in page
-    assert result.metrics["sections"] == 7
+    assert result.metrics["sections"] == 9
 
 
 def test_ctx_results_are_listed(tmp_path):
