@@ -22,6 +22,7 @@ QUICK = [
     "tasks[3].epochs=2",
     "tasks[3].warmup_epochs=1",
     "tasks[4].k=3",
+    "tasks[5].epochs=1",  # mmx_seqlen
 ]
 
 
@@ -51,7 +52,7 @@ def check_run(run_dir: Path, summary: dict, n_items: int) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in HEADLINE:
         assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= metrics["random_baseline"][key] <= 1.0
-    for name in ("per_genre.csv", "ablation.csv", "index.faiss", "index_ids.json", "report.html", "embeddings/fine.npz"):
+    for name in ("per_genre.csv", "ablation.csv", "seqlen.csv", "index.faiss", "index_ids.json", "report.html", "embeddings/fine.npz"):
         assert (run_dir / name).is_file(), name
     return metrics
 
