@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from moviekit import (
     Clip,
@@ -328,12 +328,14 @@ class MmxMotionKinetics(Expert):
                 raise ValueError(f"a backbone is listed twice: {v}")
             return v
 
-        @model_validator(mode="after")
-        def _check_weights(self) -> MmxMotionKinetics.Config:
-            extra = sorted(set(self.weights) - set(self.backbones))
+        @field_validator("weights")
+        @classmethod
+        def _check_weights(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+            backbones = info.data.get("backbones") or []
+            extra = sorted(set(v) - set(backbones))
             if extra:
-                raise ValueError(f"weights for {extra}, which are not in backbones {self.backbones}")
-            return self
+                raise ValueError(f"weights for {extra}, which are not in backbones {backbones}")
+            return v
 
     @classmethod
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
@@ -355,7 +357,7 @@ class MmxMotionKinetics(Expert):
             specs.append(
                 WeightsSpec(
                     name=f"mmaction2-{b}",
-                    description=f"{net.description} ({url or 'no published weights'}; config {net.config})",
+                    description=f"{net.description}; mmaction2 config {net.config}",
                     path=self.config.weights.get(b),
                     hub=url,
                     filenames=(url.rsplit("/", 1)[-1],) if url else (),
