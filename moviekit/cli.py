@@ -117,13 +117,16 @@ def run(
 def validate(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: a.b.c=value")] = None,
+    weights: Annotated[
+        bool, typer.Option("--weights/--no-weights", help="also list the required weights not on this machine, with the key to set")
+    ] = True,
 ) -> None:
-    """Validate a recipe against the installed components without running it."""
+    """Validate a recipe against the installed components without running it; list missing weights."""
     from .recipe import load_recipe
 
     resolved = load_recipe(recipe, set_ or [])
     console.print(f"[green]ok[/] {recipe}: {len(resolved.components)} component(s) valid", highlight=False)
-    for line in _weights_report(resolved):
+    for line in _weights_report(resolved) if weights else []:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
