@@ -117,12 +117,46 @@ def run(
 def validate(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: a.b.c=value")] = None,
+    weights: Annotated[
+        bool, typer.Option("--weights/--no-weights", help="also list the required weights not on this machine, with the key to set")
+    ] = True,
 ) -> None:
-    """Validate a recipe against the installed components without running it."""
+    """Validate a recipe against the installed components without running it; list missing weights."""
     from .recipe import load_recipe
 
     resolved = load_recipe(recipe, set_ or [])
     console.print(f"[green]ok[/] {recipe}: {len(resolved.components)} component(s) valid", highlight=False)
+    for line in _weights_report(resolved) if weights else []:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _weights_report(resolved: Any) -> list[str]:
+    """One line per required weights file of the recipe's components that is not on this machine (a run
+    would stop on it before any data work, or download it when online), saying which key to set."""
+    from .weights import available_offline, is_offline
+
+    lines = []
+    for path, rc in resolved.components.items():
+        try:
+            specs = rc.build().weights()
+        except Exception as e:  # noqa: BLE001 - reported, validation of the recipe itself passed
+            lines.append(f"weights? {path} ({rc.cls.name}): cannot list its weights ({type(e).__name__}: {e})")
+            continue
+        for spec in specs:
+            ok, where = available_offline(spec)
+            if ok or not spec.required:
+                continue
+            source = ""
+            if spec.hub:
+                source = f" Source: {spec.hub}" + (
+                    " (downloaded on the first run online)." if not is_offline() else " (offline: not downloaded)."
+                )
+            lines.append(
+                f"weights missing: {path} ({rc.cls.name}) '{spec.name}' ({spec.description or 'model weights'}) is not on this "
+                f"machine (looked in {where}). Set `--set {path}.{spec.config_key}=/path/to/checkpoint` or put it in "
+                f"$MOVIEKIT_WEIGHTS/{spec.name}.{source}"
+            )
+    return lines
 
 
 @app.command("list")

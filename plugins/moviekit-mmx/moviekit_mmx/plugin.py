@@ -29,6 +29,7 @@ def doctor_checks():
         moviekit.import_check("faiss", "faiss", "pip install faiss-cpu"),
         moviekit.import_check("torchaudio", "torchaudio", "pip install torchaudio"),
         moviekit.import_check("EfficientNet-Lite", "efficientnet_lite_pytorch", "pip install efficientnet-lite-pytorch"),
+        moviekit.import_check("mmaction2 (mmx_motion_kinetics)", "mmaction", "pip install 'moviekit-mmx[mmaction]'"),
     ]
     try:
         import cv2

@@ -9,9 +9,6 @@
 from __future__ import annotations
 
 import logging
-import sys
-import types
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import numpy as np
 from moviekit import (
     MoviekitError,
 )
+from moviekit.backends import mmaction as mmaction_backend
 
 # -- the paper's settings ---------------------------------------------------------------------
 
@@ -175,37 +173,8 @@ STEP_GAMMA = 0.1  # mmaction2's step policy
 
 
 def _mmaction_registry() -> Any:
-    """mmaction2's MODELS registry, imported lazily with the two known workarounds."""
-    try:
-        import mmaction
-        import mmaction.utils.dependency as dependency
-    except ImportError as e:
-        raise MoviekitError(
-            "the mmaction2 scene models need mmaction2: `pip install 'moviekit[mmaction]'` "
-            "(mmaction2==1.2.0, mmengine==0.10.7, mmcv-lite==2.1.0)"
-        ) from e
-    # mmaction2's multimodal models clash with the installed `transformers`; they are not used here.
-    dependency.WITH_MULTIMODAL = False
-    # The mmaction2 1.2.0 wheel lacks the `localizers/drn` package that `mmaction.models.localizers`
-    # imports, so `import mmaction.models` fails.  DRN (a temporal grounding model) is not used here:
-    # register an empty stand-in module before the import when the package is missing.
-    drn_dir = Path(mmaction.__file__).parent / "models" / "localizers" / "drn"
-    if not drn_dir.is_dir() and "mmaction.models.localizers.drn" not in sys.modules:
-        pkg = types.ModuleType("mmaction.models.localizers.drn")
-        pkg.__path__ = []
-        sub = types.ModuleType("mmaction.models.localizers.drn.drn")
-        sub.DRN = None
-        sys.modules["mmaction.models.localizers.drn"] = pkg
-        sys.modules["mmaction.models.localizers.drn.drn"] = sub
-    with warnings.catch_warnings():
-        # mmcv-lite has no compiled ops; the deformable attention it warns about is not used here
-        warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
-        import mmaction.models  # noqa: F401 - registers the models
-        from mmaction.registry import MODELS
-        from mmaction.utils import register_all_modules
-
-        register_all_modules(init_default_scope=False)
-    return MODELS
+    """mmaction2's MODELS registry, imported lazily by the core's back-end (with its known workarounds)."""
+    return mmaction_backend.registry()
 
 
 def backbone_config(model: str, clip_len: int, input_size: int) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def load_state_dict(file: Path) -> dict[str, Any]:
             sd = torch.load(str(file), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - re-raised with the file name
             raise MoviekitError(
-                f"{file}: cannot be read as a state dict ({type(e).__name__}: {e}); save it with torch.save(model.state_dict())"
+                f"{file}: cannot be read as a state dict with torch.load(weights_only=True) ({type(e).__name__}: {e}). "
+                "Save the tensors alone (torch.save(model.state_dict()) or safetensors); a checkpoint that also holds "
+                "Python objects (e.g. a training run's message hub) must be re-saved as its state_dict, once, by someone who trusts it"
             ) from e
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
@@ -47,14 +49,23 @@ def load_state_dict(file: Path) -> dict[str, Any]:
     return sd
 
 
-def load_into(component: str, net: Any, file: Path, drop_prefixes: tuple[str, ...] = ()) -> None:
+def load_into(component: str, net: Any, file: Path, drop_prefixes: tuple[str, ...] = (), keep_prefix: str = "") -> None:
+    """Load ``file``'s tensors into ``net``; keys under ``drop_prefixes`` are left out (a classifier), and when
+    the file has keys under ``keep_prefix`` (``backbone.`` of a whole recognizer) the prefix is removed.  Any
+    other missing or unexpected key, or a shape mismatch, is an error naming the file and the keys."""
     sd = {k: v for k, v in load_state_dict(file).items() if not k.startswith(drop_prefixes)}
-    missing, unexpected = net.load_state_dict(sd, strict=False)
+    if keep_prefix and any(k.startswith(keep_prefix) for k in sd):
+        sd = {(k[len(keep_prefix) :] if k.startswith(keep_prefix) else k): v for k, v in sd.items()}
+    try:
+        missing, unexpected = net.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shapes that do not match: another architecture or depth
+        raise MoviekitError(f"{component}: {file} does not match the network ({e})") from e
     missing = [k for k in missing if not k.startswith(drop_prefixes)]
     if missing or unexpected:
         raise MoviekitError(
-            f"{component}: {file} does not match the network: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {list(unexpected)[:5]}{'...' if len(unexpected) > 5 else ''}"
+            f"{component}: {file} does not match the network: {len(missing)} missing key(s) {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, {len(unexpected)} unexpected key(s) {list(unexpected)[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''} (is it a checkpoint of this architecture?)"
         )
 
 
