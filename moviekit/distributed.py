@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -34,7 +35,10 @@ def _dist() -> Any:
 
 
 def is_distributed() -> bool:
-    """True inside an initialised process group of more than one process."""
+    """True inside an initialised process group of more than one process (never when torch is not
+    imported yet: no group can exist then, so this does not import it)."""
+    if "torch" not in sys.modules:
+        return False
     try:
         dist = _dist()
     except ImportError:  # pragma: no cover - torch is a core dependency

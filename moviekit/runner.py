@@ -440,7 +440,10 @@ class Runner:
         self.check_weights()
         start_models = self.load_models()
         seed_everything(self.recipe.run.seed)
-        device = resolve_device(self.recipe.run.device)
+        # torch is imported for the device only when a task will use it (or to check an explicit
+        # accelerator exists): an extraction whose components never need torch never imports it.
+        spec = self.recipe.run.device
+        device = resolve_device(spec) if self.recipe.tasks or spec not in ("auto", "cpu") else None
         dataset: DatasetSource = self.build("dataset")
         with self._stage("dataset", None) as st, seeded(self.recipe.run.seed, "dataset"):
             try:

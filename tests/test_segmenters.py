@@ -396,3 +396,39 @@ def test_registered_as_default_plugins():
     reg = Registry().load(entry_points=False)
     assert reg.get("scenedetect", "segmenter") is SceneDetectSegmenter
     assert reg.get("fixed_length", "segmenter") is FixedLengthSegmenter
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"content": {"luma_only": True}}, {"content": {"weights": (0.5, 2.0, 1.0, 0.0)}}, {"detector": "adaptive"}],
+    ids=["content", "luma", "weights", "adaptive"],
+)
+def test_batched_content_scores_equal_pyscenedetect_frame_by_frame(config):
+    """The scores computed a batch at a time (one HSV conversion, vectorised differences) are the
+    floats PySceneDetect's own detector computes frame by frame on the BGR frames, across batches."""
+    from moviekit.records import FrameBatch, VideoInfo
+
+    rng = np.random.default_rng(0)
+    shots = [rng.integers(0, 256, (36, 52, 3), dtype=np.uint8) for _ in range(3)]
+    frames = np.stack([np.clip(shots[i // 10].astype(int) + rng.integers(-20, 21, (36, 52, 3)), 0, 255).astype(np.uint8) for i in range(30)])
+    seg = SceneDetectSegmenter(**config, min_scene_len=2)
+    info = VideoInfo(fps=10.0, num_frames=30, duration=3.0, width=52, height=36, has_audio=False)
+    sink = seg.open(Video(id="v", path="v.mp4"), info)
+    ours: list[float] = []
+    process = sink._process
+    sink._process = lambda index, bgr: (process(index, bgr), ours.append(sink.detector._frame_score))
+    for s in range(0, 30, 8):
+        sink.frames(FrameBatch(frames=frames[s : s + 8], indices=np.arange(s, min(s + 8, 30)), times=np.arange(s, min(s + 8, 30)) / 10))
+    assert sink.batched
+    shots_found = sink.close()
+
+    from scenedetect.common import FrameTimecode
+
+    ref = seg.build_detector(10.0)
+    theirs, cuts = [], []
+    for i, img in enumerate(frames):
+        cuts += [c.frame_num for c in ref.process_frame(FrameTimecode(i, fps=10.0), np.ascontiguousarray(img[:, :, ::-1]))]
+        theirs.append(ref._frame_score)
+    assert ours == theirs and len(ours) == 30 and max(theirs) > 27
+    cuts += [c.frame_num for c in ref.post_process(FrameTimecode(29, fps=10.0))]
+    assert [s.start_frame for s in shots_found[1:]] == sorted({c for c in cuts if 0 < c < 30})

@@ -31,6 +31,7 @@ import logging
 import math
 from fractions import Fraction
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
@@ -281,6 +282,28 @@ class SceneDetectSegmenter(Segmenter):
         return _SceneDetectSink(self, video, info)
 
 
+def hsv_deltas(hsv: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """``(n, 3)`` mean absolute differences of hue, saturation and value between each of the ``n``
+    HSV frames ``(n, H, W, 3)`` and the one before it (``previous`` for the first; a first frame
+    without one gets zeros), as PySceneDetect's content detector computes them: integer sums of
+    the absolute differences (exact in float64), divided by the number of pixels."""
+    import cv2
+
+    out = np.zeros((len(hsv), 3), np.float64)
+    pixels = float(hsv.shape[1] * hsv.shape[2])
+    for i in range(len(hsv)):
+        before = previous if i == 0 else hsv[i - 1]
+        if before is not None:
+            out[i] = cv2.sumElems(cv2.absdiff(hsv[i], before))[:3]
+    return out / pixels
+
+
+def content_score(deltas: Sequence[float], weights: Sequence[float]) -> float:
+    """A frame's content score from its (hue, saturation, value, edges) deltas: their weighted sum
+    over the sum of absolute weights, in PySceneDetect's order of operations (so the same float)."""
+    return sum(c * w for c, w in zip(deltas, weights, strict=True)) / sum(abs(w) for w in weights)
+
+
 def _frame_rate(info: VideoInfo) -> Fraction:
     from scenedetect.common import framerate_to_fraction
 
@@ -348,9 +371,29 @@ class _SceneDetectSink(Sink):
         self.size_errors = 0
         self.cuts: list[int] = []
         self.last_index: int | None = None
+        # batched content scores: the last analysed HSV frame, and the score handed to the detector
+        self.previous_hsv: np.ndarray | None = None
+        self.score = 0.0
+        self.batched: bool | None = None  # decided at the first batch (a stats manager may be attached after open)
+
+    def _batched(self) -> bool:
+        """Whether the content score can be computed a batch at a time (content and adaptive
+        detectors without edges or stats): HSV conversion in one call and the frame differences
+        vectorised, then handed to the detector as its frame score, frame by frame."""
+        from scenedetect.detectors import ContentDetector
+
+        d = self.detector
+        return isinstance(d, ContentDetector) and d._weights.delta_edges == 0.0 and d.stats_manager is None
 
     def frames(self, batch: FrameBatch) -> None:
         cv2 = self._cv2
+        if self.batched is None:
+            self.batched = self._batched()
+            if self.batched:
+                self.detector._calculate_frame_score = lambda timecode, frame_img: self.score
+        batched = self.batched
+        analysed: list[np.ndarray] = []
+        kept: list[int] = []
         for img, index, t in zip(batch.frames, batch.indices, batch.times, strict=True):
             index = int(index)
             self.timeline.add(index, float(t))
@@ -369,12 +412,30 @@ class _SceneDetectSink(Sink):
                 h, w = img.shape[:2]
                 size = (max(1, round(w / self.factor)), max(1, round(h / self.factor)))
                 img = cv2.resize(img, size, interpolation=self.interp)
+            if batched:
+                analysed.append(img)
+                kept.append(index)
+                continue
             # Frames arrive as RGB; PySceneDetect expects BGR.  The per-channel resize above
             # commutes with the channel swap, so this equals resizing the CLI's BGR frame.
-            bgr = np.ascontiguousarray(img[:, :, ::-1])
-            timecode = self._FrameTimecode(index, fps=self.rate)
-            for cut in self.detector.process_frame(timecode, bgr):
-                self.cuts.append(cut.frame_num)
+            self._process(index, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if analysed:
+            stack = np.stack(analysed)
+            n, h, w = stack.shape[:3]
+            # RGB -> HSV equals the CLI's BGR -> HSV of the same pixels; one call for the batch
+            hsv = cv2.cvtColor(stack.reshape(n * h, w, 3), cv2.COLOR_RGB2HSV).reshape(stack.shape)
+            deltas = hsv_deltas(hsv, self.previous_hsv)
+            weights = tuple(self.detector._weights)
+            first = self.previous_hsv is None
+            self.previous_hsv = hsv[-1].copy()
+            for i, index in enumerate(kept):
+                # the first frame of a video has no score (PySceneDetect's 0.0)
+                self.score = 0.0 if first and i == 0 else content_score((*(float(x) for x in deltas[i]), 0.0), weights)
+                self._process(index, None)
+
+    def _process(self, index: int, bgr: np.ndarray | None) -> None:
+        for cut in self.detector.process_frame(self._FrameTimecode(index, fps=self.rate), bgr):
+            self.cuts.append(cut.frame_num)
 
     def close(self) -> list[Shot]:
         if self.last_index is None:

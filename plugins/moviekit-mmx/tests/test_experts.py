@@ -387,3 +387,39 @@ def test_vggish_missing_weights_is_actionable(tmp_path):
     assert "mmx_audio" in msg and "`weights`" in msg and "$MOVIEKIT_WEIGHTS/vggish" in msg and "nope.pth" in msg
     with pytest.raises(WeightsNotFoundError, match=r"MOVIEKIT_OFFLINE"):  # no path: searched, not downloaded offline
         MmxAudio(backend="vggish").open(VIDEO, INFO)
+
+
+def test_mmx_efficientnet_fused_for_inference_equals_the_unfused_network():
+    """Batch norm folded into the convolutions (and symmetric padding into them, channels last): the
+    same function as the network as loaded, at a size whose 'same' padding is asymmetric in the strided
+    layers.  float32 with the packaged weights: equal up to rounding; float64 with random batch-norm
+    statistics (so every folding does something): equal to 1e-9."""
+    import copy
+
+    import torch
+
+    from moviekit_mmx.experts.inference import prepare_efficientnet
+
+    e = MmxAppearance(size=(96, 64))
+    e._load()
+    net = e._module
+    x = torch.randn(3, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = net.extract_features(x)
+        got = prepare_efficientnet(net).extract_features(x.contiguous(memory_format=torch.channels_last))
+    assert got.shape == want.shape == (3, 1280, 2, 3)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the loaded network is left as it was
+
+    net64 = copy.deepcopy(net).double()
+    g = torch.Generator().manual_seed(1)
+    for m in net64.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g, dtype=torch.float64) - 0.5)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g, dtype=torch.float64) * 1.5 + 0.5)
+    fused = prepare_efficientnet(net64)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    with torch.inference_mode():
+        want = net64.extract_features(x.double())
+        got = fused.extract_features(x.double().contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
