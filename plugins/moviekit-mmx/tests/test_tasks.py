@@ -353,3 +353,21 @@ def test_label_augmentation_from_the_fine_tuned_or_the_coarse_network(trained, t
     # off: no file, no source
     ctx, res = _finetune_again(ctx0, tmp_path / "off", label_augmentation="off")
     assert not (ctx.out_dir / "label_augmentation.csv").exists() and "label_augmentation_model" not in res.metrics
+
+
+def test_label_augmentation_needs_a_genre_head_and_says_which_key(trained, tmp_path):
+    from moviekit import MoviekitError, TrainedModel
+
+    ctx0, _, _ = trained
+    coarse = ctx0.model("coarse")
+    enc, _ = build_model(coarse)
+    bare = TrainedModel.from_modules(
+        "bare", {"encoder": (coarse.record.parts["encoder"], enc)}, task="x",
+        input_dims=coarse.record.input_dims, vocabulary=coarse.record.vocabulary, metrics={}, meta={},
+    )  # fmt: skip
+    ctx = make_context(tmp_path, ctx0.items, encoder=encoder(), head=head())
+    ctx.models["bare"] = bare
+    with pytest.raises(MoviekitError, match="mmx_finetune.label_augmentation: model 'bare' has no genre head"):
+        FineGrained(epochs=1, warmup_epochs=0, init="bare").run(ctx)
+    res = FineGrained(epochs=1, warmup_epochs=0, batch_size=8, init="bare", label_augmentation="off").run(ctx)
+    assert list(ctx.model("fine").record.parts) == ["encoder"] and res.metrics["label_augmentation"] == "off"
