@@ -410,7 +410,9 @@ def test_batched_content_scores_equal_pyscenedetect_frame_by_frame(config):
 
     rng = np.random.default_rng(0)
     shots = [rng.integers(0, 256, (36, 52, 3), dtype=np.uint8) for _ in range(3)]
-    frames = np.stack([np.clip(shots[i // 10].astype(int) + rng.integers(-20, 21, (36, 52, 3)), 0, 255).astype(np.uint8) for i in range(30)])
+    frames = np.stack(
+        [np.clip(shots[i // 10].astype(int) + rng.integers(-20, 21, (36, 52, 3)), 0, 255).astype(np.uint8) for i in range(30)]
+    )
     seg = SceneDetectSegmenter(**config, min_scene_len=2)
     info = VideoInfo(fps=10.0, num_frames=30, duration=3.0, width=52, height=36, has_audio=False)
     sink = seg.open(Video(id="v", path="v.mp4"), info)

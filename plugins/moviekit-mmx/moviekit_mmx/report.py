@@ -33,6 +33,8 @@ from pydantic import Field
 
 from moviekit import Config, Task, TaskResult, all_positive_from_supports, auprc_note, multilabel_metrics, per_class_metrics
 
+from .probe import PROBE_KEY, probe_verdict
+
 #: The task expected to write each input, named in the "not produced" notes.
 PRODUCERS: dict[str, str] = {
     "metrics.json": "mmx_genre",
@@ -41,6 +43,7 @@ PRODUCERS: dict[str, str] = {
     "embeddings/coarse.npz": "mmx_genre",
     "ablation.csv": "mmx_ablation",
     "scores/expert_*.npz": "mmx_ablation",
+    "scores/linear_probe.npz": "mmx_genre",
     "embeddings/fine.npz": "mmx_finetune",
     "silhouette.csv": "mmx_finetune",
     "retrieval.json": "mmx_retrieval",
@@ -305,13 +308,15 @@ class MMXReport(Task):
         m = self._load_metrics()
         rnd = m.get("random_baseline") if isinstance(m.get("random_baseline"), dict) else {}
         paper = m.get("paper_random") if isinstance(m.get("paper_random"), dict) else {}
+        probe = m.get(PROBE_KEY) if isinstance(m.get(PROBE_KEY), dict) else None
         rows = []
         for key, label in METRICS:
             a, b = _num(m.get(key)), _num(rnd.get(key))
-            rows.append(
-                [_esc(label), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None), _fmt(paper.get(key))]
-            )
-        table = _table(["Metric", "Model", "Random baseline", "Margin", "Random (paper: every genre)"], rows, "metrics")
+            cells = [_esc(label), _fmt(a), _fmt(b), _fmt_signed(a - b if a is not None and b is not None else None), _fmt(paper.get(key))]
+            rows.append(cells + ([_fmt(probe.get(key))] if probe is not None else []))
+        header = ["Metric", "Model", "Random baseline", "Margin", "Random (paper: every genre)"]
+        table = _table(header + (["Linear probe"] if probe is not None else []), rows, "metrics")
+        table += self._probe_verdict(m, probe)
         thr = _num(m.get("threshold"))
         thr_txt = f"<p>P/R/F1 use the decision threshold <strong>{thr:g}</strong> on the sigmoid scores.</p>" if thr is not None else ""
         thr_txt += (
@@ -319,7 +324,7 @@ class MMXReport(Task):
             "predicts every genre for every trailer, so it has P/R/F1 but no AUPRC.</p>"
         )
         thr_txt += f'<p class="caption">{_esc(auprc_note(m))}</p>'
-        known = {k for k, _ in METRICS} | {"threshold", "random_baseline", "paper_random", "auprc_names", "auprc_note"}
+        known = {k for k, _ in METRICS} | {"threshold", "random_baseline", "paper_random", "auprc_names", "auprc_note", PROBE_KEY}
         other = [
             [_esc(str(k)), _fmt(v) if isinstance(v, float) else _esc(str(v))]
             for k, v in m.items()
@@ -331,6 +336,19 @@ class MMXReport(Task):
             else ""
         )
         return table + thr_txt + extra
+
+    @staticmethod
+    def _probe_verdict(m: dict[str, Any], probe: dict[str, Any] | None) -> str:
+        """The plain sentence on the gated network against the linear probe (or why there is none)."""
+        if probe is None:
+            return '<p class="note">No linear-probe baseline in metrics.json (mmx_genre with <code>linear_probe: false</code>, or an older run).</p>'
+        beats, text = probe_verdict(m, probe)
+        cls = "pos" if beats else "neg"
+        return (
+            f'<p class="verdict {cls}" id="probe-verdict">{_esc(text)}</p>'
+            f'<p class="caption">Linear probe: {_esc(str(probe.get("description", "")))}; C {_esc(str(probe.get("C", "")))}, '
+            f"{_esc(str(probe.get('features', '')))} features.</p>"
+        )
 
     # -- 2: per-genre table ----------------------------------------------------
     def _section_per_genre(self) -> str:
@@ -361,9 +379,7 @@ class MMXReport(Task):
             "(exact for AUPRC; on a small test set it is well above the genre's prevalence); predicting every genre ranks nothing, so it has no AUPRC row."
         )
         if f1_computed or auprc_computed:
-            f1_foot += (
-                f" <sup>†</sup> Single-expert rows are computed by this report from <code>scores/expert_*.npz</code> (threshold {thr:g})."
-            )
+            f1_foot += f" <sup>†</sup> Single-expert rows (and the linear probe's) are computed by this report from <code>scores/expert_*.npz</code> (<code>scores/linear_probe.npz</code>) (threshold {thr:g})."
         f1_foot += "</p>"
         auprc_foot += "</p>"
         note = f'<p class="caption" id="auprc-note">{_esc(auprc_note(m))}</p>' if m else ""
@@ -435,7 +451,11 @@ class MMXReport(Task):
                 continue
             g_metrics = self._global_from_scores(data)
             table_rows.append(
-                [f"{_esc(name)}<sup>†</sup>", *(_fmt(per_genre.get(g), 2) for g in genres), *(_fmt(g_metrics.get(k)) for k, _ in glob)]
+                [
+                    f"{_esc('Linear probe' if name == PROBE_KEY else name)}<sup>†</sup>",
+                    *(_fmt(per_genre.get(g), 2) for g in genres),
+                    *(_fmt(g_metrics.get(k)) for k, _ in glob),
+                ]
             )
             computed.append(name)
         table_rows.append(
@@ -481,7 +501,7 @@ class MMXReport(Task):
         if not rows:
             return '<p class="note">ablation.csv has no rows.</p>'
         keys = [k for k, _ in METRICS]
-        models = [r for r in rows if r.get("fusion", "").lower() != "random"]  # a baseline is never "best"
+        models = [r for r in rows if r.get("fusion", "").lower() not in ("random", "probe")]  # a baseline is never "best"
         best = {k: max((v for r in models if (v := _num(r.get(k))) is not None), default=None) for k in keys}
         out_rows = []
         for r in rows:
@@ -494,7 +514,8 @@ class MMXReport(Task):
         table = _table(["Setting", "Experts", "Fusion", *(_esc(label) for _, label in METRICS)], out_rows, "metrics ablation")
         return (
             f'{table}<p class="caption">Best value per column among the trained settings in bold. <em>random</em>: expected metrics of uniformly random scores; '
-            f'<em>random (paper: every genre)</em>: Table 2\'s "Random", every genre predicted (P/R/F1 only).</p>{gating_verdict(rows)}'
+            f'<em>random (paper: every genre)</em>: Table 2\'s "Random", every genre predicted (P/R/F1 only); '
+            f"<em>linear probe</em>: a logistic regression on the experts' averaged clip features (a baseline, not bolded).</p>{gating_verdict(rows)}"
         )
 
     # -- 4: PR curves --------------------------------------------------------------
@@ -526,7 +547,7 @@ class MMXReport(Task):
 
         cards = []
         for name, data in files:
-            title = "Full model" if name == "model" else f"Expert: {name}"
+            title = _scores_title(name)
             if isinstance(data, Exception):
                 cards.append(
                     f'<figure class="card"><figcaption>{_esc(title)}</figcaption><p class="note error">Unreadable: {_esc(str(data))}</p></figure>'
@@ -783,6 +804,13 @@ def _project_2d(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
         return xy_full, note
     xy = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(x)
     return xy, note
+
+
+def _scores_title(name: str) -> str:
+    """How a ``scores/<name>.npz`` file is named in the report."""
+    if name == "model":
+        return "Full model"
+    return "Linear probe" if name == PROBE_KEY else f"Expert: {name}"
 
 
 def gating_verdict(rows: list[dict[str, str]], metric: str = "auprc_macro") -> str:

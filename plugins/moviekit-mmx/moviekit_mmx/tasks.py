@@ -36,6 +36,7 @@ from moviekit import (
     fit_multilabel,
     mlp,
     multi_hot,
+    multilabel_metrics,
     pad_features,
     predict_scores,
     run_batched,
@@ -47,6 +48,8 @@ from moviekit import (
     write_csv,
 )
 from moviekit.models import init_from
+
+from .probe import PROBE_DESCRIPTION, PROBE_KEY, PROBE_SETTING, mean_features, probe_scores, probe_verdict
 
 HEADLINE = ("auprc_micro", "auprc_macro", "auprc_weighted", "precision_weighted", "recall_weighted", "f1_weighted")
 
@@ -85,6 +88,17 @@ class GenreTrainConfig(TrainConfig):
     sequence_pooling: Literal["sum", "mean"] = Field(
         "sum", description="with level: sequence, a trailer's logits are the sum (§3.2 sums sequences) or the mean of its sequences' logits"
     )
+    linear_probe: bool = Field(
+        True, description="also fit and score the linear-probe baseline (logistic regression on averaged expert features)"
+    )
+    probe_c: float = Field(
+        1.0, gt=0, description="inverse L2 strength C of the linear probe's logistic regression (scikit-learn's default)"
+    )
+    probe_max_iter: int = Field(1000, ge=1, description="lbfgs iterations of each of the linear probe's logistic regressions")
+
+
+#: Fields of GenreTrainConfig that do not change the trained network (the ablation compares the rest).
+_NOT_TRAINING = {"threshold", "checkpoint_every", "linear_probe", "probe_c", "probe_max_iter"}
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -222,7 +236,43 @@ def save_embeddings(path: Path, items: list, vectors: np.ndarray) -> None:
 
 def _train_fields(cfg: Any) -> dict[str, Any]:
     """The fields of a genre training config that determine the trained model."""
-    return cfg.model_dump(mode="json", include=set(GenreTrainConfig.model_fields) - {"threshold", "checkpoint_every"})
+    return cfg.model_dump(mode="json", include=set(GenreTrainConfig.model_fields) - _NOT_TRAINING)
+
+
+def linear_probe(ctx: Any, experts: list[str], train: list, test: list, y_test: np.ndarray, cfg: Any) -> tuple[dict[str, Any], np.ndarray]:
+    """The linear-probe baseline's metrics (those of the network, at its threshold) and test scores: a
+    one-vs-rest logistic regression on the ``experts``' clip features averaged per trailer, fitted on ``train``."""
+    x_train, x_test = (mean_features(part, experts, cfg.max_clips) for part in (train, test))
+    y_train = multi_hot([it.video.labels for it in train], ctx.vocabulary)
+    scores = probe_scores(x_train, y_train, x_test, cfg.probe_c, cfg.probe_max_iter, cfg.pos_weight, ctx.seed)
+    metrics = multilabel_metrics(y_test, scores, cfg.threshold)
+    metrics.update(
+        description=PROBE_DESCRIPTION, experts=list(experts), features=int(x_train.shape[1]),
+        C=cfg.probe_c, max_iter=cfg.probe_max_iter, balanced=cfg.pos_weight,
+    )  # fmt: skip
+    return metrics, scores
+
+
+def label_augmentation(items: list, vocabulary: list[str], scores: np.ndarray, threshold: float, source: str) -> list[dict[str, Any]]:
+    """Label augmentation (MMX-Trailer-20 §4.5, Table 4): per trailer the given genres, those the network
+    predicts at ``threshold``, the added and the missed ones, and every genre's score; ``source`` names the model."""
+    rows = []
+    for it, s in zip(items, scores, strict=True):
+        predicted = [g for g, p in zip(vocabulary, s) if p >= threshold]
+        given = list(it.video.labels)
+        rows.append(
+            {
+                "id": it.id,
+                "split": it.video.split or "",
+                "given": "|".join(given),
+                "predicted": "|".join(predicted),
+                "added": "|".join(g for g in predicted if g not in given),
+                "missed": "|".join(g for g in given if g not in predicted),
+                "source": source,
+                "scores": json.dumps({g: round(float(p), 4) for g, p in zip(vocabulary, s)}),
+            }
+        )
+    return rows
 
 
 def build_model(model: TrainedModel, device: Any = "cpu") -> tuple[Any, Any | None]:
@@ -236,15 +286,15 @@ def build_model(model: TrainedModel, device: Any = "cpu") -> tuple[Any, Any | No
     return encoder, head
 
 
-def _mmx_model(ctx: Any, name: str) -> tuple[TrainedModel, Any]:
-    """Model ``name`` of this run (or of the recipe's ``models:``) and its encoder on the run's device."""
+def _mmx_model(ctx: Any, name: str) -> tuple[TrainedModel, Any, Any | None]:
+    """Model ``name`` of this run (or of the recipe's ``models:``), its encoder and genre head (None without one) on the run's device."""
     if name not in ctx.models and name in ("coarse", "fine"):
         raise MoviekitError(
             f"no '{name}' MMX model in this run: put the {'mmx_genre' if name == 'coarse' else 'mmx_finetune'} task before this one, or load one under the recipe's `models:`"
         )
     model = ctx.model(name)
-    encoder, _ = build_model(model, ctx.device)
-    return model, encoder
+    encoder, head = build_model(model, ctx.device)
+    return model, encoder, head
 
 
 def _primary_labels(items: list) -> np.ndarray:
@@ -286,11 +336,13 @@ class GenreClassification(Task):
 
     Writes ``metrics.json`` (AUPRC micro/macro/weighted with scikit-learn's names, ``auprc_names`` and
     ``auprc_note`` saying the paper swaps micro and macro, ``classes_dropped``, weighted P/R/F1, the same
-    under ``random_baseline`` (expected random scores) and P/R/F1 under ``paper_random`` (Table 2's
-    "Random": every genre predicted)), ``per_genre.csv`` (with support, ``random_auprc`` and ``paper_random_f1``),
-    ``predictions.csv`` (label augmentation: given vs predicted genres for every trailer),
-    per-sequence genre scores (Fig. 8: ``sequence_predictions/<id>.json`` per trailer and ``sequence_predictions.csv``),
-    ``scores/model.npz``, ``embeddings/coarse.npz`` and the trained model ``coarse``
+    under ``random_baseline`` (expected random scores), P/R/F1 under ``paper_random`` (Table 2's
+    "Random": every genre predicted) and the same six metrics under ``linear_probe`` (a one-vs-rest logistic
+    regression on averaged expert features, with ``model_beats_probe`` and its ``verdict``)), ``per_genre.csv``
+    (with support, ``random_auprc`` and ``paper_random_f1``), ``predictions.csv`` (the coarse network's genres
+    for every trailer: given, predicted, added, missed), per-sequence genre scores (Fig. 8:
+    ``sequence_predictions/<id>.json`` per trailer and ``sequence_predictions.csv``), ``scores/model.npz``,
+    ``scores/linear_probe.npz``, ``embeddings/coarse.npz`` and the trained model ``coarse``
     (``models/coarse.json + .safetensors``: encoder and genre head). With no test split it evaluates on val and says so
     (``evaluated_split``). ``init`` starts the encoder (and the head, when its shape and genres fit) from a trained model.
     ``level: sequence`` trains §3.2's sequence-level variant (genre logits per sequence, pooled into the trailer's).
@@ -326,12 +378,24 @@ class GenreClassification(Task):
         y_test = multi_hot([it.video.labels for it in test], ctx.vocabulary)
         metrics, rows = classification_report(y_test, scores, ctx.vocabulary, cfg.threshold, ctx.seed)
         paper_metrics(metrics, rows, y_test)
-        metrics.update(history=history, train_items=len(train), selection_items=len(val), test_items=len(test), evaluated_split=evaluated)
         out = ctx.out_dir
+        probe = None
+        if cfg.linear_probe:
+            experts = list(getattr(ctx.encoder.config, "experts", None) or sorted(dims))
+            probe, probe_test = linear_probe(ctx, experts, train, test, y_test, cfg)
+            beats, verdict = probe_verdict(metrics, probe)
+            metrics[PROBE_KEY] = {**probe, "model_beats_probe": beats, "verdict": verdict}
+            _save_scores(out / "scores" / "linear_probe.npz", test, ctx.vocabulary, probe_test)
+        metrics.update(history=history, train_items=len(train), selection_items=len(val), test_items=len(test), evaluated_split=evaluated)
         files = write_classification_report(out, metrics, rows, per_class_file="per_genre.csv", label_column="genre")
         _save_scores(out / "scores" / "model.npz", test, ctx.vocabulary, scores)
         files.append("scores/model.npz")
-        files += self._label_augmentation(ctx, all_scores)
+        if probe is not None:
+            files.append("scores/linear_probe.npz")
+        write_csv(
+            out / "predictions.csv", label_augmentation(ctx.items, ctx.vocabulary, all_scores, cfg.threshold, "coarse"), empty_fields=()
+        )
+        files.append("predictions.csv")
         if cfg.sequence_predictions and hasattr(encoder, "per_sequence"):
             from .sequence_genre import write_sequence_predictions
 
@@ -344,6 +408,9 @@ class GenreClassification(Task):
         summary["margin_auprc_macro"] = metrics["auprc_macro"] - summary["random_auprc_macro"]
         summary["paper_random_f1_weighted"] = metrics["paper_random"]["f1_weighted"]
         summary["classes_dropped"] = metrics["classes_dropped"]
+        if probe is not None:
+            summary["linear_probe_auprc_macro"] = probe["auprc_macro"]
+            summary["beats_linear_probe"] = metrics[PROBE_KEY]["model_beats_probe"]
         summary["evaluated_split"] = evaluated
         enc_part, head_part = _parts(ctx, ctx.encoder, dims)
         meta = {
@@ -357,33 +424,13 @@ class GenreClassification(Task):
         files += ctx.put_model(model)
         return TaskResult(metrics=summary, files=files)
 
-    def _label_augmentation(self, ctx, scores: np.ndarray) -> list[str]:
-        thr = self.config.threshold
-        rows = []
-        for it, s in zip(ctx.items, scores):
-            predicted = [g for g, p in zip(ctx.vocabulary, s) if p >= thr]
-            given = list(it.video.labels)
-            rows.append(
-                {
-                    "id": it.id,
-                    "split": it.video.split or "",
-                    "given": "|".join(given),
-                    "predicted": "|".join(predicted),
-                    "added": "|".join(g for g in predicted if g not in given),
-                    "missed": "|".join(g for g in given if g not in predicted),
-                    "scores": json.dumps({g: round(float(p), 4) for g, p in zip(ctx.vocabulary, s)}),
-                }
-            )
-        write_csv(ctx.out_dir / "predictions.csv", rows, empty_fields=())
-        return ["predictions.csv"]
-
 
 class Ablation(Task):
     """The paper's ablation (Table 2): each expert alone, gated pairs, naive concatenation vs collaborative
     gating of all experts; each trained and evaluated like ``mmx_genre``. The full gated setting reuses the run's
     ``mmx_genre`` model (its test scores, ``scores/model.npz``) when that was trained in this run on the same items
     with the same encoder and training settings, so both report one model. Writes ``ablation.csv`` (one row per setting, then
-    ``random``: expected metrics of random scores, and ``random (paper: every genre)``: Table 2's "Random", every
+    ``linear probe``: the logistic-regression baseline on averaged expert features, ``random``: expected metrics of random scores, and ``random (paper: every genre)``: Table 2's "Random", every
     genre predicted, P_w/R_w/F1_w only) and ``scores/expert_<name>.npz`` for the single experts."""
 
     name = "mmx_ablation"
@@ -441,6 +488,11 @@ class Ablation(Task):
             if fusion == "single":
                 _save_scores(ctx.out_dir / "scores" / f"expert_{experts[0]}.npz", test, ctx.vocabulary, scores)
                 files.append(f"scores/expert_{experts[0]}.npz")
+        if cfg.linear_probe:
+            probe, _ = linear_probe(ctx, base, train, test, y_test, cfg)
+            rows.append(
+                {"setting": PROBE_SETTING, "experts": "|".join(base), "fusion": "probe", **{k: round(probe[k], 4) for k in HEADLINE}}
+            )
         baseline = metrics["random_baseline"]
         rows.append({"setting": "random", "experts": "", "fusion": "random", **{k: round(baseline[k], 4) for k in HEADLINE}})
         paper = all_positive_baseline(y_test)
@@ -460,16 +512,22 @@ class Ablation(Task):
         if f"gated:{everything}" in by and f"concat:{everything}" in by:
             g, c = by[f"gated:{everything}"]["auprc_macro"], by[f"concat:{everything}"]["auprc_macro"]
             result.update(gated_auprc_macro=g, concat_auprc_macro=c, gating_beats_concat=bool(g > c))
+        if f"gated:{everything}" in by and PROBE_SETTING in by:
+            result.update(probe_auprc_macro=by[PROBE_SETTING]["auprc_macro"])
+            result.update(gating_beats_probe=bool(by[f"gated:{everything}"]["auprc_macro"] > by[PROBE_SETTING]["auprc_macro"]))
         return TaskResult(metrics=result, files=["ablation.csv", *files])
 
 
 class FineGrained(Task):
     """Fine-grained fine-tuning (MMX-Trailer-20 §3.3): NT-Xent (τ 0.5) between the embeddings of the two halves
-    of each trailer's sequences, through a projection head m, n → 128 that is dropped afterwards; lr 1e-4,
-    10 warm-up epochs then cosine annealing, 50 epochs. Records the cosine silhouette score of the trailer
-    embeddings (grouped by each trailer's first genre) per epoch in ``silhouette.csv``; writes
-    ``embeddings/fine.npz`` and the fine-tuned encoder as model ``fine`` (``models/fine.json + .safetensors``).
-    Trains on the core's epoch loop (checkpoints and resume, optional gradient clipping)."""
+    of each trailer's sequences, through a projection head m, n → 128 that is dropped afterwards; Adam with
+    AMSGrad as in the coarse stage (§4.2 changes only the learning rate), lr 1e-4, 10 warm-up epochs then
+    cosine annealing, 50 epochs. Records the cosine silhouette score of the trailer embeddings (grouped by
+    each trailer's first genre) per epoch in ``silhouette.csv``; writes ``embeddings/fine.npz`` and the
+    fine-tuned encoder, with the coarse model's genre head kept unchanged, as model ``fine``
+    (``models/fine.json + .safetensors``). Label augmentation (§4.5, Table 4): ``label_augmentation.csv``, the
+    genres the fine-tuned network (or, selected, the coarse one) predicts at threshold 0.3 for every trailer,
+    the model named in the metrics. Trains on the core's epoch loop (checkpoints and resume, optional gradient clipping)."""
 
     name = "mmx_finetune"
 
@@ -496,6 +554,23 @@ class FineGrained(Task):
         )
         clip_grad: float | None = Field(None, gt=0, description="clip the gradient norm to this value; None does not clip")
         checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last)")
+        amsgrad: bool = Field(
+            True,
+            description="Adam with the AMSGrad variant: the paper's coarse-stage optimiser, which §4.2 keeps for the self-supervised stage (it changes only the learning rate)",
+        )
+        label_augmentation: Literal["fine", "coarse", "off"] = Field(
+            "fine",
+            description="label augmentation (§4.5, Table 4) from the fine-tuned network (the paper's: its encoder with the kept genre head), "
+            "from the coarse network fine-tuning started from, or off",
+        )
+        threshold: float = Field(0.3, gt=0, lt=1, description="sigmoid threshold of the augmented labels (§4.5: 0.30)")
+
+    def optimizer(self, params: Any) -> Any:
+        """Adam (AMSGrad unless ``amsgrad: false``) over ``params`` at the task's learning rate and weight decay."""
+        import torch
+
+        cfg = self.config
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
 
     def run(self, ctx) -> TaskResult:
         import torch
@@ -503,16 +578,25 @@ class FineGrained(Task):
         from .model import nt_xent
 
         cfg = self.config
-        start, encoder = _mmx_model(ctx, cfg.init)
+        start, encoder, head = _mmx_model(ctx, cfg.init)
         if not hasattr(encoder, "halves"):
             raise MoviekitError("mmx_finetune needs the mmx_gated encoder (it splits trailers into halves of sequences)")
+        if cfg.label_augmentation != "off" and head is None:
+            raise MoviekitError(
+                f"mmx_finetune.label_augmentation: model '{cfg.init}' has no genre head to predict labels with; "
+                "start from mmx_genre's `coarse` or set label_augmentation: off"
+            )
+        # the coarse network's labels, before fine-tuning changes its encoder in place
+        coarse_scores = (
+            predict_scores(encoder, head, ctx.items, ctx, cfg.batch_size, cfg.max_clips) if cfg.label_augmentation == "coarse" else None
+        )
         train = [it for it in ctx.split("train") if _sequences_of(it, encoder, cfg.max_clips) >= 2]
         if len(train) < 2:
             raise MoviekitError("mmx_finetune needs at least 2 trailers with 2 or more sequences (lower the encoder's clips_per_sequence?)")
         skipped = len(ctx.split("train")) - len(train)
         proj = mlp([encoder.cfg.output_dim, *cfg.projection]).to(ctx.device)
-        model = torch.nn.ModuleDict({"encoder": encoder, "proj": proj})
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        model = torch.nn.ModuleDict({"encoder": encoder, "proj": proj})  # the genre head is not trained: NT-Xent has no genre term
+        opt = self.optimizer(model.parameters())
         sched = warmup_cosine(opt, cfg.warmup_epochs, cfg.epochs)
         sil_items = ctx.items if cfg.silhouette_split == "all" else ctx.split(cfg.silhouette_split)
         labels = _primary_labels(sil_items)
@@ -541,14 +625,32 @@ class FineGrained(Task):
         save_embeddings(ctx.out_dir / "embeddings" / "fine.npz", ctx.items, vectors)
         first, last = rows[0]["silhouette"], rows[-1]["silhouette"]
         metrics = {"final_loss": rows[-1]["loss"], "silhouette_before": first, "silhouette_after": last, "trailers": len(train)}
+        files = ["silhouette.csv", "embeddings/fine.npz"]
+        metrics["label_augmentation"] = cfg.label_augmentation
+        if cfg.label_augmentation != "off":
+            source = "fine" if cfg.label_augmentation == "fine" else start.name
+            scores = (
+                predict_scores(encoder, head, ctx.items, ctx, cfg.batch_size, cfg.max_clips) if coarse_scores is None else coarse_scores
+            )
+            aug = label_augmentation(ctx.items, start.record.vocabulary, scores, cfg.threshold, source)
+            write_csv(ctx.out_dir / "label_augmentation.csv", aug, empty_fields=())
+            files.append("label_augmentation.csv")
+            metrics.update(
+                label_augmentation_model=source, labels_added=sum(len(r["added"].split("|")) for r in aug if r["added"]),
+                trailers_with_added=sum(bool(r["added"]) for r in aug),
+            )  # fmt: skip
         meta = {k: v for k, v in start.record.meta.items() if k not in ("test_scores", "data")}
         meta["finetune"] = cfg.model_dump(mode="json")
         meta["from"] = start.name
+        parts = {"encoder": (start.record.parts["encoder"], encoder)}
+        if head is not None:  # kept unchanged from the coarse model, so the fine-tuned network still predicts genres (§4.5)
+            parts["head"] = (start.record.parts["head"], head)
+            meta["head"] = f"the genre head of '{start.name}', unchanged by fine-tuning"
         fine = TrainedModel.from_modules(
-            "fine", {"encoder": (start.record.parts["encoder"], encoder)}, task=self.name,
+            "fine", parts, task=self.name,
             input_dims=start.record.input_dims, vocabulary=start.record.vocabulary, metrics=metrics, meta=meta,
         )  # fmt: skip
-        files = ["silhouette.csv", "embeddings/fine.npz", *ctx.put_model(fine)]
+        files += ctx.put_model(fine)
         notes = [f"{skipped} train trailer(s) with fewer than 2 sequences were left out of the contrastive loss"] if skipped else []
         return TaskResult(metrics=metrics, files=files, notes=notes)
 
@@ -598,7 +700,7 @@ class Retrieval(Task):
 
         cfg = self.config
         space = ("fine" if "fine" in ctx.models else "coarse") if cfg.space == "latest" else cfg.space
-        _, encoder = _mmx_model(ctx, space)
+        _, encoder, _ = _mmx_model(ctx, space)
         items = ctx.items
         vectors = embed_items(encoder, items, ctx, cfg.batch_size, cfg.max_clips)
         index = build_index(vectors)

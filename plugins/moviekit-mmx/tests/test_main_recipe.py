@@ -52,8 +52,19 @@ def check_run(run_dir: Path, summary: dict, n_items: int) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in HEADLINE:
         assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= metrics["random_baseline"][key] <= 1.0
-    for name in ("per_genre.csv", "ablation.csv", "seqlen.csv", "index.faiss", "index_ids.json", "report.html", "embeddings/fine.npz"):
+    for name in (
+        "per_genre.csv",
+        "ablation.csv",
+        "seqlen.csv",
+        "index.faiss",
+        "index_ids.json",
+        "report.html",
+        "embeddings/fine.npz",
+        "label_augmentation.csv",
+    ):
         assert (run_dir / name).is_file(), name
+    for key in HEADLINE:  # the linear-probe baseline beside the random rows
+        assert 0.0 <= metrics["linear_probe"][key] <= 1.0
     return metrics
 
 

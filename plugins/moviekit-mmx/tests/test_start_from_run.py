@@ -57,7 +57,7 @@ def test_mmx_tasks_start_from_an_earlier_runs_model(tmp_path, monkeypatch):
     assert _equal(enc, coarse.part_state("encoder")) and _equal(head, coarse.part_state("head"))
     assert _equal(seen["finetune"], coarse.part_state("encoder"))
     fine = load_model(tmp_path / "second" / "models" / "fine")
-    assert fine.record.meta["from"] == "pre" and list(fine.record.parts) == ["encoder"]
+    assert fine.record.meta["from"] == "pre" and list(fine.record.parts) == ["encoder", "head"]  # the head kept for §4.5
     # the second run's genre model was started from another: the ablation would not reuse its scores
     assert load_model(tmp_path / "second" / "models" / "coarse").record.meta["init"] == "pre"
 

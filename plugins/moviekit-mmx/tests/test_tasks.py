@@ -123,7 +123,8 @@ def test_finetune_writes_silhouette_per_epoch_and_changes_embeddings(trained):
     coarse = np.load(ctx.out_dir / "embeddings" / "coarse.npz")["vectors"]
     fine_v = np.load(ctx.out_dir / "embeddings" / "fine.npz")["vectors"]
     assert not np.allclose(coarse, fine_v)
-    assert list(ctx.model("fine").record.parts) == ["encoder"] and ctx.model("fine").record.meta["from"] == "coarse"
+    # the fine model keeps the coarse genre head (label augmentation from the fine-tuned network, §4.5)
+    assert list(ctx.model("fine").record.parts) == ["encoder", "head"] and ctx.model("fine").record.meta["from"] == "coarse"
     assert fine.metrics["silhouette_after"] == pytest.approx(float(rows[-1]["silhouette"]))
     lrs = [float(r["lr"]) for r in rows[1:]]
     assert lrs[0] < lrs[1]  # warm-up, then cosine decay
@@ -203,7 +204,7 @@ def test_ablation_rows_and_expert_scores(tmp_path):
     assert settings == [
         "single:audio", "single:motion", "single:visual",
         "gated:audio+motion", "gated:audio+visual", "gated:motion+visual",
-        "concat:audio+motion+visual", "gated:audio+motion+visual", "random", "random (paper: every genre)",
+        "concat:audio+motion+visual", "gated:audio+motion+visual", "linear probe", "random", "random (paper: every genre)",
     ]  # fmt: skip
     y = np.load(ctx.out_dir / "scores" / "expert_audio.npz")["y_true"].astype(int)
     p, r, f, _ = precision_recall_fscore_support(y, np.ones_like(y), average="weighted", zero_division=0)
@@ -293,3 +294,87 @@ def test_finetune_resumes_from_its_checkpoint_like_an_uninterrupted_run(trained,
     assert epochs == [3, 4]
     assert resumed[0] == straight[0] and len(straight[0].splitlines()) == 1 + 5
     np.testing.assert_array_equal(resumed[1], straight[1])
+
+
+def _finetune_again(ctx0, tmp_path, **config):
+    """mmx_finetune once more from the fixture's coarse model, in a fresh run folder."""
+    import torch
+
+    torch.manual_seed(2)
+    ctx = make_context(tmp_path, ctx0.items, encoder=encoder(), head=head())
+    ctx.models["coarse"] = ctx0.model("coarse")
+    res = FineGrained(**{"epochs": 2, "warmup_epochs": 1, "batch_size": 8, **config}).run(ctx)
+    return ctx, res
+
+
+def test_finetune_optimiser_is_adam_with_amsgrad_unless_switched_off(trained, tmp_path, monkeypatch):
+    import torch
+
+    built = []
+
+    class Recording(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    ctx0, _, _ = trained
+    _finetune_again(ctx0, tmp_path / "default", epochs=1, warmup_epochs=0, label_augmentation="off")
+    assert len(built) == 1 and all(g["amsgrad"] is True for g in built[0].param_groups)
+    assert built[0].defaults["lr"] == pytest.approx(1e-4)  # the paper's self-supervised learning rate
+    _finetune_again(ctx0, tmp_path / "plain", epochs=1, warmup_epochs=0, amsgrad=False, label_augmentation="off")
+    assert len(built) == 2 and all(g["amsgrad"] is False for g in built[1].param_groups)
+
+
+def _scores_of(path):
+    rows = list(csv.DictReader(path.open()))
+    return rows, np.array([list(json.loads(r["scores"]).values()) for r in rows])
+
+
+def test_label_augmentation_from_the_fine_tuned_or_the_coarse_network(trained, tmp_path):
+    from moviekit import predict_scores
+
+    ctx0, _, fine = trained
+    # default: the fine-tuned encoder with the kept coarse head, named in the metrics
+    assert fine.metrics["label_augmentation"] == "fine" and fine.metrics["label_augmentation_model"] == "fine"
+    rows, got = _scores_of(ctx0.out_dir / "label_augmentation.csv")
+    assert {r["source"] for r in rows} == {"fine"} and [r["id"] for r in rows] == [it.id for it in ctx0.items]
+    enc, hd = build_model(ctx0.model("fine"))
+    fine_scores = predict_scores(enc, hd, ctx0.items, ctx0)
+    np.testing.assert_allclose(got, fine_scores, atol=6e-5)  # the file rounds to 4 decimals
+    coarse_enc, coarse_hd = build_model(ctx0.model("coarse"))
+    for name, t in coarse_hd.state_dict().items():  # the head is carried over unchanged
+        np.testing.assert_array_equal(hd.state_dict()[name].numpy(), t.numpy())
+    coarse_scores = predict_scores(coarse_enc, coarse_hd, ctx0.items, ctx0)
+    assert np.abs(got - coarse_scores).max() > 2e-4  # a few fine-tuning epochs move the scores, beyond rounding
+    for r, s in zip(rows, got):
+        assert set(filter(None, r["predicted"].split("|"))) == {g for g, p in zip(ctx0.vocabulary, s) if p >= 0.3}
+    # selected: the coarse network fine-tuning started from (the same labels as mmx_genre's predictions.csv)
+    ctx, res = _finetune_again(ctx0, tmp_path / "coarse", label_augmentation="coarse")
+    assert res.metrics["label_augmentation"] == "coarse" and res.metrics["label_augmentation_model"] == "coarse"
+    rows_c, got_c = _scores_of(ctx.out_dir / "label_augmentation.csv")
+    assert {r["source"] for r in rows_c} == {"coarse"}
+    np.testing.assert_allclose(got_c, coarse_scores, atol=6e-5)
+    np.testing.assert_array_equal(got_c, _scores_of(ctx0.out_dir / "predictions.csv")[1])
+    assert res.metrics["labels_added"] == sum(len(r["added"].split("|")) for r in rows_c if r["added"])
+    # off: no file, no source
+    ctx, res = _finetune_again(ctx0, tmp_path / "off", label_augmentation="off")
+    assert not (ctx.out_dir / "label_augmentation.csv").exists() and "label_augmentation_model" not in res.metrics
+
+
+def test_label_augmentation_needs_a_genre_head_and_says_which_key(trained, tmp_path):
+    from moviekit import MoviekitError, TrainedModel
+
+    ctx0, _, _ = trained
+    coarse = ctx0.model("coarse")
+    enc, _ = build_model(coarse)
+    bare = TrainedModel.from_modules(
+        "bare", {"encoder": (coarse.record.parts["encoder"], enc)}, task="x",
+        input_dims=coarse.record.input_dims, vocabulary=coarse.record.vocabulary, metrics={}, meta={},
+    )  # fmt: skip
+    ctx = make_context(tmp_path, ctx0.items, encoder=encoder(), head=head())
+    ctx.models["bare"] = bare
+    with pytest.raises(MoviekitError, match="mmx_finetune.label_augmentation: model 'bare' has no genre head"):
+        FineGrained(epochs=1, warmup_epochs=0, init="bare").run(ctx)
+    res = FineGrained(epochs=1, warmup_epochs=0, batch_size=8, init="bare", label_augmentation="off").run(ctx)
+    assert list(ctx.model("fine").record.parts) == ["encoder"] and res.metrics["label_augmentation"] == "off"

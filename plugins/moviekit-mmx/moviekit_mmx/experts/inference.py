@@ -15,7 +15,13 @@ from typing import Any
 
 #: (convolution, batch norm) attribute pairs of ``efficientnet_lite_pytorch``'s network and blocks,
 #: the batch norm applied straight to the convolution's output in their ``forward``.
-_CONV_BN = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"), ("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
+_CONV_BN = (
+    ("_conv_stem", "_bn0"),
+    ("_conv_head", "_bn1"),
+    ("_expand_conv", "_bn0"),
+    ("_depthwise_conv", "_bn1"),
+    ("_project_conv", "_bn2"),
+)
 
 
 def fold_conv_bn(conv: Any, bn: Any) -> Any:
