@@ -216,3 +216,34 @@ def test_paper_recipe_validates_and_reports_missing_weights(tmp_path):
     ):
         assert f"--set {key}=" in text
     assert BACKBONES["i3d_r50_kinetics400"].checkpoint in text
+
+
+def test_through_the_core_reader_and_segmenter(tmp_path):
+    """A recipe run: weights are checked before anything is decoded (the error names the recipe key), then
+    every clip of every shot gets a finite feature row of the network's size."""
+    from moviekit import extract_videos
+    from moviekit.recipe import validate
+    from moviekit.testing import write_test_video
+
+    video = write_test_video(tmp_path / "v.mp4")  # flat-coloured shots of 12 frames at 12 fps
+    motion = MmxMotionKinetics.example_config(tmp_path)
+
+    def recipe(expert):
+        return validate(
+            {
+                "dataset": {"use": "synthetic_trailers"},
+                "segmenter": {"use": "scenedetect", "detector": "content"},
+                "experts": {"motion": expert},
+                "clips": {"min_clips": 0},
+                "run": {"device": "cpu"},
+            }
+        )
+
+    missing = {"use": "mmx_motion_kinetics", "backbones": ["i3d_r50_kinetics400"]}
+    with pytest.raises(WeightsNotFoundError, match=r"experts\.motion \(mmx_motion_kinetics\)[\s\S]*weights\.i3d_r50_kinetics400"):
+        extract_videos(recipe(missing), [Video(id="v", path=video)], output=tmp_path / "missing")
+    assert (tmp_path / "missing" / "failures.jsonl").read_text() == ""  # the run stopped, no video failed
+    (item,) = extract_videos(recipe({"use": "mmx_motion_kinetics", **motion}), [Video(id="v", path=video)], output=tmp_path / "out")
+    feats = item.features.arrays["motion"]
+    assert len(item.clips) >= 2 and feats.shape == (len(item.clips), 64) and np.isfinite(feats).all()
+    assert not np.allclose(feats[0], feats[1])  # shots of other colours give other features
