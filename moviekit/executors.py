@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ItemError, MoviekitError
+from .location import scheme
 
 if TYPE_CHECKING:  # pragma: no cover
     from .recipe import ResolvedRecipe
@@ -65,7 +66,7 @@ class Job:
     """What every worker needs, sent once: the recipe, the store, and the driver's artifact identities."""
 
     resolved: ResolvedRecipe
-    store_root: Path  # the workers open their own store on the driver's folder
+    store_root: str | Path  # the workers open their own store on the driver's folder or URL
     store_read: bool
     reader_id: dict[str, Any]
     identities: dict[str, dict[str, Any]]
@@ -162,9 +163,14 @@ def extract_ahead(
     if cfg.executor == "local" and not distributed.is_distributed():
         return None
     todo = [v for v in videos if v.features is None and identities]  # precomputed features need no worker
+    if cfg.executor != "local" and scheme(runner.store.root) == "memory":
+        raise MoviekitError(
+            f"run.cache_dir: {runner.store.root} lives in this process's memory, which run.executor '{cfg.executor}' workers "
+            "cannot see: use a path on storage they share, or an object store URL (s3://...)"
+        )
     outcomes: list[Outcome] = []
     if distributed.is_main() and todo:
-        job = Job(runner.resolved, Path(runner.store.root), runner.store.read, reader_id, identities)
+        job = Job(runner.resolved, runner.store.root, runner.store.read, reader_id, identities)
         run = {"local": _run_local, "processes": _run_processes, "ray": _run_ray}[cfg.executor]
 
         def report(outcome: Outcome) -> None:
