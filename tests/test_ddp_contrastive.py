@@ -67,7 +67,15 @@ def test_gathered_negatives_over_two_ranks_equal_one_process(tmp_path):
     fns = losses()
     (tmp_path / "ranks.py").write_text(SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", MOVIEKIT_DIST_TIMEOUT="120")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(tmp_path / "ranks.py"), str(tmp_path / "out.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(tmp_path / "ranks.py"),
+        str(tmp_path / "out.json"),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     got = json.loads((tmp_path / "out.json").read_text())
