@@ -10,11 +10,12 @@
 2. **Memory against the number of videos.**  Peak RSS of the driver (``ru_maxrss``) and of the
    largest worker (``processes``: ``RUSAGE_CHILDREN``; ``ray``: ``VmHWM`` of the Ray worker
    processes, read before the local cluster stops) at 2 workers for each ``--rss-videos`` count.
-3. **Retrieval.**  Top-``k`` cosine search of ``--queries`` queries among 10k and 100k random
-   ``--dim``-d embeddings: brute-force NumPy (one matrix product, ``argpartition``, sort), faiss
-   ``IndexFlatIP`` (exact; what ``mmx_retrieval`` builds) and faiss ``IndexHNSWFlat``
-   (approximate, efSearch 128, with its recall@k against the exact result) on clustered points (like
-   trained embeddings).  Medians of ``--repeats``.
+3. **Retrieval.**  Top-``k`` cosine search of ``--queries`` queries (one batch) among 10k and 100k
+   clustered ``--dim``-d embeddings (like trained embeddings): brute-force NumPy (one matrix
+   product, ``argpartition``, sort) against every ``index:`` setting of :data:`INDEXES` (built and
+   searched by ``moviekit.build_index`` / ``search_index``, what ``mmx_retrieval`` and
+   ``m2s_place_retrieval`` use), each with its build time and recall@k against the exact result.
+   Medians of ``--repeats``, brute force and the indexes alternated within each round.
 
 Usage: ``python benchmarks/bench_scale.py [--videos 8] [--repeats 3] [--rss-videos 2,4,8]``
 (``--skip-executors`` / ``--skip-retrieval`` run one part).  Needs the moviekit-mmx plugin for
@@ -164,16 +165,29 @@ def executors(args: argparse.Namespace, root: Path) -> None:
             print(f"| {ex} | {n} | {res['driver_mib']:.0f} | {res['worker_mib']:.0f} |")
 
 
+#: The indexes timed against brute force: (label, ``index:`` config of the retrieval components)
+INDEXES = [
+    ("flat", {"type": "flat"}),
+    ("hnsw ef_search 128", {"type": "hnsw", "ef_search": 128}),
+    ("hnsw ef_search 64", {"type": "hnsw", "ef_search": 64}),
+    ("hnsw ef_search 32", {"type": "hnsw", "ef_search": 32}),
+    ("ivf nprobe 32", {"type": "ivf", "nprobe": 32}),
+    ("ivf nprobe 16", {"type": "ivf", "nprobe": 16}),
+    ("ivf nprobe 8", {"type": "ivf", "nprobe": 8}),
+]
+
+
 def retrieval(args: argparse.Namespace) -> None:
     import faiss
 
+    from moviekit import IndexConfig, build_index, recall_at_k, search_index
+
     rng = np.random.default_rng(0)
     print(
-        f"\n## Retrieval: top-{args.k} cosine of {args.queries} queries, {args.dim}-d float32, faiss threads {faiss.omp_get_max_threads()}; median of {args.repeats}"
+        f"\n## Retrieval: top-{args.k} cosine of {args.queries} queries (one batch), {args.dim}-d float32, "
+        f"faiss threads {faiss.omp_get_max_threads()}; median of {args.repeats}; recall@{args.k} against the exact result"
     )
-    print(
-        "| embeddings | NumPy brute force (s) | faiss IndexFlatIP (s) | flat speed-up | faiss HNSW32 (s) | HNSW speed-up | HNSW recall@k |"
-    )
+    print("| embeddings | index (`index:`) | build (s) | search (s) | NumPy brute force (s) | speed-up | recall@k |")
     print("|---|---|---|---|---|---|---|")
     for n in (10_000, 100_000):
         # clustered like trained embeddings (uniform random high-dimensional points have no neighbours
@@ -191,30 +205,28 @@ def retrieval(args: argparse.Namespace) -> None:
             top = np.argpartition(-s, args.k, axis=1)[:, : args.k]
             return np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), axis=1), 1)
 
-        flat = faiss.IndexFlatIP(args.dim)
-        flat.add(x)
-        hnsw = faiss.IndexHNSWFlat(args.dim, 32, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efSearch = 128
-        hnsw.add(x)
-        t = {"brute": [], "flat": [], "hnsw": []}
-        for _ in range(args.repeats):
-            for name, fn in (
-                ("brute", brute),
-                ("flat", lambda i=flat, q=q: i.search(q, args.k)[1]),
-                ("hnsw", lambda i=hnsw, q=q: i.search(q, args.k)[1]),
-            ):
+        built = {}
+        for label, spec in INDEXES:
+            cfg = IndexConfig.model_validate(spec)
+            t0 = time.perf_counter()
+            built[label] = (cfg, build_index(x, cfg, metric="ip"), time.perf_counter() - t0)
+        t: dict[str, list[float]] = {"brute": [], **{label: [] for label in built}}
+        found: dict[str, np.ndarray] = {}
+        for _ in range(args.repeats):  # brute force and every index alternated within each round
+            for name in t:
                 t0 = time.perf_counter()
-                res = fn()
-                t[name].append(time.perf_counter() - t0)
                 if name == "brute":
-                    exact = res
-                elif name == "flat":
-                    assert (np.sort(res, 1) == np.sort(exact, 1)).mean() > 0.99  # the same neighbours (ties aside)
+                    exact = brute()
                 else:
-                    approx = res
-        recall = np.mean([len(set(a) & set(e)) / args.k for a, e in zip(approx, exact)])
-        b, f, h = (statistics.median(t[k]) for k in ("brute", "flat", "hnsw"))
-        print(f"| {n:,} | {b:.3f} | {f:.3f} | {b / f:.1f}x | {h:.4f} | {b / h:.0f}x | {recall:.3f} |")
+                    cfg, index, _ = built[name]
+                    found[name] = search_index(index, q, args.k, cfg)[1]
+                t[name].append(time.perf_counter() - t0)
+        b = statistics.median(t["brute"])
+        for label, (_cfg, _index, build_s) in built.items():
+            s = statistics.median(t[label])
+            print(
+                f"| {n:,} | {label} | {build_s:.2f} | {s:.4f} | {b:.3f} | {b / s:.1f}x | {recall_at_k(found[label], exact, args.k):.3f} |"
+            )
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from .components import (
 )
 from .context import Reporter, TaskContext
 from .device import resolve_device
+from .distributed import gather_with_grad
 from .doctor import import_check
 from .errors import DiskWriteError, ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
 from .groups import gather, group_at, group_by_time, group_windows
@@ -62,6 +63,7 @@ from .records import (
     VideoInfo,
 )
 from .reporting import write_classification_report, write_csv
+from .retrieval import IndexConfig, build_index, recall_at_k, search_index
 from .runner import extract_videos, run_recipe
 from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split, write_mp4
 from .tensors import mlp, multi_hot, pad_features
@@ -183,4 +185,9 @@ __all__ = [
     "SplitConfig",
     "deterministic_split",
     "write_mp4",
+    "IndexConfig",
+    "build_index",
+    "search_index",
+    "recall_at_k",
+    "gather_with_grad",
 ]

@@ -63,7 +63,9 @@ def _fail(message: str, code: int = 2) -> None:
 def run(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: a.b.c=value (YAML-typed)")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="run directory (default run.output)")] = None,
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="run directory, a path or an fsspec URL (default run.output)")
+    ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="ignore cached artifacts and recompute everything")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="stop at the first failed item")] = False,
 ) -> None:
@@ -104,12 +106,10 @@ def run(
         highlight=False,
     )
     cache = summary["cache"]
-    console.print(
-        f"cache: {_mib(cache['bytes'])} in {cache['artifacts']} artifact(s) at {cache['root']} (this run wrote {_mib(cache['written_bytes'])})",
-        highlight=False,
-    )
+    size = f"{_mib(cache['bytes'])} in {cache['artifacts']} artifact(s) at " if "bytes" in cache else ""  # a remote store is not walked
+    console.print(f"cache: {size}{cache['root']} (this run wrote {_mib(cache['written_bytes'])})", highlight=False)
     if summary["failures"]:
-        err_console.print(f"[bold red]{summary['failures']} item(s) failed[/]; see {Path(summary['output']) / 'failures.jsonl'}")
+        err_console.print(f"[bold red]{summary['failures']} item(s) failed[/]; see {summary['output'].rstrip('/')}/failures.jsonl")
         raise typer.Exit(1)
 
 

@@ -121,22 +121,27 @@ class _Writer:
         )
 
 
+def _entry(name: str) -> zipfile.ZipInfo:
+    """A zip member with a fixed timestamp, so equal values encode to equal bytes (whoever writes them, whenever)."""
+    return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+
+
 def encode(value: Any) -> bytes:
-    """``value`` as the bytes of a data-only artifact (see the module docstring)."""
+    """``value`` as the bytes of a data-only artifact (see the module docstring); deterministic."""
     w = _Writer()
     doc = {"moviekit_artifact": FORMAT_VERSION, "value": w.enc(value, "value")}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("value.json", json.dumps(doc, separators=(",", ":")))
+        zf.writestr(_entry("value.json"), json.dumps(doc, separators=(",", ":")))
         for i, a in enumerate(w.arrays):
-            with zf.open(f"arrays/{i}.npy", "w", force_zip64=True) as f:
+            with zf.open(_entry(f"arrays/{i}.npy"), "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
         if w.tensors:
             from safetensors.torch import save
 
-            zf.writestr("tensors.safetensors", save(w.tensors))
+            zf.writestr(_entry("tensors.safetensors"), save(w.tensors))
         for i, b in enumerate(w.blobs):
-            zf.writestr(f"bytes/{i}", b)
+            zf.writestr(_entry(f"bytes/{i}"), b)
     return buf.getvalue()
 
 

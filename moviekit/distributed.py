@@ -280,6 +280,7 @@ def run_ranks(runner: Any) -> Iterator[None]:
         from .runlock import RunLock
 
         runner.out_dir = scratch
+        runner.publish = None  # only rank 0 publishes a remote run directory
         runner.lock = RunLock(scratch)
         runner.store = ReadOnlyStore(runner.store)
     try:

@@ -9,14 +9,15 @@ all cache hits on the serial code path, so artifacts, items and metrics are thos
 run by construction (the workers use the driver's component identities, so keys cannot differ).
 Decoded frames never leave a worker.
 
-* ``processes``: ``run.workers`` (0: one per CPU) spawned processes that die with the runner; a
-  worker that crashes (killed, out of memory) breaks the pool: the pool is rebuilt and the
-  videos not finished are retried, up to ``run.ray.max_retries`` times.
+* ``processes``: ``run.workers`` (0: one per CPU) spawned processes that die with the runner, each
+  sent one video at a time; a worker that crashes (killed, out of memory) loses only the video it
+  held: a fresh worker replaces it and that video is retried, up to ``run.ray.max_retries`` times.
 * ``ray``: one Ray task per video on an existing cluster (``run.ray.address``) or a local one
   (``address="local"``, so a stale ``/tmp/ray`` session is never joined).  Ray retries a video
   whose worker died ``run.ray.max_retries`` times; an error the video raises is not retried.
-  Results are streamed with ``ray.wait`` from a bounded window of tasks in flight, so the
-  driver's memory does not grow with the number of videos.
+  A video's task that raises (a full disk on the node it wrote from included) is that video's
+  failure only.  Results are streamed with ``ray.wait`` from a bounded window of tasks in flight,
+  so the driver's memory does not grow with the number of videos.
 
 Under ``torchrun`` rank 0 extracts (with the configured executor) while the other ranks wait;
 they then assemble the items from the shared store (see :mod:`moviekit.distributed`).
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ItemError, MoviekitError
+from .location import scheme
 
 if TYPE_CHECKING:  # pragma: no cover
     from .recipe import ResolvedRecipe
@@ -65,7 +67,7 @@ class Job:
     """What every worker needs, sent once: the recipe, the store, and the driver's artifact identities."""
 
     resolved: ResolvedRecipe
-    store_root: Path  # the workers open their own store on the driver's folder
+    store_root: str | Path  # the workers open their own store on the driver's folder or URL
     store_read: bool
     reader_id: dict[str, Any]
     identities: dict[str, dict[str, Any]]
@@ -162,9 +164,14 @@ def extract_ahead(
     if cfg.executor == "local" and not distributed.is_distributed():
         return None
     todo = [v for v in videos if v.features is None and identities]  # precomputed features need no worker
+    if cfg.executor != "local" and scheme(runner.store.root) == "memory":
+        raise MoviekitError(
+            f"run.cache_dir: {runner.store.root} lives in this process's memory, which run.executor '{cfg.executor}' workers "
+            "cannot see: use a path on storage they share, or an object store URL (s3://...)"
+        )
     outcomes: list[Outcome] = []
     if distributed.is_main() and todo:
-        job = Job(runner.resolved, Path(runner.store.root), runner.store.read, reader_id, identities)
+        job = Job(runner.resolved, runner.store.root, runner.store.read, reader_id, identities)
         run = {"local": _run_local, "processes": _run_processes, "ray": _run_ray}[cfg.executor]
 
         def report(outcome: Outcome) -> None:
@@ -196,44 +203,93 @@ def _workers(cfg: Any) -> int:
     return cfg.workers or os.cpu_count() or 1
 
 
+def _serve(conn: Any, job: Job) -> None:
+    """A worker process: extract the videos the runner sends, one at a time, until it sends None."""
+    _die_with_parent()
+    while (video := conn.recv()) is not None:
+        try:
+            conn.send(extract_video(job, video))
+        except BaseException as e:  # noqa: BLE001 - a disk error (the run's problem) is raised by the runner
+            conn.send(e if isinstance(e, MoviekitError) else MoviekitError(error_message(e)))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    video: Video | None = None
+
+
 def _run_processes(job: Job, videos: list[Video], cfg: Any, report: Callable[[Outcome], None]) -> Iterator[Outcome]:
-    """A spawn-context process pool; a bounded window of videos in flight; a broken pool is rebuilt."""
+    """``run.workers`` spawned processes, each sent one video at a time; a worker that dies (killed, out
+    of memory) loses only the video it held, which is retried up to ``run.ray.max_retries`` times on a fresh worker."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
+    from collections import deque
+    from multiprocessing.connection import wait
 
     from .threads import thread_budget
 
-    workers = _workers(cfg)
-    job.threads = thread_budget(cfg.threads, workers)  # N workers on one machine share its cores
-    attempts: dict[str, int] = {}
-    pending = list(videos)
-    while pending:
-        retry: list[Video] = []
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent)
-        try:
-            queue, running = list(pending), {}
-            while queue or running:
-                while queue and len(running) < 2 * workers:
-                    video = queue.pop(0)
-                    running[pool.submit(extract_video, job, video)] = video
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    video = running.pop(fut)
+    mp = multiprocessing.get_context("spawn")
+    job.threads = thread_budget(cfg.threads, _workers(cfg))  # N workers on one machine share its cores
+
+    def start() -> _Worker:
+        ours, theirs = mp.Pipe()
+        process = mp.Process(target=_serve, args=(theirs, job), daemon=True)
+        process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    pool = [start() for _ in range(min(_workers(cfg), len(videos)))]
+    queue, attempts = deque(videos), {}
+    try:
+        while queue or any(w.video is not None for w in pool):
+            for w in pool:
+                if w.video is None and queue:
+                    w.video = queue.popleft()
+                    w.conn.send(w.video)
+            busy = [w for w in pool if w.video is not None]
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for i, w in enumerate(pool):
+                if w.video is None:
+                    continue
+                video, answer = w.video, None
+                if w.conn.poll():
                     try:
-                        out = fut.result()
-                    except BrokenProcessPool:
-                        attempts[video.id] = attempts.get(video.id, 0) + 1
-                        if attempts[video.id] > cfg.ray.max_retries:
-                            out = Outcome(video.id, message=f"its worker process died {attempts[video.id]} time(s)")
-                        else:
-                            retry.append(video)
-                            continue
+                        answer = w.conn.recv()
+                    except (EOFError, OSError):  # it died while answering
+                        answer = None
+                elif w.process.is_alive():
+                    continue
+                if isinstance(answer, BaseException):
+                    raise answer
+                if isinstance(answer, Outcome):
+                    w.video = None
+                    report(answer)
+                    yield answer
+                    continue
+                # the worker died holding this video: only this video is redone, on a fresh worker
+                w.process.join()
+                w.conn.close()
+                pool[i] = start()
+                attempts[video.id] = attempts.get(video.id, 0) + 1
+                if attempts[video.id] > cfg.ray.max_retries:
+                    out = Outcome(
+                        video.id, message=f"its worker process died {attempts[video.id]} time(s) (exit code {w.process.exitcode})"
+                    )
                     report(out)
                     yield out
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        pending = retry
+                else:
+                    queue.appendleft(video)
+    finally:
+        for w in pool:
+            with contextlib.suppress(OSError):
+                w.conn.send(None)
+        for w in pool:
+            w.process.join(timeout=10)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            w.conn.close()
 
 
 def _ray_init(cfg: Any) -> bool:
@@ -277,6 +333,9 @@ def _run_ray(job: Job, videos: list[Video], cfg: Any, report: Callable[[Outcome]
                 video = running.pop(ref)
                 try:
                     out = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:  # the video raised (a full disk where it wrote): its failure only
+                    cause = e.cause if isinstance(e.cause, BaseException) else e
+                    out = Outcome(video.id, message=error_message(cause))
                 except Exception as e:  # noqa: BLE001 - the worker died more than max_retries times
                     out = Outcome(
                         video.id,

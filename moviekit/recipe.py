@@ -63,7 +63,10 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    output: Path | None = Field(None, description="run directory; default runs/<recipe name>")
+    output: Path | str | None = Field(
+        None,
+        description="run directory (a path, or an fsspec URL such as s3://bucket/runs/x: written locally, then uploaded); default runs/<recipe name>",
+    )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     seed: int = 0
     workers: int = Field(
@@ -77,7 +80,11 @@ class RunConfig(BaseModel):
     )
     ray: RayConfig = Field(default_factory=RayConfig)
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision on CUDA")
-    cache_dir: Path | None = Field(None, description="artifact store; default <user cache>/moviekit/artifacts")
+    cache_dir: Path | str | None = Field(
+        None,
+        description="artifact store: a path (a shared mount for many machines) or an fsspec URL (s3://bucket/prefix needs "
+        "moviekit[s3]); default <user cache>/moviekit/artifacts",
+    )
     reader: ComponentSpec = Field(default_factory=lambda: ComponentSpec(use="pyav"))
     strict: bool = Field(False, description="stop at the first failed item")
     threads: int = Field(
@@ -89,6 +96,13 @@ class RunConfig(BaseModel):
     consumers: Literal["threads", "serial"] = Field(
         "threads", description="'threads': the consumers of a decode run concurrently, one thread each; 'serial': one after another"
     )
+
+    @field_validator("output", "cache_dir", mode="before")
+    @classmethod
+    def _location(cls, v: Any) -> Any:
+        from .location import as_location
+
+        return as_location(v) if isinstance(v, (str, Path)) else v
 
     @field_validator("device")
     @classmethod

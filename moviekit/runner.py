@@ -29,6 +29,7 @@ from .components import Component, DatasetSource, Expert, Labeler, Reader, Segme
 from .context import Reporter, TaskContext
 from .errors import DiskWriteError, ItemError, MoviekitError, RunInterrupted, WeightsNotFoundError
 from .fanout import Fanout
+from .location import RemoteFiles, as_location
 from .models import TrainedModel, load_model, model_digest
 from .paths import safe_component
 from .plugins import Registry, get_registry
@@ -270,7 +271,7 @@ class Runner:
     def __init__(
         self,
         resolved: ResolvedRecipe,
-        output: Path | None = None,
+        output: str | Path | None = None,
         fresh: bool = False,
         strict: bool | None = None,
         reporter: Reporter | None = None,
@@ -279,7 +280,11 @@ class Runner:
         self.resolved = resolved
         self.recipe = resolved.recipe
         self.registry = registry or get_registry()
-        self.out_dir = Path(output or self.recipe.run.output or Path("runs") / resolved.name)
+        target = as_location(output or self.recipe.run.output or Path("runs") / resolved.name)
+        #: where the run directory is published when -o / run.output is a remote URL (None: out_dir itself)
+        self.publish = RemoteFiles(target, "the output directory (-o / run.output)") if isinstance(target, str) else None
+        # a remote run directory is written in a local folder named after its URL, then uploaded file by file
+        self.out_dir = cache_root() / "remote-runs" / hash_key(target)[:16] if self.publish else target
         self.strict = self.recipe.run.strict if strict is None else strict
         self.reporter = reporter or Reporter()
         cache = self.recipe.run.cache_dir or cache_root() / "artifacts"
@@ -395,6 +400,8 @@ class Runner:
         the output directory is a folder this process can write, and the artifact store is writable."""
         out = self.out_dir
         where = "the output directory (-o / run.output)"
+        if self.publish is not None:
+            self.publish.check_writable(where)
         if out.exists() and not out.is_dir():
             raise MoviekitError(f"{where} {out} exists and is not a folder")
         try:
@@ -402,6 +409,9 @@ class Runner:
         except OSError as e:
             raise MoviekitError(f"{where} {out} cannot be created: {e.strerror or e}") from None
         _check_writable(out, where)
+        if self.store.remote:
+            self.store.files.check_writable("the artifact cache (run.cache_dir / $MOVIEKIT_CACHE)")
+            return
         if self.store.root.exists() and not self.store.root.is_dir():
             raise MoviekitError(f"the artifact cache (run.cache_dir / $MOVIEKIT_CACHE) {self.store.root} exists and is not a folder")
         try:
@@ -430,6 +440,8 @@ class Runner:
         if self.lock.held:
             try:
                 atomic_write_text(self.out_dir / "artifacts.json", json.dumps(self.store.manifest(), indent=1))
+                if self.publish is not None:
+                    self.publish.upload_tree(self.out_dir)
             finally:
                 self.lock.release()
 
@@ -569,7 +581,7 @@ class Runner:
             clips = video.clips or []
             self._item_keys[video.id] = hash_key(
                 video.model_dump(mode="json", exclude={"features", "path"}), features_digest(video.features) if video.features else None,
-                None if video.features is not None or video.path is None else _content_or_none(video.path, self.store.root),
+                None if video.features is not None or video.path is None else _content_or_none(video.path, self.store.local_dir),
             )  # fmt: skip
             return Item(video=video, clips=clips, features=video.features)
         check_video_file(video)
@@ -713,7 +725,7 @@ class Runner:
     def finish(self, ctx: TaskContext) -> dict[str, Any]:
         summary = {
             "recipe": self.resolved.source,
-            "output": str(self.out_dir),
+            "output": self.publish.url if self.publish is not None else str(self.out_dir),
             "items": len(ctx.items),
             "decodes": self.decodes,
             "failures": len(self.failures),
@@ -731,6 +743,8 @@ class Runner:
         """The artifact store's size, and what this run used and wrote."""
         from .cache import usage
 
+        if self.store.remote:  # an object store is not walked: only what this run did
+            return {"root": self.store.root, "used_by_run": len(self.store.used), "written_bytes": self.store.bytes_written}
         u = usage(self.store.root)
         return {
             "root": u["root"],

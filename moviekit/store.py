@@ -148,15 +148,29 @@ def _passes(check: Callable[[Any], bool], value: Any) -> bool:
 class ArtifactStore:
     """Data-only artifacts under ``root/v<FORMAT_VERSION>/<kind>/<key[:2]>/<key>.zip``.
 
-    ``get``/``put`` encode with :mod:`moviekit.codec`.  Every artifact the store reads or
-    writes is remembered in :attr:`used` (paths relative to :attr:`dir`), which the runner
-    writes to ``<run>/artifacts.json`` for ``moviekit cache prune --run``.  A read artifact's
-    modification time is refreshed, so ``prune --older-than`` means "not used for".
+    ``root`` is a local folder (or shared mount) or an fsspec URL (:mod:`moviekit.location`): the
+    same keys, the same bytes, and every write atomic.  ``get``/``put`` encode with
+    :mod:`moviekit.codec`.  Every artifact the store reads or writes is remembered in :attr:`used`
+    (paths relative to :attr:`dir`), which the runner writes to ``<run>/artifacts.json`` for
+    ``moviekit cache prune --run``.  A read artifact's modification time is refreshed (locally), so
+    ``prune --older-than`` means "not used for".  File-hash memos and checkpoints are files of this
+    machine: for a remote store they live in a local folder named after its URL (:attr:`local_dir`).
     """
 
     def __init__(self, root: str | Path, read: bool = True, log: Callable[[str], None] | None = None):
-        self.root = Path(root)
-        self.dir = self.root / f"v{codec.FORMAT_VERSION}"
+        from .location import as_location, open_files
+
+        self.root: str | Path = as_location(root)
+        self.remote = isinstance(self.root, str)
+        version = f"v{codec.FORMAT_VERSION}"
+        self.files = open_files(f"{self.root}/{version}" if self.remote else Path(self.root) / version)
+        if self.remote:
+            from .weights import cache_root
+
+            self.local_dir = cache_root() / "remote-stores" / hash_key(self.root)[:16] / version
+        else:
+            self.local_dir = Path(self.root) / version
+        self.dir = self.local_dir if not self.remote else self.files.where("")
         self.read = read
         self.log = log or (lambda message: None)
         self.hits = 0
@@ -164,41 +178,44 @@ class ArtifactStore:
         self.bytes_written = 0
         self.used: set[str] = set()
         #: ``(path, reason)`` of every artifact discarded as unreadable or of the wrong type.
-        self.discarded: list[tuple[Path, str]] = []
+        self.discarded: list[tuple[Path | str, str]] = []
 
-    def path(self, kind: str, key: str) -> Path:
-        """Where the artifact ``(kind, key)`` lives; a key that is not a hex digest is hashed."""
+    @staticmethod
+    def rel(kind: str, key: str) -> str:
+        """An artifact's path relative to :attr:`dir`; a key that is not a hex digest is hashed."""
         if not _KIND.fullmatch(kind):
             raise ValueError(f"artifact kind '{kind}' must be lower-case letters, digits, '_', '.' or '-'")
         name = key if _HEX64.fullmatch(key) else hash_key(key)
-        return self.dir / kind / name[:2] / f"{name}.zip"
+        return f"{kind}/{name[:2]}/{name}.zip"
+
+    def path(self, kind: str, key: str) -> Path | str:
+        """Where the artifact ``(kind, key)`` lives (a URL for a remote store)."""
+        return self.files.where(self.rel(kind, key))
 
     def file_path(self, kind: str, name: str) -> Path:
-        """A plain file of the store (checkpoints, file-hash memos), its folder created."""
+        """A plain local file of the store (checkpoints), its folder created."""
         if not _KIND.fullmatch(kind) or "/" in name or name in ("", ".", ".."):
             raise ValueError(f"bad store file {kind}/{name}")
-        p = self.dir / kind / name
+        p = self.local_dir / kind / name
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
     def file_hash(self, path: str | Path) -> str:
-        """:func:`file_hash` memoised in this store."""
-        digest = file_hash(path, memo_dir=self.dir)
-        self.used.add(self._rel(_memo_path(Path(path), self.dir)))
+        """:func:`file_hash` memoised in this store (its local folder)."""
+        digest = file_hash(path, memo_dir=self.local_dir)
+        self.used.add(_memo_path(Path(path), self.local_dir).relative_to(self.local_dir).as_posix())
         return digest
 
-    def _rel(self, p: Path) -> str:
-        return p.relative_to(self.dir).as_posix()
-
     def has(self, kind: str, key: str) -> bool:
-        return self.read and self.path(kind, key).exists()
+        return self.read and self.files.exists(self.rel(kind, key))
 
-    def discard(self, p: Path, reason: str) -> None:
+    def discard(self, rel: str, reason: str) -> None:
         """Delete an artifact that cannot be used, saying which file and why."""
-        p.unlink(missing_ok=True)
-        self.used.discard(self._rel(p))
-        self.discarded.append((p, reason))
-        self.log(f"[cache] discarded {p}: {reason}; it is recomputed")
+        self.files.remove(rel)
+        self.used.discard(rel)
+        where = self.files.where(rel)
+        self.discarded.append((where, reason))
+        self.log(f"[cache] discarded {where}: {reason}; it is recomputed")
 
     def get(self, kind: str, key: str, default: Any = None, check: Callable[[Any], bool] | None = None) -> Any:
         """The stored value, or ``default`` when missing, unreadable or rejected by ``check``.
@@ -208,39 +225,37 @@ class ArtifactStore:
         """
         if not self.read:
             return default
-        p = self.path(kind, key)
+        rel = self.rel(kind, key)
         try:
-            data = p.read_bytes()
+            data = self.files.read_bytes(rel)
         except FileNotFoundError:
             return default
         except OSError as e:
-            self.log(f"[cache] cannot read {p}: {e.strerror or e}; it is recomputed")
+            self.log(f"[cache] cannot read {self.files.where(rel)}: {e.strerror or e}; it is recomputed")
             return default
         try:
             value = codec.decode(data)
         except codec.CodecError as e:
-            self.discard(p, str(e))
+            self.discard(rel, str(e))
             return default
         if check is not None and not _passes(check, value):
-            self.discard(p, f"not a valid '{kind}' artifact (a {type(value).__name__} of the wrong shape or type)")
+            self.discard(rel, f"not a valid '{kind}' artifact (a {type(value).__name__} of the wrong shape or type)")
             return default
-        try:
-            os.utime(p)
-        except OSError:
-            pass
-        self.used.add(self._rel(p))
+        self.files.touch(rel)
+        self.used.add(rel)
         self.hits += 1
         return value
 
-    def put(self, kind: str, key: str, value: Any) -> Path:
-        p = self.path(kind, key)
+    def put(self, kind: str, key: str, value: Any) -> Path | str:
+        rel = self.rel(kind, key)
         data = codec.encode(value)
-        atomic_write_bytes(p, data)
-        self.used.add(self._rel(p))
+        self.files.write_bytes(rel, data)
+        self.used.add(rel)
         self.writes += 1
         self.bytes_written += len(data)
-        return p
+        return self.files.where(rel)
 
     def manifest(self) -> dict[str, Any]:
         """What ``<run>/artifacts.json`` records: the store and the artifacts this run used."""
-        return {"format": codec.FORMAT_VERSION, "cache": str(self.root.resolve()), "artifacts": sorted(self.used)}
+        where = self.root if self.remote else str(Path(self.root).resolve())
+        return {"format": codec.FORMAT_VERSION, "cache": where, "artifacts": sorted(self.used)}

@@ -17,13 +17,28 @@ from moviekit.recipe import validate
 from moviekit.runner import Runner
 
 #: An expert that logs every video it opens and, when MK_KILL_ON names a video, SIGKILLs its own
-#: process the first time it opens it (the marker file MK_KILL_MARKER records that it did).
+#: process the first time it opens it (the marker file MK_KILL_MARKER records that it did; without
+#: one, every time); while
+#: the video MK_ENOSPC_ON is extracted, every store write of its process fails with ENOSPC.
 SCALEKIT = '''
-import os, signal
+import errno, os, signal
 import moviekit
+from moviekit import store
 from mk_scale_testkit import Luma
 
 moviekit_api = "1.0"
+CURRENT = [None]
+_real_write = store._write_fd
+
+
+def _write_fd(fd, data):
+    if CURRENT[0] is not None and CURRENT[0] == os.environ.get("MK_ENOSPC_ON"):
+        CURRENT[0] = None  # its first write fails, which ends the video; the next video's writes succeed
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return _real_write(fd, data)
+
+
+store._write_fd = _write_fd
 
 
 class Fragile(Luma):
@@ -31,13 +46,15 @@ class Fragile(Luma):
     name = "test_fragile"
 
     def open(self, video, info):
+        CURRENT[0] = video.id
         log = os.environ.get("MK_OPEN_LOG")
         if log:
             with open(log, "a") as f:
                 f.write(video.id + "\\n")
         kill, marker = os.environ.get("MK_KILL_ON"), os.environ.get("MK_KILL_MARKER")
-        if kill and video.id == kill and marker and not os.path.exists(marker):
-            open(marker, "w").close()
+        if kill and video.id == kill and not (marker and os.path.exists(marker)):
+            if marker:  # die once only
+                open(marker, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
         return super().open(video, info)
 
@@ -150,6 +167,42 @@ def test_processes_executor_equals_serial(site, videos, serial, tmp_path):
     assert_same_as_serial(serial, tmp_path, summary)
 
 
+def assert_kept_all_but_one_videos_streams(serial: Path, tmp: Path) -> None:
+    """The other videos' artifacts are the serial run's; only one video's stream results are missing
+    (its probe was stored before its failure)."""
+    kept, full = artifacts(tmp / "cache"), artifacts(serial / "cache")
+    assert kept and all(full[k] == v for k, v in kept.items())
+    missing = set(full) - set(kept)
+    per_video = sum(k.startswith("stream/") for k in full) // 4
+    assert per_video and len(missing) == per_video and all(k.startswith("stream/") for k in missing)
+
+
+@pytest.mark.distributed
+def test_a_killed_worker_process_redoes_only_its_video(site, videos, serial, tmp_path, monkeypatch):
+    log = tmp_path / "opens.log"
+    for k, v in {"MK_OPEN_LOG": log, "MK_KILL_ON": "v2", "MK_KILL_MARKER": tmp_path / "killed"}.items():
+        monkeypatch.setenv(k, str(v))  # the spawned workers inherit them
+    rr = validate(recipe(videos, tmp_path / "cache", executor="processes", workers=2), registry=site[1])
+    summary = Runner(rr, output=tmp_path / "out", registry=site[1]).run()
+    assert (tmp_path / "killed").exists()  # v2's worker did die mid-video
+    assert sorted(log.read_text().split()) == ["v0", "v1", "v2", "v2", "v3"]  # only v2 was redone
+    assert_same_as_serial(serial, tmp_path, summary)
+
+
+@pytest.mark.distributed
+def test_a_worker_process_dying_every_time_fails_only_its_video(site, videos, serial, tmp_path, monkeypatch):
+    monkeypatch.setenv("MK_KILL_ON", "v1")
+    monkeypatch.delenv("MK_KILL_MARKER", raising=False)  # no marker: it dies every time it opens v1
+    rr = validate(recipe(videos, tmp_path / "cache", executor="processes", workers=2, ray={"max_retries": 1}), registry=site[1])
+    summary = Runner(rr, output=tmp_path / "out", registry=site[1]).run()
+    failures = {
+        json.loads(line)["item"]: json.loads(line)["error"] for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()
+    }
+    assert failures.keys() == {"empty", "v1"} and "worker process died 2 time(s)" in failures["v1"]
+    assert summary["items"] == 3
+    assert_kept_all_but_one_videos_streams(serial, tmp_path)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(site):
     """A local Ray cluster of two nodes with one CPU each."""
@@ -188,6 +241,28 @@ def test_ray_executor_on_two_nodes_equals_serial_and_a_killed_worker_redoes_only
     opens = log.read_text().split()
     assert sorted(opens) == ["v0", "v1", "v2", "v2", "v3"]  # only v2 was redone
     assert_same_as_serial(serial, tmp_path, summary)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ray_disk_full_in_one_video_is_only_that_videos_failure(site, videos, serial, ray_cluster, tmp_path):
+    import os
+
+    import ray
+
+    env = {"MK_ENOSPC_ON": "v1", "PYTHONPATH": os.environ["PYTHONPATH"]}
+    ray.init(address=ray_cluster.address, runtime_env={"env_vars": env}, include_dashboard=False)
+    rr = validate(recipe(videos, tmp_path / "cache", executor="ray", workers=2, ray={"address": ray_cluster.address}), registry=site[1])
+    try:
+        summary = Runner(rr, output=tmp_path / "out", registry=site[1]).run()
+    finally:
+        ray.shutdown()
+    failures = {
+        json.loads(line)["item"]: json.loads(line)["error"] for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()
+    }
+    assert failures.keys() == {"empty", "v1"} and "no space left" in failures["v1"] and "retries" not in failures["v1"]
+    assert summary["items"] == 3
+    assert_kept_all_but_one_videos_streams(serial, tmp_path)
 
 
 def test_ray_missing_is_one_clear_error(site, videos, tmp_path, monkeypatch):

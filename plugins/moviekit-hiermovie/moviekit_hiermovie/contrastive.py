@@ -6,7 +6,7 @@
 * :func:`consistent_augment`: one random crop, flip and colour jitter drawn per clip and applied
   identically to all of its frames (CVRL's temporally consistent augmentation);
 * :func:`info_nce`: the InfoNCE (NT-Xent) loss of a batch of pairs, every other clip of the batch
-  a negative; under DDP the other ranks' clips join the negatives (:func:`gather_with_grad`).
+  a negative; under DDP the other ranks' clips join the negatives (:func:`moviekit.gather_with_grad`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from moviekit import gather_with_grad
 
 
 def sample_pair_starts(n_frames: int, clip_len: int, max_distance: int, rng: np.random.Generator, min_distance: int = 0) -> tuple[int, int]:
@@ -62,17 +64,6 @@ def consistent_augment(
     return out.clamp(0, 1)
 
 
-def gather_with_grad(x: Any) -> Any:
-    """``x`` of every DDP rank concatenated (gradients flow to the local part); ``x`` itself in one process."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return __import__("torch").cat(all_gather(x), 0)
-
-
 def info_nce(z1: Any, z2: Any, temperature: float = 0.1, gather: bool = True) -> Any:
     """NT-Xent over a batch of pairs ``(z1[i], z2[i])``: each of the 2N embeddings has its pair as
     the positive and the other 2N - 2 (times the world size under DDP) as negatives; mean over 2N."""
@@ -82,13 +73,8 @@ def info_nce(z1: Any, z2: Any, temperature: float = 0.1, gather: bool = True) ->
     z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
     local = torch.cat([z1, z2], 0)  # (2N, d)
     n = len(z1)
-    everyone = gather_with_grad(local) if gather else local
-    offset = 0
-    if everyone is not local:
-        import torch.distributed as dist
-
-        offset = dist.get_rank() * 2 * n
-        # the gathered layout is [rank0: z1, z2 | rank1: z1, z2 | ...]
+    # the gathered layout is [rank0: z1, z2 | rank1: z1, z2 | ...]; ranks may hold different N
+    everyone, offset = gather_with_grad(local, with_offset=True) if gather else (local, 0)
     logits = local @ everyone.t() / temperature
     idx = torch.arange(2 * n, device=local.device)
     logits[idx, idx + offset] = float("-inf")  # no self-similarity

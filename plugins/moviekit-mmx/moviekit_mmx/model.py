@@ -336,7 +336,7 @@ def nt_xent(z1: Any, z2: Any, temperature: float = 0.5) -> Any:
     import torch
     import torch.nn.functional as F
 
-    from moviekit.distributed import gather_with_grad
+    from moviekit import gather_with_grad
 
     z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
     n = z1.shape[0]

@@ -18,9 +18,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+import moviekit
 from moviekit import (
     AUPRC_NAMES,
     Config,
+    IndexConfig,
     ModelPart,
     MoviekitError,
     Task,
@@ -655,24 +657,22 @@ class FineGrained(Task):
         return TaskResult(metrics=metrics, files=files, notes=notes)
 
 
-def build_index(vectors: np.ndarray) -> Any:
-    """A faiss inner-product index over L2-normalised rows (cosine similarity)."""
+def _unit_rows(x: np.ndarray) -> np.ndarray:
     import faiss
 
-    x = np.ascontiguousarray(vectors, dtype=np.float32).copy()
+    x = np.ascontiguousarray(x, dtype=np.float32).copy()
     faiss.normalize_L2(x)
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    return index
+    return x
 
 
-def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def build_index(vectors: np.ndarray, config: IndexConfig | None = None) -> Any:
+    """A faiss inner-product index over L2-normalised rows (cosine similarity); exact unless ``config`` says otherwise."""
+    return moviekit.build_index(_unit_rows(vectors), config, metric="ip")
+
+
+def search(index: Any, queries: np.ndarray, k: int, config: IndexConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) of the ``k`` nearest rows of ``index`` to each query, by cosine."""
-    import faiss
-
-    q = np.ascontiguousarray(queries, dtype=np.float32).copy()
-    faiss.normalize_L2(q)
-    return index.search(q, min(k, index.ntotal))
+    return moviekit.search_index(index, _unit_rows(queries), k, config)
 
 
 class Retrieval(Task):
@@ -694,6 +694,10 @@ class Retrieval(Task):
         examples: int = Field(5, ge=0, description="query trailers shown in the report")
         batch_size: int = Field(32, ge=1)
         max_clips: int | None = Field(None, ge=1)
+        index: IndexConfig = Field(
+            default_factory=IndexConfig,
+            description="the faiss index: flat (exact, the default), hnsw or ivf (approximate: faster on many trailers)",
+        )
 
     def run(self, ctx) -> TaskResult:
         import faiss
@@ -703,7 +707,7 @@ class Retrieval(Task):
         _, encoder, _ = _mmx_model(ctx, space)
         items = ctx.items
         vectors = embed_items(encoder, items, ctx, cfg.batch_size, cfg.max_clips)
-        index = build_index(vectors)
+        index = build_index(vectors, cfg.index)
         faiss.write_index(index, str(ctx.out_dir / "index.faiss"))
         ids = [it.id for it in items]
         (ctx.out_dir / "index_ids.json").write_text(
@@ -711,7 +715,7 @@ class Retrieval(Task):
                 {"space": space, "ids": ids, "labels": {it.id: it.video.labels for it in items}, "model": f"models/{space}.json"}, indent=1
             )
         )
-        scores, rows = search(index, vectors, cfg.k + 1)
+        scores, rows = search(index, vectors, cfg.k + 1, cfg.index)
         neighbours: dict[str, list[dict[str, Any]]] = {}
         top1: dict[int, int] = {}  # query row -> nearest other row
         table = []

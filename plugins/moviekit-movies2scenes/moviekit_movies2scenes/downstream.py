@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from moviekit import Config, MoviekitError, Task, TaskResult, multi_hot
+from moviekit import Config, IndexConfig, MoviekitError, Task, TaskResult, multi_hot
 
 from .common import Scene, clip_scene_ids, frame_baseline, item_scenes, random_baseline, scene_embeddings, shot_embeddings
 from .heads import LVU_TABLE1, fit_head
@@ -72,6 +72,10 @@ class PlaceRetrieval(Task):
         ks: tuple[int, ...] = Field((1, 5, 10), min_length=1, description="retrieved-set sizes")
         query_split: str = Field("val", description="the queries' split (the paper: validation)")
         gallery_split: str = Field("train", description="the retrieved scenes' split (the paper: training)")
+        index: IndexConfig = Field(
+            default_factory=IndexConfig,
+            description="the faiss index: flat (exact, the default), hnsw or ivf (approximate: faster on many scenes)",
+        )
 
     @classmethod
     def example_config(cls, tmp_path: Any) -> dict[str, Any]:
@@ -93,7 +97,8 @@ class PlaceRetrieval(Task):
         reps_g = representations(ctx, c.model, gallery_items, gs, c.baselines)
         reps_q = representations(ctx, c.model, query_items, qs, c.baselines)
         table = {
-            name: precision_at_k(reps_g[name], [s.places for s in gs], reps_q[name], [s.places[0] for s in qs], c.ks) for name in reps_g
+            name: precision_at_k(reps_g[name], [s.places for s in gs], reps_q[name], [s.places[0] for s in qs], c.ks, c.index)
+            for name in reps_g
         }
         (ctx.out_dir / "place_retrieval.json").write_text(json.dumps(table, indent=1))
         buf = io.StringIO()

@@ -15,27 +15,31 @@ from typing import Any
 
 import numpy as np
 
+from moviekit import IndexConfig, build_index, search_index
+
 # -- retrieval -----------------------------------------------------------------------------
 
 
-def knn_l2(gallery: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` nearest gallery rows of each query by L2 distance (faiss ``IndexFlatL2``)."""
-    import faiss
-
-    index = faiss.IndexFlatL2(gallery.shape[1])
-    index.add(np.ascontiguousarray(gallery, dtype=np.float32))
-    _, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(gallery)))
+def knn_l2(gallery: np.ndarray, queries: np.ndarray, k: int, index: IndexConfig | None = None) -> np.ndarray:
+    """Indices of the ``k`` nearest gallery rows of each query by L2 distance (faiss; exact unless ``index`` says otherwise)."""
+    built = build_index(gallery, index, metric="l2")
+    _, idx = search_index(built, queries, k, index)
     return idx
 
 
 def precision_at_k(
-    gallery: np.ndarray, gallery_tags: list[list[str]], queries: np.ndarray, query_place: list[str], ks: tuple[int, ...] = (1, 5, 10)
+    gallery: np.ndarray,
+    gallery_tags: list[list[str]],
+    queries: np.ndarray,
+    query_place: list[str],
+    ks: tuple[int, ...] = (1, 5, 10),
+    index: IndexConfig | None = None,
 ) -> dict[str, Any]:
     """Table 2: per place and over all queries, the share of a query's ``k`` nearest training scenes tagged with its place.
 
     Returns ``{"all": {"p@1": ..}, "per_place": {place: {"p@1": .., "queries": n}}}`` in percent.
     """
-    idx = knn_l2(gallery, queries, max(ks))
+    idx = knn_l2(gallery, queries, max(ks), index)
     hits = np.array([[query_place[q] in gallery_tags[g] for g in row] for q, row in enumerate(idx)], dtype=np.float64)
     out: dict[str, Any] = {"all": {f"p@{k}": 100 * float(hits[:, :k].mean()) for k in ks}, "per_place": {}}
     out["all"]["queries"] = len(query_place)
