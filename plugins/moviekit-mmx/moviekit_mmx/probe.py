@@ -110,6 +110,6 @@ def probe_verdict(model: dict[str, Any], probe: dict[str, Any], metric: str = "a
     else:
         head = (
             f"The gated network does not beat the linear probe on {names.get(metric, metric)}: {a:.3f} vs {b:.3f} ({a - b:+.3f}); {where}. "
-            "On this data a logistic regression on averaged expert features does as well, so the gated network does not earn its keep here."
+            "On this data a logistic regression on averaged expert features does at least as well, so the gated network does not earn its keep here."
         )
     return beats, head
