@@ -25,11 +25,13 @@ from .components import (
     TaskResult,
     WeightsSpec,
     pool_track,
+    shape_matches,
 )
 from .context import Reporter, TaskContext
 from .device import resolve_device
 from .doctor import import_check
 from .errors import DiskWriteError, ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
+from .default_plugins.formats import export_features_dir, write_features_dir
 from .groups import gather, group_at, group_by_time, group_windows
 from .hookspecs import hookimpl
 from .metrics import (
@@ -177,10 +179,13 @@ __all__ = [
     "make_clips",
     "pad_features",
     "pool_track",
+    "shape_matches",
     "resolve_weights",
     "VIDEO_EXTENSIONS",
     "import_check",
     "SplitConfig",
     "deterministic_split",
     "write_mp4",
+    "export_features_dir",
+    "write_features_dir",
 ]
