@@ -452,7 +452,7 @@ def read_state_dict(file: Path, component: str, config_key: str = "pretrained") 
         raise MoviekitError(
             f"{component}: `{config_key}`: {file} cannot be read as tensors only (torch.load weights_only=True: {type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). moviekit never unpickles a checkpoint (it could run code). If you trust "
-            "the file, convert it once to safetensors: python -c \"import torch, safetensors.torch as st; "
+            'the file, convert it once to safetensors: python -c "import torch, safetensors.torch as st; '
             "c = torch.load('IN.pth', weights_only=False); st.save_file(c.get('state_dict', c), 'OUT.safetensors')\""
         ) from e
     state = state.get("state_dict", state) if isinstance(state, dict) else state
