@@ -28,10 +28,10 @@ from .components import (
     shape_matches,
 )
 from .context import Reporter, TaskContext
+from .default_plugins.formats import export_features_dir, write_features_dir
 from .device import resolve_device
 from .doctor import import_check
 from .errors import DiskWriteError, ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
-from .default_plugins.formats import export_features_dir, write_features_dir
 from .groups import gather, group_at, group_by_time, group_windows
 from .hookspecs import hookimpl
 from .metrics import (
