@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_movieclip_scenes import COLOURS, VOCAB, clip_labels
 
-from moviekit import Clip, FeatureSet, FrameBatch, Item, MoviekitError, Video
+from moviekit import Clip, FeatureSet, FrameBatch, Item, MoviekitError, Track, Video
 from moviekit.testing import make_context
 from moviekit_movieclip.export import MovieclipExportFeatures
 from moviekit_movieclip.frames import MovieclipFrames, short_side_size
@@ -155,10 +155,10 @@ def test_kinetics_weights_from_a_local_folder_initialise_the_model_and_give_the_
     import torch
 
     kinetics = build_recognizer("r2plus1d", 400, 2, 16, backbone=TINY_R2PLUS1D)
-    folder = tmp_path / "weights" / "mmaction2-r2plus1d-kinetics400"
+    folder = tmp_path / "local" / "mmaction2-r2plus1d-kinetics400"
     folder.mkdir(parents=True)
     torch.save({"state_dict": kinetics.state_dict(), "meta": {"epoch": 40, "note": "mmaction2 layout"}}, folder / "r2plus1d_k400.pth")
-    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(tmp_path / "local"))
 
     # the scene classifier starts from it: every backbone tensor loaded, the 400-class head skipped
     net = build_recognizer("r2plus1d", 3, 2, 16, backbone=TINY_R2PLUS1D, pretrained="kinetics")
@@ -194,3 +194,89 @@ def test_checkpoints_are_never_unpickled(tmp_path):
     ctx = make_context(tmp_path, items=shot_items(sizes=((16, 28),)), vocabulary=VOCAB)
     with pytest.raises(MoviekitError, match=r"(?s)mmaction2-swin-kinetics400.*`pretrained`"):
         missing.run(ctx)
+
+
+# -- the shot-scale model's input: ViT-B/16 features of each shot's own frames at 4 fps (Sec. 3.3.2) ------------
+
+
+def test_shot_frames_are_the_shots_own_frames_by_time():
+    from moviekit_movieclip.framefeatures import MovieclipFrameFeatures, sequence_lengths, shot_frame_indices
+
+    times = np.arange(12) * 0.25  # 4 fps over 3 s: 0, 0.25, ..., 2.75
+    assert shot_frame_indices(times, 0.6, 1.6).tolist() == [3, 4, 5, 6]  # 0.75, 1.0, 1.25, 1.5
+    assert shot_frame_indices(times, 1.6, 1.7).tolist() == [7]  # between samples: nearest its middle (1.75)
+    assert shot_frame_indices(times, 0.0, 3.0, max_frames=2).tolist() == [3, 9]  # evenly spaced
+
+    expert = MovieclipFrameFeatures(backbone="thumbnail", grid=1)
+    assert expert.needs().frames.fps == 4.0 and expert.about()["stand_in"] is True
+    sink = expert.open(Video(id="v"), {"fps": 4.0})
+    frames = np.stack([np.full((6, 10, 3), 10 * (k + 1), np.uint8) for k in range(12)])  # frame k's colour is 10 (k + 1)
+    sink.frames(FrameBatch(frames=frames, indices=np.arange(12), times=times))
+    track = sink.close()
+    shots = [
+        Clip(video_id="v", index=0, shot_index=0, start_frame=2, end_frame=7, start_time=0.6, end_time=1.6),
+        Clip(video_id="v", index=1, shot_index=1, start_frame=7, end_frame=8, start_time=1.6, end_time=1.7),
+    ]
+    pooled = expert.pool(track, shots)
+    assert pooled.shape == (2, 4, 3)
+    assert np.allclose(pooled[0, :, 0] * 255, [40, 50, 60, 70]) and np.allclose(pooled[1, 0] * 255, 80)
+    assert np.all(pooled[1, 1:] == 0) and sequence_lengths(pooled).tolist() == [4, 1]  # no looping: zero rows after
+
+
+TINY_VIT = {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 32}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_timm_vit_loads_a_local_state_dict_and_the_outputs_name_the_backbone(tmp_path, monkeypatch):
+    import json
+
+    import timm
+    import timm.data
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from moviekit_movieclip.framefeatures import MovieclipFrameFeatures
+    from moviekit_movieclip.shotscale import MovieclipShotScale
+
+    torch.manual_seed(0)
+    ref = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=5, **TINY_VIT).eval()  # with a head
+    folder = tmp_path / "local" / "timm-vit_base_patch16_224"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(folder / "model.safetensors"))
+
+    expert = MovieclipFrameFeatures(vit_overrides=TINY_VIT, device="cpu")
+    with pytest.raises(MoviekitError, match=r"(?s)timm-vit_base_patch16_224.*`weights`"):
+        expert.encoder()  # offline, nothing in $MOVIEKIT_WEIGHTS yet
+    monkeypatch.setenv("MOVIEKIT_WEIGHTS", str(tmp_path / "local"))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 64, 3), dtype=np.uint8)
+    got = expert.encoder().encode(frames)
+    transform = timm.data.create_transform(**{**timm.data.resolve_model_data_config(ref), "input_size": (3, 32, 32)})
+    x = torch.stack([transform(Image.fromarray(f)) for f in frames])
+    with torch.no_grad():
+        want = ref.forward_head(ref.forward_features(x), pre_logits=True).numpy()
+    assert got.shape == (3, 32) and np.allclose(got, want, atol=1e-5)
+    about = expert.about()
+    assert (about["backbone"], about["model"], about["stand_in"], about["fps"]) == ("vit", "vit_base_patch16_224", False, 4.0)
+    assert about["weights"].endswith("model.safetensors")
+
+    # the shot-scale LSTM on those features says which backbone made them, in metrics.json and the model record
+    clips = [
+        Clip(video_id=f"m{v}", index=j, shot_index=j, start_frame=j, end_frame=j + 1, start_time=j, end_time=j + 1)
+        for v in range(2)
+        for j in range(3)
+    ]
+    items = []
+    for v in range(2):
+        own = [c for c in clips if c.video_id == f"m{v}"]
+        times = np.arange(12) * 0.25
+        seq = expert.pool(Track(times=times, values=got[np.arange(12) % 3][:, None, :]), own)
+        items.append(Item(video=Video(id=f"m{v}", split="train"), clips=own, features=FeatureSet(video_id=f"m{v}", arrays={"shots": seq})))
+    (tmp_path / "s.csv").write_text("video,shot,scale\nm0,0,CS\nm0,1,LS\nm1,2,MS\n")
+    ctx = make_context(tmp_path, items=items, vocabulary=VOCAB)
+    ctx.experts = {"shots": expert}
+    result = MovieclipShotScale(labels_file=str(tmp_path / "s.csv"), features="shots", epochs=1, hidden=8).run(ctx)
+    metrics = json.loads((ctx.out_dir / "shot_scale_metrics.json").read_text())
+    assert metrics["frame_features"]["backbone"] == "vit" and metrics["frame_features"]["frames"] == "the shot's own frames"
+    record = json.loads((ctx.out_dir / "models" / "shot_scale.json").read_text())
+    assert record["meta"]["frame_features"]["model"] == "vit_base_patch16_224" and result.metrics["n_train"] == 3

@@ -31,6 +31,7 @@ NEW_COMPONENTS = [
     "movieclip_fc",
     "movieclip_downstream",
     "movieclip_export_features",
+    "movieclip_frame_features",
 ]
 VOCAB = ["beach", "forest", "office"]
 COLOURS = {"beach": (230, 200, 80), "forest": (30, 140, 40), "office": (110, 110, 150)}
@@ -661,20 +662,25 @@ def test_new_components_are_registered_and_document_their_configs():
 def test_shot_scale_encodes_raw_frames_with_open_clip(tmp_path):
     from moviekit.backends.openclip import TINY_MODEL
     from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
-    from moviekit_movieclip.shotscale import open_clip_frame_features
+    from moviekit_movieclip.framefeatures import ClipEncoder
 
     tiny = tiny_clip_checkpoint(tmp_path / "tiny_clip")
     items = frame_items(n_videos=2, t=3, size=32)
-    emb = open_clip_frame_features(items[0].features.arrays["frames"], TINY_MODEL, str(tiny), "cpu")
-    assert emb.shape == (4, 3, 16) and np.allclose(np.linalg.norm(emb, axis=-1), 1, atol=1e-4)
+    emb = ClipEncoder(TINY_MODEL, str(tiny), "cpu").encode(items[0].features.arrays["frames"].reshape(-1, 32, 32, 3))
+    assert emb.shape == (12, 16) and np.allclose(np.linalg.norm(emb, axis=-1), 1, atol=1e-4)
     (tmp_path / "s.csv").write_text("video,shot,scale\nv0,0,CS\nv0,1,LS\nv1,2,MS\n")
     ctx = make_context(tmp_path, items=items, vocabulary=VOCAB)
     task = MovieclipShotScale(
-        labels_file=str(tmp_path / "s.csv"), clip_model=TINY_MODEL, clip_pretrained=str(tiny), device="cpu", epochs=1, hidden=8
-    )
+        labels_file=str(tmp_path / "s.csv"), frame_encoder="open_clip", clip_model=TINY_MODEL, clip_pretrained=str(tiny),
+        device="cpu", epochs=1, hidden=8,
+    )  # fmt: skip
     result = task.run(ctx)
     assert (result.metrics["n_train"], result.metrics["n_test"]) == (2, 1) and "shot_scale_predictions.csv" in result.files
-    missing = MovieclipShotScale(labels_file=str(tmp_path / "s.csv"), clip_pretrained=str(tmp_path / "nope.pt"), epochs=1)
+    about = result.metrics["frame_features"]
+    assert (about["backbone"], about["model"], about["stand_in"]) == ("open_clip", TINY_MODEL, True)  # a test-only model
+    missing = MovieclipShotScale(
+        labels_file=str(tmp_path / "s.csv"), frame_encoder="open_clip", clip_pretrained=str(tmp_path / "nope.pt"), epochs=1
+    )
     with pytest.raises(MoviekitError, match="clip_pretrained"):
         missing.run(ctx)
 
