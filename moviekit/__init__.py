@@ -25,8 +25,10 @@ from .components import (
     TaskResult,
     WeightsSpec,
     pool_track,
+    shape_matches,
 )
 from .context import Reporter, TaskContext
+from .default_plugins.formats import export_features_dir, write_features_dir
 from .device import resolve_device
 from .distributed import gather_with_grad
 from .doctor import import_check
@@ -179,6 +181,7 @@ __all__ = [
     "make_clips",
     "pad_features",
     "pool_track",
+    "shape_matches",
     "resolve_weights",
     "VIDEO_EXTENSIONS",
     "import_check",
@@ -190,4 +193,6 @@ __all__ = [
     "search_index",
     "recall_at_k",
     "gather_with_grad",
+    "export_features_dir",
+    "write_features_dir",
 ]

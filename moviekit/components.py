@@ -83,6 +83,11 @@ class WeightsSpec(BaseModel):
     config_key: str = Field("weights", description="the component's config field that takes a local path to these weights")
 
 
+def shape_matches(shape: tuple[int, ...], declared: tuple[int | None, ...]) -> bool:
+    """Whether an array's ``shape`` fits a declared one (an :meth:`Expert.feature_shape`), ``None`` matching any size."""
+    return len(shape) == len(declared) and all(d is None or int(a) == d for a, d in zip(shape, declared))
+
+
 class Sink:
     """Receives one video's decoded stream; ``close`` returns the consumer's result."""
 
@@ -275,7 +280,9 @@ class Expert(Component):
     takes = "FrameBatch and/or AudioChunk stream"
     returns = "Track, pooled per Clip into FeatureSet arrays"
 
-    def feature_shape(self) -> tuple[int, ...]:
+    def feature_shape(self) -> tuple[int | None, ...]:
+        """Shape of one track row (and of one clip's pooled feature); ``None`` for a size that depends on the
+        video (e.g. frames resized keeping their aspect ratio), checked with :func:`shape_matches`."""
         raise NotImplementedError
 
     def encode_frames(self, batch: FrameBatch) -> np.ndarray | None:

@@ -25,7 +25,7 @@ import yaml
 
 from . import manifest
 from .clips import make_clips
-from .components import Component, DatasetSource, Expert, Labeler, Reader, Segmenter, Sink, Task, TaskResult
+from .components import Component, DatasetSource, Expert, Labeler, Reader, Segmenter, Sink, Task, TaskResult, shape_matches
 from .context import Reporter, TaskContext
 from .errors import DiskWriteError, ItemError, MoviekitError, RunInterrupted, WeightsNotFoundError
 from .fanout import Fanout
@@ -768,7 +768,7 @@ def stream_check(comp: Component) -> Any:
     if isinstance(comp, Segmenter):
         return lambda v: isinstance(v, list) and all(isinstance(s, Shot) for s in v)
     if isinstance(comp, Expert):
-        return lambda v: isinstance(v, Track) and tuple(v.values.shape[1:]) == tuple(comp.feature_shape())
+        return lambda v: isinstance(v, Track) and shape_matches(tuple(v.values.shape[1:]), tuple(comp.feature_shape()))
     if isinstance(comp, Labeler):
         return lambda v: isinstance(v, Track)
     return None

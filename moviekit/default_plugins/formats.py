@@ -320,6 +320,49 @@ def write_features_dir(root: str | Path, items: Iterable[Item]) -> Path:
     return root
 
 
+def export_features_dir(out_dir: str | Path, rel: str, items: Iterable[Item], key: str) -> list[str]:
+    """Write ``items``' features as a ``features_dir`` folder ``rel`` of the run directory ``out_dir`` (see
+    :func:`write_features_dir`); returns the files written, relative to ``out_dir``.
+
+    ``rel`` is relative, without ``..`` (errors name the recipe ``key``).  The folder is written under a
+    temporary name and renamed into place; an existing folder of that name is replaced only when the run
+    directory's ``manifest.json`` shows moviekit wrote it, so a user's own files are never deleted.
+    """
+    import shutil
+    import tempfile
+    import uuid
+
+    from moviekit import manifest
+    from moviekit.paths import output_path
+
+    out_dir = Path(out_dir)
+    folder = output_path(out_dir, rel, key)
+    rel = folder.relative_to(out_dir).as_posix()
+    if not manifest.owned(out_dir, rel):
+        raise MoviekitError(
+            f"{key}: {folder} exists and was not written by moviekit (or changed since); "
+            "moviekit never deletes what it did not create: move it away, or set it to another folder"
+        )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    try:
+        write_features_dir(tmp, items)
+        if folder.exists():
+            old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old)  # every file in it was written by moviekit (checked above)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    written = sorted(f.relative_to(out_dir).as_posix() for f in folder.rglob("*") if f.is_file())
+    manifest.forget(out_dir, rel)
+    manifest.record(out_dir, written)
+    return written
+
+
 @hookimpl
 def register_components(register):
     register(FeaturesDir)

@@ -146,40 +146,10 @@ class ExportFeatures(Task):
         return TaskResult(metrics={"items": len(ctx.items), "arrays": arrays}, files=files)
 
     def _features_dir(self, ctx) -> list[str]:
-        import shutil
-        import tempfile
-        import uuid
+        from .formats import export_features_dir
 
-        from moviekit import manifest
-        from moviekit.paths import output_path
-
-        from .formats import write_features_dir
-
-        folder = output_path(ctx.out_dir, self.config.features_dir, "export_features.features_dir")
-        rel = folder.relative_to(ctx.out_dir).as_posix()
-        if not manifest.owned(ctx.out_dir, rel):
-            raise MoviekitError(
-                f"export_features.features_dir: {folder} exists and was not written by moviekit (or changed since); "
-                "moviekit never deletes what it did not create: move it away, or set features_dir to another folder"
-            )
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
-        try:
-            write_features_dir(tmp, [it for it in ctx.items if it.features is not None and it.features.arrays])
-            if folder.exists():
-                old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
-                folder.rename(old)
-                tmp.rename(folder)
-                shutil.rmtree(old)  # every file in it was written by moviekit (checked above)
-            else:
-                tmp.rename(folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        written = sorted(f.relative_to(ctx.out_dir).as_posix() for f in folder.rglob("*") if f.is_file())
-        manifest.forget(ctx.out_dir, rel)
-        manifest.record(ctx.out_dir, written)
-        return written
+        items = [it for it in ctx.items if it.features is not None and it.features.arrays]
+        return export_features_dir(ctx.out_dir, self.config.features_dir, items, "export_features.features_dir")
 
     def _npz(self, ctx) -> list[str]:
         from moviekit import manifest

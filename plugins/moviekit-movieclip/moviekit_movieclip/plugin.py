@@ -8,9 +8,9 @@ moviekit_api = "1.1"
 
 @moviekit.hookimpl
 def register_components(register):
-    from . import frames, heads, hierarchy, labeler, scenes, shotscale, tagsfile
+    from . import export, framefeatures, frames, heads, hierarchy, labeler, scenes, shotscale, tagsfile
 
-    for module in (labeler, hierarchy, frames, scenes, shotscale, heads, tagsfile):
+    for module in (labeler, hierarchy, frames, framefeatures, scenes, shotscale, heads, tagsfile, export):
         for cls in module.COMPONENTS:
             register(cls)
 

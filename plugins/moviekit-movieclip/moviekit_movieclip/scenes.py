@@ -25,6 +25,7 @@ from moviekit import (
     Task,
     TaskResult,
     TrainedModel,
+    WeightsSpec,
     classification_report,
     multi_hot,
     pos_weights,
@@ -36,7 +37,7 @@ from moviekit.backends.openclip import is_test_only
 from .frames import MovieclipFrames
 from .heads import write_report
 from .testlist import VerifiedShot, mean_average_precision, read_test_list, write_test_list  # noqa: F401 - re-exported (the test-list format is documented here)
-from .videomodels import PAPER_SETTINGS, STEP_GAMMA, build_recognizer, lstm_classifier, sequence_inputs
+from .videomodels import PAPER_SETTINGS, STEP_GAMMA, build_recognizer, kinetics_spec, lstm_classifier, sequence_inputs
 from .views import Box, crop_resize, three_crop_boxes, train_crop_box, view_starts
 
 # -- the task ---------------------------------------------------------------------------------
@@ -137,7 +138,10 @@ class MovieclipSceneClassifier(Task):
             None,
             description="label_source file: shot list (either format, like `test_list`) whose labels train the classifier, e.g. the authors' train_multi_label_thresh_0_4_0_1_150_labels.txt",
         )
-        pretrained: str | None = Field(None, description="local mmaction2 checkpoint to start from (matching tensors are loaded)")
+        pretrained: str | None = Field(
+            None,
+            description="weights to start from (matching tensors are loaded): `kinetics` for the model's Kinetics-400 checkpoint in $MOVIEKIT_WEIGHTS/mmaction2-<model>-kinetics400/ (or the cache), or a local checkpoint file/folder (.safetensors, or a torch file read with weights_only=True); unset: from scratch",
+        )
         backbone: dict[str, Any] = Field(
             default_factory=dict, description="overrides of the paper's mmaction2 backbone config (e.g. a small depth)"
         )
@@ -181,9 +185,9 @@ class MovieclipSceneClassifier(Task):
             description="side of the test crops; unset: the paper's ratio to input_size (256/224 for the 3D CNNs, 1 for the transformers)",
         )
         source_aspect: float | None = Field(
-            16 / 9,
+            None,
             gt=0,
-            description="width/height of the original frames (movieclip_frames squashes them to squares); ThreeCrop windows are squares of the original; unset: the stored frames' own",
+            description="width/height of the original frames when the stored ones are squashed (movieclip_frames `resize: squash`); ThreeCrop windows are squares of the original; unset: the stored frames' own (they keep the aspect ratio by default)",
         )
         checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last one)")
         epochs: int | None = Field(None, ge=1, description="unset: the paper's for the model")
@@ -218,6 +222,10 @@ class MovieclipSceneClassifier(Task):
     def example_config(cls, tmp_path: Path) -> dict[str, Any]:
         # the contract's items have per-clip 'visual' features and video labels a/b/c
         return {"model": "lstm", "features": "visual", "label_source": "video", "epochs": 2, "lstm_hidden": 8, "batch_size": 8}
+
+    def weights(self) -> list[WeightsSpec]:
+        cfg = self.config
+        return [kinetics_spec(cfg.model, cfg.pretrained)] if cfg.pretrained and cfg.model != "lstm" else []
 
     def settings(self) -> dict[str, Any]:
         """The paper's settings for the model with the config's explicit values on top."""
@@ -285,6 +293,21 @@ class MovieclipSceneClassifier(Task):
 
     # -- models --
 
+    @classmethod
+    def rebuild(cls, trained: TrainedModel) -> tuple[MovieclipSceneClassifier, Any]:
+        """The task config and the network of a scene classifier this task trained (``ctx.model(name)``), with its
+        trained weights, in eval mode."""
+        part = trained.record.parts.get("model")
+        if part is None or part.component.get("use") != cls.name:
+            made_by = trained.record.task or (part.component.get("use") if part else "?")
+            raise MoviekitError(f"model '{trained.name}' is not a {cls.name} model (it was trained by {made_by})")
+        fields = {k: v for k, v in part.component.items() if k != "use"}
+        task = cls(**{**fields, "pretrained": None})  # the weights are the trained model's
+        example = np.zeros(part.build["example_shape"], np.float32)
+        net = task._build(task.settings(), int(part.build["num_classes"]), example)
+        trained.load_part("model", net)
+        return task, net.eval()
+
     def _build(self, s: dict[str, Any], n_classes: int, example: np.ndarray) -> Any:
         cfg = self.config
         if cfg.model == "lstm":
@@ -318,13 +341,16 @@ class MovieclipSceneClassifier(Task):
             return opt, warmup_cosine(opt, int(round(s["warmup_epochs"] * steps_per_epoch)), total, peak_in_warmup=True), "iter"
         return opt, None, "epoch"
 
-    def _video_batch(self, clips: np.ndarray, s: dict[str, Any], device: Any, boxes: list[Box], size: int, flip: Any = None) -> Any:
-        """uint8 ``(B, T, H, W, 3)`` -> normalised ``(B, 1, 3, T, size, size)``: sample b's ``boxes[b]`` window
-        resized to ``size``, mirrored where ``flip[b]``."""
+    def _video_batch(self, clips: Any, s: dict[str, Any], device: Any, boxes: list[Box], size: int, flip: Any = None) -> Any:
+        """B uint8 ``(T, H, W, 3)`` clips (their H, W may differ) -> normalised ``(B, 1, 3, T, size, size)``: sample
+        b's ``boxes[b]`` window resized to ``size``, mirrored where ``flip[b]``."""
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(clips)).to(device).float().permute(0, 1, 4, 2, 3)  # B T C H W
-        x = torch.stack([crop_resize(x[b], boxes[b], size) for b in range(len(x))])
+        def one(c: np.ndarray, box: Box) -> Any:
+            x = torch.from_numpy(np.ascontiguousarray(c)).to(device).float().permute(0, 3, 1, 2)  # T C H W
+            return crop_resize(x, box, size)
+
+        x = torch.stack([one(c, box) for c, box in zip(clips, boxes, strict=True)])
         mean = torch.tensor(s["mean"], device=device).view(1, 1, 3, 1, 1)
         std = torch.tensor(s["std"], device=device).view(1, 1, 3, 1, 1)
         x = (x - mean) / std
@@ -332,18 +358,18 @@ class MovieclipSceneClassifier(Task):
             x[flip] = x[flip].flip(-1)
         return x.permute(0, 2, 1, 3, 4).unsqueeze(1).contiguous()
 
-    def _train_inputs(self, arrays: np.ndarray, s: dict[str, Any], clip_len: int, device: Any, gen: Any) -> Any:
-        """A training batch: one stored temporal view drawn per sample, then (video models) the paper's crop and flip."""
+    def _train_inputs(self, arrays: Any, s: dict[str, Any], clip_len: int, device: Any, gen: Any) -> Any:
+        """A training batch: one stored temporal view drawn per sample, then (video models) the paper's crop and flip.
+        ``arrays``: B per-sample arrays (frames of different samples may differ in height and width)."""
         import torch
 
-        n_views = max(1, arrays.shape[1] // clip_len)
+        n_views = max(1, len(arrays[0]) // clip_len)
         starts = torch.randint(n_views, (len(arrays),), generator=gen).tolist()
-        views = np.stack([a[v * clip_len : (v + 1) * clip_len] for a, v in zip(arrays, starts)])
+        views = [a[v * clip_len : (v + 1) * clip_len] for a, v in zip(arrays, starts)]
         if self.config.model == "lstm":
-            return torch.from_numpy(views).to(device)
+            return torch.from_numpy(np.stack(views)).to(device)
         cfg = self.config
-        h, w = views.shape[2:4]
-        boxes = [train_crop_box(h, w, s["train_crop"], gen, cfg.crop_scales, cfg.crop_area, cfg.rescale) for _ in views]
+        boxes = [train_crop_box(*v.shape[1:3], s["train_crop"], gen, cfg.crop_scales, cfg.crop_area, cfg.rescale) for v in views]
         flip = (torch.rand(len(views), generator=gen) < 0.5).to(device) if cfg.flip else None
         return self._video_batch(views, s, device, boxes, int(s["input_size"]), flip)
 
@@ -360,23 +386,29 @@ class MovieclipSceneClassifier(Task):
         views x ``test_crops`` spatial crops (lstm: temporal views only).  Returns ``(scores (B, C), per_view (B, V, C))``."""
         import torch
 
-        starts = view_starts(arrays.shape[1], clip_len, int(s["test_clips"]))
         per_view = []
         with torch.no_grad():
-            for v in starts:
-                views = arrays[:, v : v + clip_len]
-                if self.config.model == "lstm":
-                    inputs = [torch.from_numpy(np.ascontiguousarray(views)).to(device)]
-                else:
-                    h, w = views.shape[2:4]
-                    crops = three_crop_boxes(h, w, int(s["test_crops"]), self.config.source_aspect)
-                    inputs = [self._video_batch(views, s, device, [box] * len(views), int(s["test_size"])) for box in crops]
-                for x in inputs:
-                    with autocast():
-                        logits = forward(x)
-                    per_view.append(torch.sigmoid(logits.float()).cpu().numpy())
+            for x in self.test_views(arrays, s, clip_len, device):
+                with autocast():
+                    logits = forward(x)
+                per_view.append(torch.sigmoid(logits.float()).cpu().numpy())
         stacked = np.stack(per_view, axis=1)
         return stacked.mean(1), stacked
+
+    def test_views(self, arrays: Any, s: dict[str, Any], clip_len: int, device: Any) -> Any:
+        """The model inputs of the test views of B shots (B per-shot arrays, or one ``(B, ...)`` array): for each of
+        ``test_clips`` temporal views, ``test_crops`` ThreeCrop windows (squares of the frame's shorter side) resized to
+        ``test_size`` (lstm: the temporal views as they are)."""
+        import torch
+
+        for v in view_starts(len(arrays[0]), clip_len, int(s["test_clips"])):
+            views = [a[v : v + clip_len] for a in arrays]
+            if self.config.model == "lstm":
+                yield torch.from_numpy(np.ascontiguousarray(np.stack(views))).to(device)
+                continue
+            crops = [three_crop_boxes(*c.shape[1:3], int(s["test_crops"]), self.config.source_aspect) for c in views]
+            for k in range(len(crops[0])):
+                yield self._video_batch(views, s, device, [c[k] for c in crops], int(s["test_size"]))
 
     def run(self, ctx: Any) -> TaskResult:
         import torch
@@ -432,14 +464,17 @@ class MovieclipSceneClassifier(Task):
         if not test:
             raise MoviekitError(f"{self.name}: no test shot with labels: give `test_list` or items in the test split")
 
-        def arrays_of(sel: list[_Sample]) -> np.ndarray:
-            return np.stack([np.asarray(items[x.item].features.arrays[key][x.clip]) for x in sel])
+        def arrays_of(sel: list[_Sample]) -> list[np.ndarray]:
+            # one array per sample: frames that keep their aspect ratio differ in size from video to video
+            return [np.asarray(items[x.item].features.arrays[key][x.clip]) for x in sel]
 
-        def inputs_of(sel: list[_Sample]) -> np.ndarray:
-            return sequence_inputs(arrays_of(sel), cfg.grid) if cfg.model == "lstm" else arrays_of(sel)
+        def inputs_of(sel: list[_Sample]) -> Any:
+            if cfg.model == "lstm":
+                return np.concatenate([sequence_inputs(a[None], cfg.grid) for a in arrays_of(sel)])
+            return arrays_of(sel)
 
         x_train = inputs_of(train)
-        clip_len = self.view_length(ctx, x_train.shape[1], notes)
+        clip_len = self.view_length(ctx, len(x_train[0]), notes)
         y_train = multi_hot([x.labels for x in train], vocab)
         y_test = multi_hot([x.labels for x in test], vocab)
         torch.manual_seed(ctx.seed)
@@ -455,7 +490,8 @@ class MovieclipSceneClassifier(Task):
             return model(x) if cfg.model == "lstm" else model(x, mode="tensor", stage="head")
 
         def step(idx: list[int]) -> Any:
-            return loss_fn(forward(self._train_inputs(x_train[idx], s, clip_len, ctx.device, gen)).float(), yt[idx])
+            batch = x_train[idx] if isinstance(x_train, np.ndarray) else [x_train[i] for i in idx]
+            return loss_fn(forward(self._train_inputs(batch, s, clip_len, ctx.device, gen)).float(), yt[idx])
 
         history = train_loop(
             model,

@@ -34,9 +34,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, Item, Labels, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, resolve_device, train_loop, write_csv
+from moviekit import Item, Labels, ModelPart, MoviekitError, Task, TaskResult, TrainedModel, resolve_device, train_loop, write_csv
 
 from .csvfile import iter_csv_records
+from .framefeatures import Backbone, EncoderFields, MovieclipFrameFeatures, encoder_about, frame_encoder, sequence_lengths
 from .videomodels import lstm_classifier, sequence_inputs
 
 #: The MovieShots scale classes, from the closest to the widest framing.
@@ -181,47 +182,21 @@ def scale_scene_tables(
     return {"by_confidence": by_conf, "by_label": by_label}
 
 
-# -- frame features ------------------------------------------------------------------------------
-
-
-#: Loaded frame encoders, so that a run's items share one model.
-_CLIP_CACHE: dict[tuple[str, str, str], Any] = {}
-
-
-def open_clip_frame_features(
-    frames: np.ndarray, model: str = "ViT-B-16", pretrained: str = "openai", device: str = "auto", batch: int = 64
-) -> np.ndarray:
-    """``(n, T, dim)`` L2-normalised open_clip image embeddings of uint8 ``(n, T, H, W, 3)`` frames."""
-    import torch
-    from PIL import Image
-
-    from moviekit.backends import openclip
-
-    key = (model, pretrained, str(resolve_device(device)))
-    clip = _CLIP_CACHE.get(key)
-    if clip is None:
-        clip = _CLIP_CACHE[key] = openclip.load("movieclip_shot_scale", "clip_pretrained", model, pretrained, resolve_device(device))
-    flat = np.asarray(frames).reshape(-1, *np.asarray(frames).shape[-3:])
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(flat), batch):
-            x = torch.stack([clip.preprocess(Image.fromarray(np.ascontiguousarray(f))) for f in flat[s : s + batch]])
-            out.append(clip.encode_images(x.to(clip.device)).float().cpu().numpy())
-    emb = np.concatenate(out)
-    return emb.reshape(*np.asarray(frames).shape[:2], -1).astype(np.float32)
-
-
 # -- the task ----------------------------------------------------------------------------------
 
 
 class MovieclipShotScale(Task):
     """Shot-scale classifier (ECS/CS/MS/FS/LS): a 2-layer LSTM (hidden 512) over per-frame features of each shot, trained from a MovieShots-style labels file; predicts every shot's scale and joins the predictions with the CLIP scene labels.
 
-    Inputs come from the ``features`` modality: raw frames from a
-    ``movieclip_frames`` expert (the paper: 4 fps, set ``fps: 4`` there), encoded
-    per frame by ``frame_encoder`` (``open_clip`` ViT-B-16, the paper's ViT-B/16
-    backbone, or ``thumbnail``, a cheap 8x8 colour layout), or precomputed
-    per-frame ``(T, D)`` / per-clip ``(D,)`` features.  Labels: ``labels_file``
+    Inputs come from the ``features`` modality: the paper's, each shot's own
+    frames at 4 fps encoded by ViT-B/16, from a ``movieclip_frame_features``
+    expert (zero-padded ``(L, D)``: the LSTM reads each shot's own length); or
+    raw frame clips from a ``movieclip_frames`` expert encoded here by
+    ``frame_encoder`` (``vit``: timm ViT-B/16, ``open_clip``: CLIP ViT-B/16, or
+    ``thumbnail``, an 8x8 colour stand-in); or precomputed per-frame ``(T, D)``
+    (zero rows at the end are padding) / per-clip ``(D,)`` features.  The
+    metrics and the model record say which backbone made the features
+    (``frame_features``).  Labels: ``labels_file``
     (format: module docstring of ``moviekit_movieclip.shotscale``).  Training:
     cross-entropy, Adam (lr 1e-3; the paper gives no optimiser), on the train
     rows; accuracy and macro F1 on the test rows.  Writes
@@ -235,23 +210,21 @@ class MovieclipShotScale(Task):
     version = "1"
     returns = "TaskResult; <out>_predictions.csv, <out>_metrics.json, <out>_by_confidence.csv, <out>_by_label.csv"
 
-    class Config(Config):
+    class Config(EncoderFields):
         labels_file: str = Field(description="MovieShots-style CSV: video, shot (or start,end seconds), scale[, split]")
         features: str = Field(
-            "frames", description="modality: per-clip frames (movieclip_frames), (T, D) per-frame or (D,) per-clip features"
+            "frames",
+            description="modality: (L, D) shot frame features (movieclip_frame_features, the paper's), per-clip frames (movieclip_frames), (T, D) or (D,) features",
         )
-        frame_encoder: Literal["open_clip", "thumbnail"] = Field(
-            "open_clip", description="per-frame features of raw frames: open_clip image model, or a cheap thumbnail"
+        frame_encoder: Backbone = Field(
+            "vit",
+            description="raw frames only: vit (timm ViT-B/16, the paper's), open_clip (CLIP ViT-B/16), or thumbnail (an 8x8 colour STAND-IN)",
         )
-        clip_model: str = Field("ViT-B-16", description="open_clip architecture of the frame encoder (the paper: ViT-B/16)")
-        clip_pretrained: str = Field("openai", description="open_clip pretrained tag or local checkpoint")
-        device: str = Field("auto", description="device of the frame encoder")
         hidden: int = Field(512, ge=1, description="LSTM hidden size (the paper: 512)")
         layers: int = Field(2, ge=1, description="LSTM layers (the paper: 2)")
         epochs: int = Field(30, ge=1, description="training epochs (not given in the paper)")
         lr: float = Field(1e-3, gt=0, description="Adam learning rate (not given in the paper)")
         batch_size: int = Field(32, ge=1, description="shots per training batch (not given in the paper)")
-        grid: int = Field(8, ge=1, description="thumbnail grid of the cheap frame feature")
         checkpoint_every: int = Field(10, ge=1, description="epochs between mid-task checkpoints (a killed run resumes from the last one)")
         low_threshold: float = Field(0.2, ge=0, le=1, description="low-confidence shots: top-1 CLIPSceneScore <= this")
         high_threshold: float = Field(0.4, ge=0, le=1, description="high-confidence shots: top-1 CLIPSceneScore >= this ...")
@@ -272,12 +245,28 @@ class MovieclipShotScale(Task):
         path.write_text("\n".join(rows) + "\n")
         return {"labels_file": str(path), "features": "visual", "epochs": 2, "hidden": 8}
 
-    def inputs(self, arrays: np.ndarray) -> np.ndarray:
+    def inputs(self, arrays: np.ndarray, encoder: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-clip sequences ``(n, T, D)`` and their lengths: raw frames encoded by ``encoder`` (or thumbnails),
+        features as they are (precomputed ``(T, D)``: zero rows at the end are padding)."""
         a = np.asarray(arrays)
-        if a.ndim == 5 and self.config.frame_encoder == "open_clip":
-            cfg = self.config
-            return open_clip_frame_features(a, cfg.clip_model, cfg.clip_pretrained, cfg.device)
-        return sequence_inputs(a, self.config.grid)
+        if a.ndim == 5 and encoder is not None:
+            flat = a.reshape(-1, *a.shape[-3:])
+            feats = np.concatenate([encoder.encode(flat[s : s + 64]) for s in range(0, len(flat), 64)]) if len(flat) else None
+            x = feats.reshape(*a.shape[:2], -1).astype(np.float32) if feats is not None else np.zeros((0, 1, encoder.dim), np.float32)
+            return x, np.full(len(x), x.shape[1], np.int64)
+        x = sequence_inputs(a, self.config.grid)
+        return x, (sequence_lengths(x) if a.ndim == 3 else np.full(len(x), x.shape[1], np.int64))
+
+    def frame_features(self, ctx: Any, raw: bool, encoder: Any) -> dict[str, Any]:
+        """Which backbone made the features the LSTM reads (for the metrics and the model record)."""
+        cfg = self.config
+        expert = getattr(ctx, "experts", {}).get(cfg.features)
+        if isinstance(expert, MovieclipFrameFeatures):
+            return {**expert.about(), "frames": "the shot's own frames"}
+        if raw:
+            about = dict(encoder.about) if encoder is not None else encoder_about(cfg.frame_encoder, cfg)
+            return {**about, "frames": f"frame clips of '{cfg.features}' (movieclip_frames views, looped in short shots)"}
+        return {"backbone": "precomputed", "modality": cfg.features, "stand_in": None}
 
     def run(self, ctx: Any) -> TaskResult:
         import torch
@@ -308,11 +297,20 @@ class MovieclipShotScale(Task):
             )
 
         # per-frame sequences of every clip, computed once
-        try:
-            seqs = [self.inputs(np.asarray(it.features.arrays[cfg.features])) for it in items]
-        finally:
-            _CLIP_CACHE.clear()  # the frame encoder is only needed here
+        raw = any(np.asarray(it.features.arrays[cfg.features]).ndim == 5 for it in items)
+        encoder = None
+        if raw and cfg.frame_encoder != "thumbnail":
+            encoder = frame_encoder(cfg.frame_encoder, cfg, self.name, resolve_device(cfg.device))
+        about = self.frame_features(ctx, raw, encoder)
+        if about.get("stand_in"):
+            ctx.log(f"{self.name}: the frame features are a STAND-IN ({about['model']}), not the paper's ViT-B/16")
+        encoded = [self.inputs(np.asarray(it.features.arrays[cfg.features]), encoder) for it in items]
+        del encoder  # the frame encoder is only needed here
+        seqs, lens = [e[0] for e in encoded], [e[1] for e in encoded]
+        width = max(s.shape[1] for s in seqs)  # videos padded to their own longest shot: pad to the run's
+        seqs = [np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0))) for s in seqs]
         x_train = torch.from_numpy(np.stack([seqs[i][j] for i, j, _ in train]))
+        l_train = torch.from_numpy(np.stack([lens[i][j] for i, j, _ in train]))
         y_train = torch.tensor([y for *_, y in train])
         torch.manual_seed(ctx.seed)
         model = lstm_classifier(x_train.shape[-1], len(SCALES), cfg.hidden, cfg.layers).to(ctx.device)
@@ -320,7 +318,7 @@ class MovieclipShotScale(Task):
         loss_fn = torch.nn.CrossEntropyLoss()
 
         def step(idx: list[int]) -> Any:
-            return loss_fn(model(x_train[idx].to(ctx.device)).float(), y_train[idx].to(ctx.device))
+            return loss_fn(model(x_train[idx].to(ctx.device), l_train[idx]).float(), y_train[idx].to(ctx.device))
 
         history = train_loop(
             model,
@@ -342,7 +340,7 @@ class MovieclipShotScale(Task):
                 if len(seqs[i]) == 0:
                     continue
                 with ctx.autocast():
-                    logits = model(torch.from_numpy(seqs[i]).to(ctx.device)).float()
+                    logits = model(torch.from_numpy(seqs[i]).to(ctx.device), torch.from_numpy(lens[i])).float()
                 probs = torch.softmax(logits, -1).cpu().numpy()
                 for j, c in enumerate(it.clips):
                     probs_all[(i, j)] = probs[j]
@@ -361,6 +359,7 @@ class MovieclipShotScale(Task):
             "n_test": len(test),
             "train_loss_first": history["step_loss"][0],
             "train_loss_last": history["step_loss"][-1],
+            "frame_features": about,
         }
         if test:
             from sklearn.metrics import accuracy_score, f1_score
@@ -397,7 +396,7 @@ class MovieclipShotScale(Task):
         part = ModelPart(kind="module", component={"use": self.name, **cfg.model_dump(mode="json")}, build=build)
         trained = TrainedModel.from_modules(
             cfg.model_name or cfg.out, {"lstm": (part, model)}, task=self.name, vocabulary=list(SCALES),
-            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))}, meta={"frame_encoder": cfg.frame_encoder},
+            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))}, meta={"frame_features": about},
         )  # fmt: skip
         files += ctx.put_model(trained)
         return TaskResult(metrics=metrics, files=files, notes=notes)

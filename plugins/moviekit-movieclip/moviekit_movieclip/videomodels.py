@@ -16,6 +16,8 @@ import numpy as np
 
 from moviekit import (
     MoviekitError,
+    WeightsSpec,
+    resolve_checkpoint,
 )
 from moviekit.backends import mmaction as mmaction_backend
 
@@ -312,13 +314,14 @@ def build_recognizer(
 
     ``backbone`` overrides fields of the paper's backbone config (e.g. a tiny depth for
     tests); the head's input channels are then measured with a dummy forward unless
-    ``head_in_channels`` is given.  ``pretrained`` is a local mmaction2 checkpoint whose
-    matching tensors are loaded (the classifier of another label set is skipped).
+    ``head_in_channels`` is given.  ``pretrained`` (``kinetics`` or a local checkpoint, see
+    :func:`kinetics_spec`) names weights whose matching tensors are loaded (the classifier of
+    another label set is skipped).
     """
     from mmengine.registry import DefaultScope
 
     if pretrained:
-        _checkpoint_file(pretrained, component)  # fail before building a large model
+        checkpoint_file(model, pretrained, component)  # fail before building a large model
     registry = _mmaction_registry()
     cfg_backbone = _merge(backbone_config(model, clip_len, input_size), backbone or {})
     head_type, channels = HEADS[model]
@@ -339,7 +342,7 @@ def build_recognizer(
     finally:
         logger.setLevel(old)
     if pretrained:
-        load_pretrained(net, pretrained, component)
+        load_pretrained(net, model, pretrained, component)
     return net
 
 
@@ -373,33 +376,96 @@ def _build_in_scope(
     return net
 
 
-def _checkpoint_file(path: str, component: str) -> Path:
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise MoviekitError(
-            f"{component}: `pretrained`: checkpoint {file} not found. Give the local path of an mmaction2 checkpoint of "
-            "this model (for example the Kinetics-400 one from the mmaction2 model zoo, downloaded beforehand), "
-            "or leave `pretrained` unset to train from scratch."
+#: ``pretrained: kinetics`` names the model's Kinetics-400 checkpoint, looked up in ``$MOVIEKIT_WEIGHTS`` and the cache.
+KINETICS = "kinetics"
+
+
+def kinetics_spec(model: str, pretrained: str, config_key: str = "pretrained") -> WeightsSpec:
+    """The weights of ``pretrained``: ``kinetics`` -> ``mmaction2-<model>-kinetics400`` (a folder in
+    ``$MOVIEKIT_WEIGHTS`` or the moviekit cache holding the mmaction2 model zoo's Kinetics-400 checkpoint of the
+    paper's backbone), anything else a local checkpoint file or folder.  Nothing is downloaded."""
+    if pretrained == KINETICS:
+        return WeightsSpec(
+            name=f"mmaction2-{model}-kinetics400",
+            description=f"mmaction2 {model} Kinetics-400 checkpoint (the paper's backbone, from the mmaction2 model zoo)",
+            config_key=config_key,
         )
-    return file
+    return WeightsSpec(name=f"mmaction2-{model}", description=f"mmaction2 {model} checkpoint", path=pretrained, config_key=config_key)
 
 
-def load_pretrained(net: Any, path: str, component: str = "movieclip_scene_classifier") -> dict[str, int]:
-    """Load the tensors of a local mmaction2 checkpoint that match ``net`` by name and shape."""
+def checkpoint_file(model: str, pretrained: str, component: str, config_key: str = "pretrained") -> Path:
+    """The local checkpoint file of ``pretrained`` (see :func:`kinetics_spec`); a clear error naming the component,
+    its config key and where to put the file when it is absent."""
+    hint = (
+        f"\nDownload the Kinetics-400 checkpoint of the paper's {model} from the mmaction2 model zoo beforehand, "
+        f"or leave `{config_key}` unset to train from scratch."
+    )
+    return resolve_checkpoint(kinetics_spec(model, pretrained, config_key), component, hint)
+
+
+def read_state_dict(file: Path, component: str, config_key: str = "pretrained") -> dict[str, Any]:
+    """The tensors of a checkpoint file, never unpickling code: ``.safetensors``, or a torch file read with
+    ``weights_only=True`` (mmaction2's ``{"state_dict": ..., "meta": ...}`` or a bare state dict)."""
     import torch
 
-    file = _checkpoint_file(path, component)
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(file))
+        except Exception as e:  # noqa: BLE001
+            raise MoviekitError(f"{component}: `{config_key}`: {file} is not a readable safetensors file ({type(e).__name__}: {e})") from e
     try:
-        state = torch.load(file, map_location="cpu", weights_only=False)
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise MoviekitError(f"{component}: `pretrained`: {file} is not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+        raise MoviekitError(
+            f"{component}: `{config_key}`: {file} cannot be read as tensors only (torch.load weights_only=True: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). moviekit never unpickles a checkpoint (it could run code). If you trust "
+            'the file, convert it once to safetensors: python -c "import torch, safetensors.torch as st; '
+            "c = torch.load('IN.pth', weights_only=False); st.save_file(c.get('state_dict', c), 'OUT.safetensors')\""
+        ) from e
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+        raise MoviekitError(f"{component}: `{config_key}`: {file} holds no state dict of tensors")
+    return state
+
+
+def load_pretrained(
+    net: Any, model: str, pretrained: str, component: str = "movieclip_scene_classifier", config_key: str = "pretrained"
+) -> dict[str, int]:
+    """Load the tensors of a local checkpoint (:func:`checkpoint_file`) that match ``net`` by name and shape
+    (the classifier of another label set is skipped)."""
+    file = checkpoint_file(model, pretrained, component, config_key)
+    state = read_state_dict(file, component, config_key)
     own = net.state_dict()
     keep = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not keep:
-        raise MoviekitError(f"{component}: `pretrained`: no tensor of {file} matches the {type(net).__name__} being trained (wrong model?)")
+        raise MoviekitError(
+            f"{component}: `{config_key}`: no tensor of {file} matches the {type(net).__name__} being trained (wrong model?)"
+        )
     net.load_state_dict(keep, strict=False)
     return {"loaded": len(keep), "skipped": len(state) - len(keep)}
+
+
+def penultimate_layer(net: Any) -> Any:
+    """The classifier's last linear layer, whose input is the network's penultimate feature: mmaction2's
+    ``cls_head.fc_cls`` (for Swin-B the 1024-d pooled backbone feature), or the LSTM baseline's ``fc``."""
+    head = getattr(net, "cls_head", None)
+    layer = getattr(head, "fc_cls", None) if head is not None else getattr(net, "fc", None)
+    if layer is None:
+        raise MoviekitError(f"{type(net).__name__} has no classifier layer (cls_head.fc_cls or fc) to take penultimate features from")
+    return layer
+
+
+def penultimate_features(net: Any, forward: Any, x: Any) -> Any:
+    """``(B, D)`` inputs of :func:`penultimate_layer` while ``forward(x)`` runs (the features the classifier scores)."""
+    got: list[Any] = []
+    hook = penultimate_layer(net).register_forward_pre_hook(lambda _m, args: got.append(args[0].detach()))
+    try:
+        forward(x)
+    finally:
+        hook.remove()
+    return got[-1].reshape(got[-1].shape[0], -1)
 
 
 # -- the LSTM baseline and a cheap frame feature ----------------------------------------------

@@ -191,7 +191,7 @@ def test_registered_and_configs_documented():
     reg = get_registry()
     names = components_of("moviekit-movieclip")
     assert names == [
-        "movieclip_clip", "movieclip_downstream", "movieclip_fc", "movieclip_frames",
+        "movieclip_clip", "movieclip_downstream", "movieclip_export_features", "movieclip_fc", "movieclip_frame_features", "movieclip_frames",
         "movieclip_hierarchy", "movieclip_json", "movieclip_scene_classifier", "movieclip_shot_scale",
     ]  # fmt: skip
     assert reg.get(MovieclipClip.name) is MovieclipClip and reg.get(MovieclipHierarchy.name) is MovieclipHierarchy

@@ -24,7 +24,15 @@ from moviekit_movieclip.testlist import VerifiedShot, mean_average_precision, re
 from moviekit_movieclip.videomodels import PAPER_SETTINGS, backbone_config, cheap_frame_features
 from moviekit_movieclip.views import crop_resize, three_crop_boxes, train_crop_box, view_starts
 
-NEW_COMPONENTS = ["movieclip_frames", "movieclip_scene_classifier", "movieclip_shot_scale", "movieclip_fc", "movieclip_downstream"]
+NEW_COMPONENTS = [
+    "movieclip_frames",
+    "movieclip_scene_classifier",
+    "movieclip_shot_scale",
+    "movieclip_fc",
+    "movieclip_downstream",
+    "movieclip_export_features",
+    "movieclip_frame_features",
+]
 VOCAB = ["beach", "forest", "office"]
 COLOURS = {"beach": (230, 200, 80), "forest": (30, 140, 40), "office": (110, 110, 150)}
 
@@ -89,7 +97,7 @@ def test_contract(name, tmp_path):
 
 
 def test_frames_expert_keeps_every_nth_frame_and_centres_clips():
-    expert = MovieclipFrames(clip_len=4, frame_interval=2, size=8, test_clips=1)
+    expert = MovieclipFrames(clip_len=4, frame_interval=2, resize="squash", size=8, test_clips=1)
     assert expert.needs() == Needs(frames={"fps": None, "size": (8, 8), "batch": 16})
     sink = expert.open(Video(id="v"), {"fps": 10.0})
     n = 40  # 4 s at 10 fps; frame k is filled with the value k so that it can be recognised
@@ -111,7 +119,7 @@ def test_frames_expert_keeps_every_nth_frame_and_centres_clips():
 
 def test_frames_expert_keeps_evenly_spaced_views_for_multi_clip_testing():
     assert MovieclipFrames().config.test_clips == 10  # the paper's I3D / SlowFast / R(2+1)D
-    expert = MovieclipFrames(clip_len=2, frame_interval=1, size=8, test_clips=3)
+    expert = MovieclipFrames(clip_len=2, frame_interval=1, resize="squash", size=8, test_clips=3)
     sink = expert.open(Video(id="v"), {"fps": 10.0})
     frames = np.stack([np.full((8, 8, 3), k, np.uint8) for k in range(30)])
     sink.frames(FrameBatch(frames=frames, indices=np.arange(30), times=np.arange(30) / 10.0))
@@ -287,7 +295,7 @@ def test_test_score_of_a_shot_is_the_mean_of_its_view_scores():
     import torch.nn.functional as F
 
     clips = np.random.default_rng(1).integers(0, 255, (3, 6, 16, 16, 3), dtype=np.uint8)  # 3 shots, 3 stored views of 2
-    task = MovieclipSceneClassifier(model="r2plus1d", input_size=12, test_size=10, test_clips=2, test_crops=3)
+    task = MovieclipSceneClassifier(model="r2plus1d", input_size=12, test_size=10, test_clips=2, test_crops=3, source_aspect=16 / 9)
     s = task.settings()
 
     def forward(x):  # a stand-in model: 3 "class" logits from the view's pixels
@@ -323,8 +331,11 @@ def test_scene_classifier_needs_clip_labels_and_frames(tmp_path):
 def test_missing_pretrained_checkpoint_is_actionable(tmp_path):
     ctx = make_context(tmp_path, items=frame_items(n_videos=3), vocabulary=VOCAB)
     missing = tmp_path / "nope" / "r2plus1d_kinetics.pth"
-    with pytest.raises(MoviekitError, match=r"`pretrained`: checkpoint .*r2plus1d_kinetics.pth not found.*leave `pretrained` unset"):
+    with pytest.raises(MoviekitError, match=r"(?s)r2plus1d_kinetics.pth does not exist.*leave `pretrained` unset.*set `pretrained`"):
         MovieclipSceneClassifier(model="r2plus1d", labels=VOCAB, pretrained=str(missing), input_size=16).run(ctx)
+    # `kinetics`: the model's Kinetics-400 checkpoint, looked up by name; absent offline -> where to put it
+    with pytest.raises(MoviekitError, match=r"(?s)mmaction2-r2plus1d-kinetics400.*Kinetics-400 checkpoint.*set `pretrained`"):
+        MovieclipSceneClassifier(model="r2plus1d", labels=VOCAB, pretrained="kinetics", input_size=16).run(ctx)
 
 
 def test_paper_settings_and_backbones():
@@ -597,7 +608,7 @@ def test_recipe_run_decodes_once_and_trains_on_clip_labels(tmp_path):
         "name": "scenes_e2e",
         "dataset": {"use": "video_folder", "root": str(videos), "labels_csv": str(videos / "labels.csv")},
         "segmenter": {"use": "scenedetect", "detector": "content"},
-        "experts": {"frames": {"use": "movieclip_frames", "clip_len": 4, "frame_interval": 3, "size": 16}},
+        "experts": {"frames": {"use": "movieclip_frames", "clip_len": 4, "frame_interval": 3, "short_side": 16}},
         # a tiny RANDOM CLIP with 3 inline labels and no thresholds: every shot gets its top-1 label (plumbing only)
         "labeler": {
             "use": "movieclip_clip",
@@ -651,20 +662,25 @@ def test_new_components_are_registered_and_document_their_configs():
 def test_shot_scale_encodes_raw_frames_with_open_clip(tmp_path):
     from moviekit.backends.openclip import TINY_MODEL
     from moviekit.backends.openclip import tiny_checkpoint as tiny_clip_checkpoint
-    from moviekit_movieclip.shotscale import open_clip_frame_features
+    from moviekit_movieclip.framefeatures import ClipEncoder
 
     tiny = tiny_clip_checkpoint(tmp_path / "tiny_clip")
     items = frame_items(n_videos=2, t=3, size=32)
-    emb = open_clip_frame_features(items[0].features.arrays["frames"], TINY_MODEL, str(tiny), "cpu")
-    assert emb.shape == (4, 3, 16) and np.allclose(np.linalg.norm(emb, axis=-1), 1, atol=1e-4)
+    emb = ClipEncoder(TINY_MODEL, str(tiny), "cpu").encode(items[0].features.arrays["frames"].reshape(-1, 32, 32, 3))
+    assert emb.shape == (12, 16) and np.allclose(np.linalg.norm(emb, axis=-1), 1, atol=1e-4)
     (tmp_path / "s.csv").write_text("video,shot,scale\nv0,0,CS\nv0,1,LS\nv1,2,MS\n")
     ctx = make_context(tmp_path, items=items, vocabulary=VOCAB)
     task = MovieclipShotScale(
-        labels_file=str(tmp_path / "s.csv"), clip_model=TINY_MODEL, clip_pretrained=str(tiny), device="cpu", epochs=1, hidden=8
-    )
+        labels_file=str(tmp_path / "s.csv"), frame_encoder="open_clip", clip_model=TINY_MODEL, clip_pretrained=str(tiny),
+        device="cpu", epochs=1, hidden=8,
+    )  # fmt: skip
     result = task.run(ctx)
     assert (result.metrics["n_train"], result.metrics["n_test"]) == (2, 1) and "shot_scale_predictions.csv" in result.files
-    missing = MovieclipShotScale(labels_file=str(tmp_path / "s.csv"), clip_pretrained=str(tmp_path / "nope.pt"), epochs=1)
+    about = result.metrics["frame_features"]
+    assert (about["backbone"], about["model"], about["stand_in"]) == ("open_clip", TINY_MODEL, True)  # a test-only model
+    missing = MovieclipShotScale(
+        labels_file=str(tmp_path / "s.csv"), frame_encoder="open_clip", clip_pretrained=str(tmp_path / "nope.pt"), epochs=1
+    )
     with pytest.raises(MoviekitError, match="clip_pretrained"):
         missing.run(ctx)
 
