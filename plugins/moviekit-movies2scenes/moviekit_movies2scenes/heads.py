@@ -31,12 +31,17 @@ class HeadResult:
     std: np.ndarray
     best_epoch: int
     history: dict[str, Any]
+    #: Regression heads learn standardised targets; predictions are mapped back with these (0 and 1 otherwise).
+    target_mean: np.ndarray | float = 0.0
+    target_std: np.ndarray | float = 1.0
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits (classification) or predictions in the targets' own units (regression)."""
         import torch
 
         with torch.no_grad():
-            return self.model(torch.from_numpy(((x - self.mean) / self.std).astype(np.float32))).numpy()
+            out = self.model(torch.from_numpy(((x - self.mean) / self.std).astype(np.float32))).numpy()
+        return out * self.target_std + self.target_mean
 
 
 def fit_head(
@@ -59,6 +64,10 @@ def fit_head(
 ) -> HeadResult:
     """An MLP ``x -> hidden... -> out`` trained by SGD (momentum 0.9) on standardised inputs (train mean and std).
 
+    With ``loss="mse"`` the targets are standardised too (train mean and std), so one learning rate
+    suits any unit (a like ratio in [0, 1], a view count in millions); :meth:`HeadResult.predict`
+    returns predictions in the original units.  ``clip_grad`` bounds the gradient norm of each step
+    (MSE's gradient grows with the error, so a large learning rate diverges without it).
     With ``x_val`` and ``score_val`` (higher is better) the epoch with the best validation score
     (checked every ``eval_every`` epochs and at the end) is kept: selection on the validation split only.
     """
@@ -76,9 +85,13 @@ def fit_head(
     elif loss == "bce":
         yt, fn = torch.from_numpy(y.astype(np.float32).reshape(len(y), -1)), torch.nn.BCEWithLogitsLoss()
     else:
-        yt, fn = torch.from_numpy(y.astype(np.float32).reshape(len(y), -1)), torch.nn.MSELoss()
+        y2 = y.astype(np.float64).reshape(len(y), -1)
+        y_mean, y_std = y2.mean(0), y2.std(0) + 1e-12
+        yt, fn = torch.from_numpy(((y2 - y_mean) / y_std).astype(np.float32)), torch.nn.MSELoss()
     best = {"score": -np.inf, "epoch": epochs, "state": None}
     res = HeadResult(net, mean, std, epochs, {})
+    if loss == "mse":
+        res.target_mean, res.target_std = y_mean, y_std
 
     def on_epoch(epoch: int, _h: dict[str, Any]) -> None:
         if x_val is None or score_val is None or (epoch % eval_every and epoch != epochs):

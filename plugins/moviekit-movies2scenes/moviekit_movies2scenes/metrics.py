@@ -132,3 +132,16 @@ def mean_ap(y_true: np.ndarray, scores: np.ndarray) -> float:
     y_true = np.asarray(y_true).astype(int)
     present = y_true.sum(0) > 0
     return float(average_precision_score(y_true[:, present], np.asarray(scores)[:, present], average="macro"))
+
+
+# -- heads ---------------------------------------------------------------------------------
+
+
+def top1(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of ``(n, classes)`` scores (a label of -1, unseen in training, is never right)."""
+    return float((scores.argmax(1) == labels).mean())
+
+
+def mse(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean squared error in the targets' units (LVU's regression metric); ``pred`` may be ``(n, 1)``."""
+    return float(((np.asarray(pred, np.float64).ravel() - np.asarray(target, np.float64)) ** 2).mean())
