@@ -33,6 +33,7 @@ from .device import resolve_device
 from .distributed import gather_with_grad
 from .doctor import import_check
 from .errors import DiskWriteError, ItemError, MoviekitError, PluginError, RecipeError, UnknownComponentError, WeightsNotFoundError
+from .generated import ensure_generated, generated_dataset_dir
 from .groups import gather, group_at, group_by_time, group_windows
 from .hookspecs import hookimpl
 from .metrics import (
@@ -67,7 +68,8 @@ from .records import (
 from .reporting import write_classification_report, write_csv
 from .retrieval import IndexConfig, build_index, recall_at_k, search_index
 from .runner import extract_videos, run_recipe
-from .sources import VIDEO_EXTENSIONS, SplitConfig, deterministic_split, write_mp4
+from .sources import VIDEO_EXTENSIONS, ListingSource, SplitConfig, deterministic_split, write_mp4
+from .store import atomic_write_text
 from .tensors import mlp, multi_hot, pad_features
 from .training import (
     TrainConfig,
@@ -195,4 +197,8 @@ __all__ = [
     "gather_with_grad",
     "export_features_dir",
     "write_features_dir",
+    "atomic_write_text",
+    "ensure_generated",
+    "generated_dataset_dir",
+    "ListingSource",
 ]

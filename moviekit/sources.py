@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from .components import Config
+from .records import Video
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
@@ -68,3 +69,21 @@ def write_mp4(path: str | Path, frames: Any, fps: float, crf: int = 23) -> Path:
         for pk in vs.encode():
             out.mux(pk)
     return path
+
+
+class ListingSource:
+    """Mixin of dataset sources that skip bad videos: ``problems`` (video id -> why it was left
+    out, filled by ``items()``) and ``vocabulary()``: the config's ``vocabulary`` when set, else
+    the labels of the videos last listed.  Put it before :class:`DatasetSource` in the bases."""
+
+    def __init__(self, config: Any = None, **fields: Any):
+        super().__init__(config, **fields)
+        #: Video id -> why it was left out, filled by :meth:`items`.
+        self.problems: dict[str, str] = {}
+        self._listed: list[Video] | None = None
+
+    def vocabulary(self) -> list[str]:
+        if self.config.vocabulary:
+            return list(self.config.vocabulary)
+        listed = self._listed if self._listed is not None else self.items()
+        return sorted({label for v in listed for label in v.labels})

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -23,6 +23,7 @@ from moviekit.errors import MoviekitError
 from moviekit.hookspecs import hookimpl
 from moviekit.paths import safe_component
 from moviekit.records import Clip, FeatureSet, Item, Video
+from moviekit.sources import ListingSource
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +31,10 @@ CLIP_FILE_RE = re.compile(r"^\d+$")
 CLIPS_CSV_COLUMNS = ("video", "clip", "start_frame", "end_frame", "start_time", "end_time")
 
 
-class _ListingSource:
-    """Mixin of sources that skip bad videos: ``problems`` (video id -> why it was left out) and
-    the vocabulary of the videos last listed, or of the config."""
-
-    def __init__(self, config: Any = None, **fields: Any):
-        super().__init__(config, **fields)
-        #: Video id -> why it was left out, filled by :meth:`items`.
-        self.problems: dict[str, str] = {}
-        self._listed: list[Video] | None = None
-
-    def vocabulary(self) -> list[str]:
-        if self.config.vocabulary:
-            return list(self.config.vocabulary)
-        listed = self._listed if self._listed is not None else self.items()
-        return sorted({label for v in listed for label in v.labels})
-
-
 # -- features_dir ------------------------------------------------------------------
 
 
-class FeaturesDir(_ListingSource, VideoFolder):
+class FeaturesDir(ListingSource, VideoFolder):
     """Precomputed per-clip expert features: `<root>/<modality>/<video id>/<clip index>.npy`.
 
     Each `.npy` holds one clip's feature, shape `(d,)`, or `(t, d)` which is pooled over `t`

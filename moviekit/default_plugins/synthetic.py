@@ -49,9 +49,7 @@ import io
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -61,11 +59,10 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from moviekit.components import Config, DatasetSource
-from moviekit.errors import MoviekitError
+from moviekit.generated import ensure_generated, generated_dataset_dir
 from moviekit.hookspecs import hookimpl
 from moviekit.records import Video
 from moviekit.store import atomic_write_text, hash_key
-from moviekit.weights import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -971,9 +968,7 @@ class SyntheticTrailers(DatasetSource):
         return hash_key(self.name, GENERATOR_VERSION, self.config.model_dump(mode="json", exclude={"root", "workers"}))
 
     def dataset_dir(self) -> Path:
-        if self.config.root is not None:
-            return Path(self.config.root).expanduser()
-        return cache_root() / "datasets" / self.name / self.key()[:16]
+        return generated_dataset_dir(self.name, self.key(), self.config.root)
 
     def trailer_spec(self, index: int) -> TrailerSpec:
         """The spec of trailer ``index`` (independent of ``n``)."""
@@ -996,66 +991,8 @@ class SyntheticTrailers(DatasetSource):
     # -- generation ----------------------------------------------------------
     def ensure(self) -> Path:
         """Generate the dataset unless a complete copy exists; returns its folder."""
-        final = self.dataset_dir()
-        if (final / "complete").exists():
-            self._check_signature(final)
-            return final
-        if final.exists() and any(final.iterdir()):
-            if self.config.root is not None:
-                raise MoviekitError(
-                    f"dataset.root: {final} exists, is not empty and holds no complete synthetic_trailers dataset; "
-                    "point `root` at a new or empty folder"
-                )
-            shutil.rmtree(final)  # our cache folder without its marker: never completed
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._clean_stale(final)
-        tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            t0 = time.perf_counter()
-            log.info("synthetic_trailers: generating %d trailers in %s", self.config.n, final)
-            self._generate(tmp)
-            seconds = time.perf_counter() - t0
-            info = {
-                "component": self.name,
-                "generator_version": GENERATOR_VERSION,
-                "key": self.key(),
-                "config": self.config.model_dump(mode="json", exclude={"root", "workers"}),
-                "seconds": round(seconds, 2),
-            }
-            atomic_write_text(tmp / "dataset.json", json.dumps(info, indent=1))
-            atomic_write_text(tmp / "complete", self.key() + "\n")
-            try:
-                if final.exists():
-                    final.rmdir()  # only succeeds when empty
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / "complete").exists():
-                    raise
-                # another process finished the same dataset first: use theirs
-            log.info("synthetic_trailers: %d trailers in %.1f s", self.config.n, seconds)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self._check_signature(final)
-        return final
-
-    def _check_signature(self, folder: Path) -> None:
-        found = (folder / "complete").read_text().strip()
-        if found != self.key():
-            raise MoviekitError(
-                f"dataset.root: {folder} holds a synthetic_trailers dataset generated with a different config "
-                f"or generator version; delete it or choose another root"
-            )
-
-    @staticmethod
-    def _clean_stale(final: Path, max_age: float = 3600.0) -> None:
-        now = time.time()
-        for p in final.parent.glob(f".{final.name}.tmp-*"):
-            try:
-                if now - p.stat().st_mtime > max_age:
-                    shutil.rmtree(p, ignore_errors=True)
-            except OSError:
-                pass
+        info = {"generator_version": GENERATOR_VERSION, "config": self.config.model_dump(mode="json", exclude={"root", "workers"})}
+        return ensure_generated(self.name, self.key(), self._generate, root=self.config.root, info=info)
 
     def _generate(self, folder: Path) -> None:
         n = self.config.n

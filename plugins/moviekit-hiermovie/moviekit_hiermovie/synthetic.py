@@ -16,9 +16,6 @@ See :mod:`moviekit_hiermovie.story` for what the clips show and why context matt
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +23,11 @@ import numpy as np
 from pydantic import Field, field_validator
 
 import moviekit
-from moviekit import Config, DatasetSource, MoviekitError, Video
+from moviekit import Config, DatasetSource, Video
 
 from .fixtures import spec_events
 from .story import VERBS, draw_action_clip, draw_clip, render_events
-from .vidsitu import VidSitu, atomic_write_text, write_vidsitu
+from .vidsitu import VidSitu, write_vidsitu
 
 GENERATOR_VERSION = "2"
 
@@ -89,34 +86,11 @@ class SyntheticVidSitu(DatasetSource):
         return hashlib.sha256(json.dumps([self.name, GENERATOR_VERSION, cfg], sort_keys=True).encode()).hexdigest()
 
     def dataset_dir(self) -> Path:
-        if self.config.root is not None:
-            return Path(self.config.root).expanduser()
-        base = Path(os.environ.get("MOVIEKIT_CACHE") or Path.home() / ".cache" / "moviekit")
-        return base / "datasets" / self.name / self.key()[:16]
+        return moviekit.generated_dataset_dir(self.name, self.key(), self.config.root)
 
     def ensure(self) -> Path:
         """Generate the dataset unless a complete copy exists; returns its folder."""
-        final = self.dataset_dir()
-        if (final / "complete").exists():
-            if (final / "complete").read_text().strip() != self.key():
-                raise MoviekitError(
-                    f"dataset.root: {final} holds a synthetic_vidsitu dataset of another config; delete it or choose another root"
-                )
-            return final
-        if final.exists() and any(final.iterdir()):
-            raise MoviekitError(f"dataset.root: {final} exists, is not empty and holds no complete synthetic_vidsitu dataset")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            self._generate(tmp)
-            atomic_write_text(tmp / "complete", self.key() + "\n")
-            if final.exists():
-                final.rmdir()
-            os.rename(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return final
+        return moviekit.ensure_generated(self.name, self.key(), self._generate, root=self.config.root)
 
     def _generate(self, folder: Path) -> None:
         c = self.config
@@ -145,7 +119,7 @@ class SyntheticVidSitu(DatasetSource):
             spec = draw_action_clip([c.seed, 99, i], vid, n_events=c.action_seconds // 2)
             write_mp4(folder / "actions" / f"{vid}.mp4", render_events(spec, per_event, c.size, c.size, seed=i), c.fps)
             truth[vid] = {"motion": spec.events[0].motion}
-        atomic_write_text(folder / "truth.json", json.dumps(truth, indent=1))
+        moviekit.atomic_write_text(folder / "truth.json", json.dumps(truth, indent=1))
 
     def items(self) -> list[Video]:
         folder = self.ensure()

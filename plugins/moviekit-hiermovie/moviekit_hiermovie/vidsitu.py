@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from moviekit import Clip, Config, DatasetSource, FeatureSet, MoviekitError, Video
+from moviekit import Clip, Config, DatasetSource, FeatureSet, MoviekitError, Video, atomic_write_text
 
 EVENTS = ("Ev1", "Ev2", "Ev3", "Ev4", "Ev5")
 #: Seconds per event (VidSitu: 10-s clips, an event every 2 s).
@@ -254,17 +254,6 @@ class VidSitu(DatasetSource):
 
     def vocabulary(self) -> list[str]:
         return sorted({v for _, _, events in self.clips() if events for ev in events for v in ev["verbs"]})
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_vidsitu(root: Path, name: str, clips: list[tuple[str, list[dict[str, Any]] | None]]) -> None:

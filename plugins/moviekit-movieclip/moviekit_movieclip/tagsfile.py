@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from moviekit import VIDEO_EXTENSIONS, DatasetSource, Labels, MoviekitError, Shot, SplitConfig, Video, deterministic_split
+from moviekit import VIDEO_EXTENSIONS, DatasetSource, Labels, ListingSource, MoviekitError, Shot, SplitConfig, Video, deterministic_split
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def write_movieclip_json(path: str | Path, labels_by_video: dict[str, list[Label
     return path
 
 
-class MovieClipJSON(DatasetSource):
+class MovieClipJSON(ListingSource, DatasetSource):
     """Videos from a MovieCLIP tags JSON (video id -> shot file -> frames, times, {label: score}).
 
     Each video id becomes one item whose labels are the union of its shots' labels scoring
@@ -163,18 +163,6 @@ class MovieClipJSON(DatasetSource):
             ]
         write_movieclip_json(path, labels, shots)
         return {"path": str(path)}
-
-    def __init__(self, config: Any = None, **fields: Any):
-        super().__init__(config, **fields)
-        #: Video id -> why it was left out, filled by :meth:`items`.
-        self.problems: dict[str, str] = {}
-        self._listed: list[Video] | None = None
-
-    def vocabulary(self) -> list[str]:
-        if self.config.vocabulary:
-            return list(self.config.vocabulary)
-        listed = self._listed if self._listed is not None else self.items()
-        return sorted({label for v in listed for label in v.labels})
 
     def _video_path(self, vid: str) -> Path | None:
         if self.config.videos_root is None:

@@ -37,9 +37,6 @@ import csv
 import io
 import json
 import os
-import shutil
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +45,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 import moviekit
-from moviekit import Config, DatasetSource, MoviekitError, Video
+from moviekit import Config, DatasetSource, Video
 
 from .places import place_labels
 
@@ -296,17 +293,6 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 23) -> None:
     moviekit.write_mp4(path, frames, fps, crf)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _cache_root() -> Path:
-    root = os.environ.get("MOVIEKIT_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "moviekit"
-
-
 class SyntheticMovies(DatasetSource):
     """Synthetic movies (scenes of shots at MovieCLIP places) with genres, synopses and co-watch pairs; generated once and cached.
 
@@ -364,9 +350,7 @@ class SyntheticMovies(DatasetSource):
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def dataset_dir(self) -> Path:
-        if self.config.root is not None:
-            return Path(self.config.root).expanduser()
-        return _cache_root() / "datasets" / self.name / self.key()[:16]
+        return moviekit.generated_dataset_dir(self.name, self.key(), self.config.root)
 
     def clusters(self) -> list[int]:
         """The taste cluster of each movie (balanced, seeded)."""
@@ -408,41 +392,9 @@ class SyntheticMovies(DatasetSource):
 
     # -- generation ----------------------------------------------------------------------
     def ensure(self) -> Path:
-        final = self.dataset_dir()
-        if (final / "complete").exists():
-            if (final / "complete").read_text().strip() != self.key():
-                raise MoviekitError(
-                    f"dataset.root: {final} holds a synthetic_movies dataset of another config; delete it or choose another root"
-                )
-            return final
-        if final.exists() and any(final.iterdir()):
-            if self.config.root is not None:
-                raise MoviekitError(f"dataset.root: {final} exists, is not empty and holds no complete synthetic_movies dataset")
-            shutil.rmtree(final)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            t0 = time.perf_counter()
-            self._generate(tmp)
-            info = {
-                "component": self.name,
-                "generator_version": GENERATOR_VERSION,
-                "config": self.config.model_dump(mode="json", exclude={"root", "workers"}),
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
-            _atomic_text(tmp / "dataset.json", json.dumps(info, indent=1))
-            _atomic_text(tmp / "complete", self.key() + "\n")
-            try:
-                if final.exists():
-                    final.rmdir()
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / "complete").exists():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return final
+        """Generate the dataset unless a complete copy exists; returns its folder."""
+        info = {"generator_version": GENERATOR_VERSION, "config": self.config.model_dump(mode="json", exclude={"root", "workers"})}
+        return moviekit.ensure_generated(self.name, self.key(), self._generate, root=self.config.root, info=info)
 
     def _generate(self, folder: Path) -> None:
         n = self.config.n
@@ -465,10 +417,12 @@ class SyntheticMovies(DatasetSource):
         for gt, split in zip(specs, splits, strict=True):
             wm.writerow([gt["id"], "|".join(gt["genres"]), gt["synopsis"], gt["year"], round(gt["like_ratio"], 4), split])
             wl.writerow([f"{gt['id']}.mp4", "|".join(gt["genres"]), split])
-        _atomic_text(folder / "movies.csv", movies.getvalue())
-        _atomic_text(folder / "labels.csv", labels.getvalue())
+        moviekit.atomic_write_text(folder / "movies.csv", movies.getvalue())
+        moviekit.atomic_write_text(folder / "labels.csv", labels.getvalue())
         ids = [gt["id"] for gt in specs]
-        _atomic_text(folder / "cowatch.csv", "movie_a,movie_b\n" + "".join(f"{ids[i]},{ids[j]}\n" for i, j in self.cowatch_pairs()))
+        moviekit.atomic_write_text(
+            folder / "cowatch.csv", "movie_a,movie_b\n" + "".join(f"{ids[i]},{ids[j]}\n" for i, j in self.cowatch_pairs())
+        )
 
     # -- DatasetSource -------------------------------------------------------------------
     def items(self) -> list[Video]:
@@ -509,5 +463,5 @@ def _write_one(args: tuple[SyntheticMovies.Config, int, str]) -> dict[str, Any]:
     frames = render_movie(spec, cfg, themes)
     write_mp4(Path(folder) / f"{spec.id}.mp4", frames, cfg.fps)
     gt = {"id": spec.id, **spec.ground_truth()}
-    _atomic_text(Path(folder) / f"{spec.id}.m2s.json", json.dumps(gt))
+    moviekit.atomic_write_text(Path(folder) / f"{spec.id}.m2s.json", json.dumps(gt))
     return gt
