@@ -54,6 +54,7 @@ class SceneEncoderTask(Task):
         )
         model_name: str | None = Field(None, description="name of the model handed on; default m2s_scene_<metadata>")
         max_steps: int | None = Field(None, ge=1)
+        checkpoint_every: int = Field(10, ge=1, description="epochs between the checkpoints a killed run resumes from")
 
     @classmethod
     def example_config(cls, tmp_path: Any) -> dict[str, Any]:
@@ -105,7 +106,8 @@ class SceneEncoderTask(Task):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: warmup_cosine(e, c.warmup_epochs, c.epochs))
         name = c.model_name or f"m2s_scene_{c.metadata}"
         hist = train_loop(moco, step, len(samples), opt, c.epochs, c.batch_size, ctx=ctx, seed=ctx.seed, scheduler=sched,
-                          max_steps=c.max_steps, tag=name, generators=[gen], extra_state=moco.pending)  # fmt: skip
+                          max_steps=c.max_steps, checkpoint_every=c.checkpoint_every, tag=name, generators=[gen],
+                          extra_state=moco.pending)  # fmt: skip
         moco.after_step()
         net = moco.encoder.cpu().eval()
         shot_model = ctx.model(c.shot_model)

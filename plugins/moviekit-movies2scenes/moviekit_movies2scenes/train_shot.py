@@ -65,6 +65,7 @@ class ShotEncoderTask(Task):
         init: str | None = Field(None, description="start from this model's `shot` part")
         model_name: str = Field("m2s_shot", description="name of the trained model handed on")
         max_steps: int | None = Field(None, ge=1, description="stop after this many steps (smoke tests)")
+        checkpoint_every: int = Field(10, ge=1, description="epochs between the checkpoints a killed run resumes from")
 
     def _spec(self, ctx: Any, arr: np.ndarray) -> dict[str, Any]:
         c = self.config
@@ -118,7 +119,8 @@ class ShotEncoderTask(Task):
 
         opt = torch.optim.SGD(net.parameters(), lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
         hist = train_loop(moco, step, len(x), opt, c.epochs, c.batch_size, ctx=ctx, seed=ctx.seed, max_steps=c.max_steps,
-                          tag="m2s_shot", generators=[gen], on_epoch_end=reselect, extra_state=moco.pending)  # fmt: skip
+                          checkpoint_every=c.checkpoint_every, tag="m2s_shot", generators=[gen], on_epoch_end=reselect,
+                          extra_state=moco.pending)  # fmt: skip
         moco.after_step()
         net = moco.encoder.cpu().eval()
         losses = hist["epoch_loss"]
