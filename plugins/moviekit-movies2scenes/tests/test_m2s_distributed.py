@@ -4,10 +4,10 @@
    and 3) and a last batch of 1 that every rank computes whole: each step's loss, the summed
    gradients, the key encoder and the queue (its keys and pointer) equal one process's to 1e-5, and
    are bit-identical on the two ranks.
-2. A tiny Movies2Scenes recipe (E_shot, E_movie, scene pairs, scene encoder) run by ``torchrun`` gives
-   the 1-process metrics and models to 1e-4, and a 2-process run SIGKILLed after the scene encoder's
-   checkpoint resumes in one process to the same result (the keys waiting to be enqueued are in the
-   checkpoint).
+2. A tiny Movies2Scenes recipe (E_shot, E_movie, scene pairs, scene encoder, with augmentation) run
+   by ``torchrun`` gives the 1-process metrics and models (see below), and a 2-process run SIGKILLed
+   after a scene-encoder checkpoint resumes in one process to the same result (the keys waiting to be
+   enqueued are in the checkpoint).
 
 Tolerances: the ranks sum floats in another order than one process, so results agree to rounding,
 amplified a little over the training steps: 1e-5 over a few steps; over a run of 4 tasks 1e-4 for
@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 #: Run by torchrun (and, for the reference, in this process): MoCo steps through train_loop, recording
 #: every step's summed gradients, key encoder and queue.
-STEPS = '''
+STEPS = """
 import json, sys
 import torch
 from moviekit import distributed as d, train_loop
@@ -66,7 +66,7 @@ if __name__ == "__main__":
     d.init_from_env("cpu")
     json.dump(run(), open(f"{sys.argv[1]}/rank{d.rank()}.json", "w"))
     d.shutdown()
-'''
+"""
 
 #: Runs the moviekit CLI with ``training.epoch_done`` replaced: rank 0 SIGKILLs itself right after epoch
 #: MK_DIE_EPOCH of the training tagged MK_DIE_TAG (checkpointed by then); torchrun then stops the other rank.
@@ -119,7 +119,8 @@ def test_moco_steps_on_two_ranks_equal_one_process(tmp_path):
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    """A tiny Movies2Scenes recipe; batches of 9 split 4 + 5 over 2 ranks, and every task has a short last batch."""
+    """A tiny Movies2Scenes recipe; batches of 9 split 4 + 5 over 2 ranks, every task has a short last batch,
+    and both MoCo tasks draw augmentations (input noise, shot dropping) for the global batch."""
     tmp = tmp_path_factory.mktemp("m2s_ddp")
     (tmp / "killing_cli.py").write_text(KILLING_CLI)
     small = {"queue": 24, "momentum": 0.9, "batch_size": 9}
@@ -130,12 +131,12 @@ def recipe(tmp_path_factory):
         "clips": {"trim_start": 0, "trim_end": 0, "min_clips": 1},
         "experts": {"keyframes": {"use": "m2s_keyframes", "backbone": "pixels", "size": [8, 8], "dtype": "float32"}},
         "tasks": [
-            {"use": "m2s_shot_encoder", "dim": 16, "hidden": 32, "epochs": 2, **small},
+            {"use": "m2s_shot_encoder", "dim": 16, "hidden": 32, "epochs": 2, "noise": 0.1, **small},
             {"use": "m2s_movie_encoder", "metadata": "cowatch", "max_shots": 16, "hidden": 16, "shot_dim": 8, "dim": 8, "epochs": 2,
              "batch_size": 9},
             {"use": "m2s_scene_pairs", "movie_model": "m2s_movie_cowatch", "window": 3},
             {"use": "m2s_scene_encoder", "metadata": "cowatch", "width": 16, "depth": 1, "heads": 2, "max_shots": 8, "dim": 8,
-             "epochs": 4, "warmup_epochs": 1, "lr": 0.001, "checkpoint_every": 1, **small},
+             "epochs": 4, "warmup_epochs": 1, "lr": 0.001, "checkpoint_every": 1, "shot_drop": 0.2, **small},
         ],
         "run": {"device": "cpu", "seed": 0},
     }  # fmt: skip
