@@ -117,6 +117,44 @@ def test_moco_steps_on_two_ranks_equal_one_process(tmp_path):
     assert one["steps"][-1]["filled"] == 8 and one["steps"][-1]["ptr"] == 22 % 8  # 22 keys went through a queue of 8
 
 
+def test_moco_resumed_between_a_step_and_its_enqueue_equals_a_fresh_run(tmp_path):
+    """A checkpoint falls between a step and the enqueue of its keys (done at the next step): it keeps them."""
+    from moviekit import train_loop, training
+    from moviekit.testing import make_context
+    from moviekit_movies2scenes.moco import MoCo
+
+    def train(ctx, stop_after=None):
+        torch.manual_seed(0)
+        x = torch.randn(10, 6)
+        moco = MoCo(torch.nn.Linear(6, 4), dim=4, queue_size=16, momentum=0.6, temperature=0.2)
+        opt = torch.optim.SGD(moco.encoder.parameters(), lr=0.5)
+
+        def step(idx):
+            moco.after_step()
+            return moco.loss(x[idx], x[idx].flip(1))
+
+        def stop(tag, epoch, history):
+            if epoch == stop_after:
+                raise KeyboardInterrupt
+
+        orig, training.epoch_done = training.epoch_done, stop
+        try:
+            train_loop(moco, step, 10, opt, 3, 4, ctx, tag="moco", checkpoint_every=1, extra_state=moco.pending)
+        finally:
+            training.epoch_done = orig
+        moco.after_step()
+        return moco
+
+    fresh = train(make_context(tmp_path / "fresh"))
+    ctx = make_context(tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        train(ctx, stop_after=2)
+    resumed = train(ctx)
+    assert int(resumed.queue.ptr) == int(fresh.queue.ptr) == 30 % 16
+    torch.testing.assert_close(resumed.queue.keys, fresh.queue.keys, atol=0, rtol=0)
+    torch.testing.assert_close(resumed.key_encoder.weight, fresh.key_encoder.weight, atol=0, rtol=0)
+
+
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
     """A tiny Movies2Scenes recipe; batches of 9 split 4 + 5 over 2 ranks, every task has a short last batch,
