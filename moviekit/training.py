@@ -366,7 +366,7 @@ def train_loop(
             g.set_state(s)
         _set_rng_state(state["rng"])
         if extra_state is not None:
-            extra_state.update(state["extra"])
+            extra_state.update(state["extra"] or {})  # a checkpoint saved without one has None
         history, start, steps = state["history"], state["epoch"], state["steps"]
         ctx.log(f"{tag}: resumed from the checkpoint at epoch {start}")
     distributed.broadcast_module(model)  # replicas start identical (a no-op in one process)

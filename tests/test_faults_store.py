@@ -157,6 +157,32 @@ def test_checkpoint_round_trip_is_data_only_and_resumes(tmp_path):
     assert resumed["start_epoch"] == 1 and len(resumed["epoch_loss"]) == 3
 
 
+def test_a_checkpoint_saved_without_extra_state_resumes_with_one(tmp_path):
+    import torch
+
+    from moviekit import training
+    from moviekit.testing import make_context
+    from moviekit.training import train_loop
+
+    ctx = make_context(tmp_path)
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(8, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def stop(tag, epoch, history):
+        raise KeyboardInterrupt
+
+    orig, training.epoch_done = training.epoch_done, stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_loop(model, lambda idx: model(x[idx]).pow(2).mean(), 8, opt, 3, 4, ctx, tag="r", checkpoint_every=1)
+    finally:
+        training.epoch_done = orig
+    extra = {"keys": None}
+    resumed = train_loop(model, lambda idx: model(x[idx]).pow(2).mean(), 8, opt, 3, 4, ctx, tag="r", checkpoint_every=1, extra_state=extra)
+    assert resumed["start_epoch"] == 1 and extra == {"keys": None}
+
+
 def test_a_record_tag_is_resolved_against_the_allow_list_only(tmp_path, monkeypatch):
     import io
     import zipfile

@@ -1,10 +1,14 @@
-"""Momentum contrast (He et al., CVPR 2020) for one process and any batch size.
+"""Momentum contrast (He et al., CVPR 2020) for any batch size, in one process or under ``torchrun``.
 
-The reference code keeps a queue whose size must be a multiple of the batch size, assumes every
-batch is full and gathers keys across DDP ranks.  Here the queue is a ring buffer that takes a
-batch of any size (a short last batch wraps around the end), nothing assumes more than one process,
-and keys from other processes can be passed in already gathered (``enqueue(all_keys)``), which is
-how a DDP caller would use it.
+The reference code keeps a queue whose size must be a multiple of the batch size and assumes every
+batch is full (on every rank).  Here the queue is a ring buffer that takes a batch of any size (a
+short last batch wraps around the end).  Under ``torchrun`` (:func:`moviekit.train_loop` gives each
+rank a contiguous share of the global batch) :meth:`MoCo.loss` gathers every rank's keys in rank
+order, without gradient, so each rank enqueues the whole global batch's keys in the order one
+process would: the queues, hence the negatives, stay identical on every rank and equal to one
+process's; shares may be unequal, and a batch smaller than the world is computed whole on every
+rank.  The online encoder's gradients are summed over ranks by ``train_loop``, so the momentum
+updates are identical too.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from moviekit import gather_with_grad
 
 
 class KeyQueue(torch.nn.Module):
@@ -33,7 +39,7 @@ class KeyQueue(torch.nn.Module):
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Replace the oldest entries with ``keys`` (``(b, dim)``, any ``b``; the newest ``size`` if ``b > size``)."""
-        keys = keys.detach().to(self.keys.dtype)
+        keys = keys.detach().to(self.keys.device, self.keys.dtype)
         if keys.shape[0] > self.size:
             keys = keys[-self.size :]
         b = keys.shape[0]
@@ -72,6 +78,8 @@ class MoCo(torch.nn.Module):
 
     ``encoder`` maps a batch to ``(b, dim)`` vectors (the projection included).  Call
     :meth:`after_step` after the optimiser step: it updates the momentum encoder and enqueues the keys.
+    The keys waiting for it are kept in :attr:`pending`; hand that dict to ``train_loop(extra_state=...)``
+    so that a checkpoint taken between a step and its ``after_step`` resumes with them.
     """
 
     def __init__(
@@ -86,20 +94,20 @@ class MoCo(torch.nn.Module):
             p.requires_grad_(False)
         self.queue = KeyQueue(dim, queue_size, seed)
         self.momentum, self.temperature = momentum, temperature
-        self._pending: torch.Tensor | None = None
+        #: ``{"keys": the last step's keys of the whole global batch, or None once enqueued}``.
+        self.pending: dict[str, torch.Tensor | None] = {"keys": None}
 
     def loss(self, x_q: Any, x_k: Any) -> torch.Tensor:
         q = self.encoder(*x_q) if isinstance(x_q, tuple) else self.encoder(x_q)
         with torch.no_grad():
             k = self.key_encoder(*x_k) if isinstance(x_k, tuple) else self.key_encoder(x_k)
             k = F.normalize(k.float(), dim=1)
-        loss = info_nce(q.float(), k, self.queue.negatives(), self.temperature)
-        self._pending = k
-        return loss
+            self.pending["keys"] = gather_with_grad(k)  # every rank's keys in rank order (k itself in one process)
+        return info_nce(q.float(), k, self.queue.negatives(), self.temperature)
 
     @torch.no_grad()
     def after_step(self) -> None:
         momentum_update(self.encoder, self.key_encoder, self.momentum)
-        if self._pending is not None:
-            self.queue.enqueue(self._pending)
-            self._pending = None
+        if self.pending["keys"] is not None:
+            self.queue.enqueue(self.pending["keys"])
+            self.pending["keys"] = None

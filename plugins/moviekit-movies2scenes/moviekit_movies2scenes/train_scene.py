@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from moviekit import Config, MoviekitError, Task, TaskResult, TrainedModel, train_loop
+from moviekit import Config, MoviekitError, Task, TaskResult, TrainedModel, gather_with_grad, train_loop
 
 from .common import MoCo, build_network, load_network, module_part, pad_shots, shot_embeddings
 from .train_shot import shot_network
@@ -27,8 +27,8 @@ class SceneEncoderTask(Task):
     The query is one scene of a pair, the positive key the other (both directions), negatives the
     queue.  Paper settings are the defaults: dim 128, queue 65,536, momentum 0.999, temperature 0.07,
     AdamW lr 1.5e-4, weight decay 0.01, 40 warm-up epochs, batch 128, 100 epochs.  The queue takes a
-    short last batch and needs no DDP.  Hands on `m2s_scene_<metadata>` with parts `shot` (E_shot,
-    frozen here) and `scene`.
+    short last batch; under torchrun every rank enqueues the keys of the whole global batch (one
+    process's queue).  Hands on `m2s_scene_<metadata>` with parts `shot` (E_shot, frozen here) and `scene`.
     """
 
     name = "m2s_scene_encoder"
@@ -54,6 +54,7 @@ class SceneEncoderTask(Task):
         )
         model_name: str | None = Field(None, description="name of the model handed on; default m2s_scene_<metadata>")
         max_steps: int | None = Field(None, ge=1)
+        checkpoint_every: int = Field(10, ge=1, description="epochs between the checkpoints a killed run resumes from")
 
     @classmethod
     def example_config(cls, tmp_path: Any) -> dict[str, Any]:
@@ -93,8 +94,10 @@ class SceneEncoderTask(Task):
         def step(idx: list[int]) -> Any:
             moco.after_step()  # the previous step's momentum update and enqueue, after its optimiser step
             xq, mq = batch(0, idx)
-            if c.shot_drop > 0:
-                keep = torch.rand(mq.shape, generator=gen).to(mq.device) >= c.shot_drop
+            if c.shot_drop > 0:  # one process's draw for the global batch, this rank's rows of it (ranks keep one generator state)
+                lens, start = gather_with_grad(mq.sum(1), with_offset=True)
+                draw = torch.rand((len(lens), max(1, int(lens.max()))), generator=gen)
+                keep = draw[start : start + len(idx), : mq.shape[1]].to(mq.device) >= c.shot_drop
                 keep[:, 0] = True
                 mq = mq & keep
             return moco.loss((xq, mq), batch(1, idx))
@@ -103,7 +106,8 @@ class SceneEncoderTask(Task):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: warmup_cosine(e, c.warmup_epochs, c.epochs))
         name = c.model_name or f"m2s_scene_{c.metadata}"
         hist = train_loop(moco, step, len(samples), opt, c.epochs, c.batch_size, ctx=ctx, seed=ctx.seed, scheduler=sched,
-                          max_steps=c.max_steps, tag=name, generators=[gen])  # fmt: skip
+                          max_steps=c.max_steps, checkpoint_every=c.checkpoint_every, tag=name, generators=[gen],
+                          extra_state=moco.pending)  # fmt: skip
         moco.after_step()
         net = moco.encoder.cpu().eval()
         shot_model = ctx.model(c.shot_model)

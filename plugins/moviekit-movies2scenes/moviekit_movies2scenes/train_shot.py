@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from moviekit import Config, MoviekitError, Task, TaskResult, TrainedModel, train_loop
+from moviekit import Config, MoviekitError, Task, TaskResult, TrainedModel, gather_with_grad, train_loop
 
 from .common import MoCo, build_network, keyframes, load_network, module_part
 
@@ -65,6 +65,7 @@ class ShotEncoderTask(Task):
         init: str | None = Field(None, description="start from this model's `shot` part")
         model_name: str = Field("m2s_shot", description="name of the trained model handed on")
         max_steps: int | None = Field(None, ge=1, description="stop after this many steps (smoke tests)")
+        checkpoint_every: int = Field(10, ge=1, description="epochs between the checkpoints a killed run resumes from")
 
     def _spec(self, ctx: Any, arr: np.ndarray) -> dict[str, Any]:
         c = self.config
@@ -109,14 +110,17 @@ class ShotEncoderTask(Task):
         def step(idx: list[int]) -> Any:
             moco.after_step()  # the previous step's momentum update and enqueue, after its optimiser step
             q, k = x[idx], x[positives[idx]]
-            if scale > 0:
-                q = q + scale * torch.randn(q.shape, generator=gen).to(q.device)
-                k = k + scale * torch.randn(k.shape, generator=gen).to(k.device)
+            if scale > 0:  # one process's draw for the global batch, this rank's rows of it (ranks keep one generator state)
+                everyone, start = gather_with_grad(torch.tensor(idx, device=x.device), with_offset=True)
+                rows = slice(start, start + len(idx))
+                q = q + scale * torch.randn((len(everyone), *q.shape[1:]), generator=gen)[rows].to(q.device)
+                k = k + scale * torch.randn((len(everyone), *k.shape[1:]), generator=gen)[rows].to(k.device)
             return moco.loss(q, k)
 
         opt = torch.optim.SGD(net.parameters(), lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
         hist = train_loop(moco, step, len(x), opt, c.epochs, c.batch_size, ctx=ctx, seed=ctx.seed, max_steps=c.max_steps,
-                          tag="m2s_shot", generators=[gen], on_epoch_end=reselect)  # fmt: skip
+                          checkpoint_every=c.checkpoint_every, tag="m2s_shot", generators=[gen], on_epoch_end=reselect,
+                          extra_state=moco.pending)  # fmt: skip
         moco.after_step()
         net = moco.encoder.cpu().eval()
         losses = hist["epoch_loss"]
