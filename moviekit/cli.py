@@ -288,6 +288,7 @@ CacheDir = Annotated[
     Optional[str],
     typer.Option(
         "--cache-dir",
+        metavar="DIR|URL",
         help="artifact store: a folder or fsspec URL such as s3://bucket/prefix, as in run.cache_dir "
         "(default: $MOVIEKIT_CACHE/artifacts, where runs without run.cache_dir keep theirs)",
     ),
@@ -342,7 +343,11 @@ def cache_prune(
     ] = None,
     run: Annotated[
         Optional[list[str]],
-        typer.Option("--run", help="keep only what this run (a folder or URL) used (its artifacts.json); repeat to keep several runs'"),
+        typer.Option(
+            "--run",
+            metavar="RUN_DIR",
+            help="keep only what this run (a folder or URL) used (its artifacts.json); repeat to keep several runs'",
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="delete every artifact")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="really delete (default: a dry run that says what would go)")] = False,

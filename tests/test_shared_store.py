@@ -3,7 +3,11 @@ server) give the local run's artifacts and metrics byte for byte; `moviekit cach
 them and delete only the store's own files; concurrent writers of one artifact never leave a partial
 one; an s3:// store without s3fs is one error naming the extra."""
 
+import importlib.util
 import json
+import logging
+import os
+import subprocess
 import sys
 import threading
 import uuid
@@ -176,4 +180,73 @@ def test_cache_show_and_prune_on_a_url_store_delete_only_its_files(where, local_
     base = f"memory://mk-{uuid.uuid4().hex}" if where == "memory" else f"file://{tmp_path}"
     cache, run = f"{base}/cache", f"{base}/run"
     Runner(validate(recipe(videos, cache)), output=run).run()
+    check_cache_commands(cache, run, videos)
+
+
+# -- s3:// on moto's local S3 server ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 (a free port), with a bucket ``bucket``; the AWS variables a user of
+    an S3-compatible endpoint (MinIO...) would set, and nothing read from this machine's AWS config."""
+    for module in ("moto", "s3fs"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed: the s3:// test needs moto[server] and s3fs (pip install -r requirements.txt)")
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    werkzeug_log = logging.getLogger("werkzeug")
+    level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.WARNING)  # not one line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    nowhere = tmp_path_factory.mktemp("aws") / "none"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "moviekit-test",
+        "AWS_SECRET_ACCESS_KEY": "moviekit-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(nowhere),
+        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere),
+    }
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in env.items():
+                mp.setenv(k, v)
+            for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+                mp.delenv(k, raising=False)
+            s3fs.S3FileSystem.clear_instance_cache()  # a client made before these variables would not see them
+            s3fs.S3FileSystem().mkdir("bucket")
+            yield endpoint
+            s3fs.S3FileSystem.clear_instance_cache()
+    finally:
+        server.stop()
+        werkzeug_log.setLevel(level)
+
+
+def test_s3_store_and_run_directory_equal_the_local_run(local_run, s3_endpoint):
+    tmp, videos = local_run
+    cache, run = "s3://bucket/cache", "s3://bucket/run"
+    summary = Runner(validate(recipe(videos, cache)), output=run).run()
+    assert summary["output"] == run and summary["failures"] == 0
+    local = store_files(str(tmp / "cache"))
+    assert local and store_files(cache) == local  # same keys, same bytes
+    fs = fsspec.filesystem("s3")
+    for name in ("metrics.json", "items.json", "features.npz", "failures.jsonl"):
+        assert fs.cat_file(f"bucket/run/{name}") == (tmp / "out" / name).read_bytes(), name
+    again = Runner(validate(recipe(videos, cache)), output=run).run()
+    assert again["decodes"] == 0 and again["stages"]["extract"]["computed"] == 0
+    assert again["stages"]["task 2/2: multilabel_classification"]["reused"] == 1
+
+    # `moviekit cache show` in a fresh process pointed at the endpoint through fsspec's configuration alone
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"} | {"FSSPEC_S3_ENDPOINT_URL": s3_endpoint}
+    cmd = [sys.executable, "-m", "moviekit", "cache", "show", "--json", "--cache-dir", cache]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == json.loads(cli("cache", "show", "--json", "--cache-dir", cache))
+    assert json.loads(r.stdout)["kinds"]["stream"]["artifacts"] == sum(p.startswith(f"v{codec.FORMAT_VERSION}/stream/") for p in local)
+
     check_cache_commands(cache, run, videos)
