@@ -23,7 +23,7 @@ from typing import Any
 
 from .codec import FORMAT_VERSION
 from .errors import MoviekitError
-from .location import LocalFiles, RemoteFiles, is_remote, local_path, open_files
+from .location import LocalFiles, RemoteFiles, is_remote, local_path, normalise, open_files
 
 _HEX2 = re.compile(r"[0-9a-f]{2}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -78,7 +78,7 @@ def _folders(root: str | Path) -> list[Any]:
 
 def _where(root: str | Path) -> str:
     """The store's root as messages and ``artifacts.json`` name it: a URL, or a resolved local path."""
-    return str(root).rstrip("/") if is_remote(root) else str(local_path(root).resolve())
+    return normalise(str(root)) if is_remote(root) else str(local_path(root).resolve())
 
 
 def scan(root: str | Path) -> list[Entry]:

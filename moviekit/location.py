@@ -50,6 +50,12 @@ def is_remote(text: str | os.PathLike | None) -> bool:
     return text is not None and scheme(text) not in (None, *_LOCAL)
 
 
+def normalise(url: str) -> str:
+    """A URL without trailing slashes (``s3://bucket/cache/`` is ``s3://bucket/cache``; ``s3://`` stays)."""
+    head, sep, tail = str(url).partition("://")
+    return f"{head}{sep}{tail.rstrip('/')}" if sep else str(url)
+
+
 def local_path(text: str | os.PathLike) -> Path:
     """A local path, or a ``file://`` URL as a path."""
     s = str(text)
@@ -133,7 +139,7 @@ class RemoteFiles:
     def __init__(self, url: str, key: str = "run.cache_dir"):
         import fsspec
 
-        self.url = str(url).rstrip("/")
+        self.url = normalise(str(url))
         proto = scheme(self.url) or ""
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url)

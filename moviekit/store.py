@@ -147,9 +147,10 @@ def _passes(check: Callable[[Any], bool], value: Any) -> bool:
 
 def local_companion(url: str) -> Path:
     """The local folder that holds a remote store's file-hash memos and checkpoints on this machine."""
+    from .location import normalise
     from .weights import cache_root
 
-    return cache_root() / "remote-stores" / hash_key(url.rstrip("/"))[:16]
+    return cache_root() / "remote-stores" / hash_key(normalise(url))[:16]
 
 
 class ArtifactStore:
@@ -165,11 +166,11 @@ class ArtifactStore:
     """
 
     def __init__(self, root: str | Path, read: bool = True, log: Callable[[str], None] | None = None):
-        from .location import as_location, open_files
+        from .location import as_location, normalise, open_files
 
         where = as_location(root)
         self.remote = isinstance(where, str)
-        self.root: str | Path = where.rstrip("/") if isinstance(where, str) else where
+        self.root: str | Path = normalise(where) if isinstance(where, str) else where
         version = f"v{codec.FORMAT_VERSION}"
         self.files = open_files(f"{self.root}/{version}" if self.remote else Path(self.root) / version)
         if self.remote:

@@ -227,7 +227,7 @@ def s3_endpoint(tmp_path_factory):
         werkzeug_log.setLevel(level)
 
 
-def test_s3_store_and_run_directory_equal_the_local_run(local_run, s3_endpoint):
+def test_s3_store_and_run_directory_equal_the_local_run(s3_endpoint, local_run):  # skips before the local run
     tmp, videos = local_run
     cache, run = "s3://bucket/cache", "s3://bucket/run"
     summary = Runner(validate(recipe(videos, cache)), output=run).run()
