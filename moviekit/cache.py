@@ -189,12 +189,11 @@ def prune(
         g["files"] += 1
         g["bytes"] += e.size
     if not dry_run:
-        deleted: dict[int, tuple[Any, list[str]]] = {}
+        doomed: dict[int, tuple[Any, list[str]]] = {}
         for e in chosen:
-            if not e.files.contains(e.rel):  # belt and braces: never outside the root, never through a link
-                continue
-            e.files.remove(e.rel)
-            deleted.setdefault(id(e.files), (e.files, []))[1].append(e.rel)
-        for files, rels in deleted.values():
+            if e.files.contains(e.rel):  # belt and braces: never outside the root, never through a link
+                doomed.setdefault(id(e.files), (e.files, []))[1].append(e.rel)
+        for files, rels in doomed.values():
+            files.remove_files(rels)
             files.remove_empty_dirs(rels)
     return {"root": where, "dry_run": dry_run, "files": len(chosen), "bytes": sum(e.size for e in chosen), "by_kind": by_kind}

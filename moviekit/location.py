@@ -94,6 +94,10 @@ class LocalFiles:
     def remove(self, rel: str) -> None:
         self.where(rel).unlink(missing_ok=True)
 
+    def remove_files(self, rels: list[str]) -> None:
+        for rel in rels:
+            self.remove(rel)
+
     def touch(self, rel: str) -> None:
         try:
             os.utime(self.where(rel))
@@ -189,6 +193,16 @@ class RemoteFiles:
             self.fs.rm_file(self._path(rel))
         except FileNotFoundError:
             pass
+
+    def remove_files(self, rels: list[str]) -> None:
+        """Delete many files, in batches where the filesystem has a bulk delete (s3: 1000 objects a request)."""
+        for i in range(0, len(rels), 1000):
+            batch = rels[i : i + 1000]
+            try:
+                self.fs.rm([self._path(r) for r in batch])
+            except FileNotFoundError:  # one already gone: the rest one by one
+                for rel in batch:
+                    self.remove(rel)
 
     def touch(self, rel: str) -> None:
         """Nothing: an object store has no modification time to refresh without rewriting the object, so
