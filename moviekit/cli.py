@@ -317,10 +317,7 @@ def cache_show(
     if as_json:
         print(json.dumps(u, indent=2))
         return
-    title = f"artifact store {u['root']} (format v{u['format']})"
-    if "local" in u:
-        title += f"\nwith this machine's file-hash memos and checkpoints in {u['local']}"
-    table = Table(title=title)
+    table = Table(title=f"artifact store {u['root']} (format v{u['format']})")
     for col in ("kind", "artifacts", "size"):
         table.add_column(col, justify="left" if col == "kind" else "right")
     for kind, g in u["kinds"].items():
@@ -331,6 +328,8 @@ def cache_show(
         table.add_row("temporary files", str(u["temporary"]["files"]), _mib(u["temporary"]["bytes"]))
     table.add_row("total", str(u["artifacts"]), _mib(u["bytes"]))
     console.print(table)
+    if "local" in u:
+        console.print(f"(counted with it: this machine's file-hash memos and checkpoints in {u['local']})", highlight=False, soft_wrap=True)
 
 
 @cache_app.command("prune")
