@@ -3,6 +3,7 @@
 The store is a local folder or an fsspec URL (:mod:`moviekit.location`: ``file://``, ``s3://``,
 ``memory://``...); a remote store's file-hash memos and checkpoints, kept in a local folder of this
 machine (:func:`moviekit.store.local_companion`), are counted and pruned with it.
+
 Only files whose path has the shape of something the store writes are counted or deleted:
 ``v<N>/<kind>/<hh>/<key>.zip``, ``v<N>/filehash/<hh>/<key>``, ``v<N>/checkpoints/*.pt``, the
 older pickle layout (``<kind>/<hh>/<key>.pkl``, ``filehash/...``, ``checkpoints/*.pt``) and
