@@ -1,18 +1,21 @@
 """Size and pruning of an artifact store (``moviekit cache show`` / ``moviekit cache prune``).
 
+The store is a local folder or an fsspec URL (:mod:`moviekit.location`: ``file://``, ``s3://``,
+``memory://``...); a remote store's file-hash memos and checkpoints, kept in a local folder of this
+machine (:func:`moviekit.store.local_companion`), are counted and pruned with it.
+
 Only files whose path has the shape of something the store writes are counted or deleted:
 ``v<N>/<kind>/<hh>/<key>.zip``, ``v<N>/filehash/<hh>/<key>``, ``v<N>/checkpoints/*.pt``, the
 older pickle layout (``<kind>/<hh>/<key>.pkl``, ``filehash/...``, ``checkpoints/*.pt``) and
 their hidden ``.*.tmp`` temporary files.  Anything else under the root (a user's own files,
 symbolic links and what they point to) is never touched, and nothing outside the root is
-ever deleted.  Temporary files younger than an hour are left alone: another run may be
-writing them.
+ever deleted.  Temporary files younger than an hour (or of unknown age) are left alone: another
+run may be writing them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from typing import Any
 
 from .codec import FORMAT_VERSION
 from .errors import MoviekitError
+from .location import LocalFiles, RemoteFiles, is_remote, local_path, normalise, open_files
 
 _HEX2 = re.compile(r"[0-9a-f]{2}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -32,12 +36,12 @@ TEMP_GRACE_S = 3600
 
 @dataclass
 class Entry:
-    path: Path
-    rel: str  # relative to the root
+    files: Any  # the LocalFiles / RemoteFiles folder it lies in
+    rel: str  # relative to that folder (the store's root)
     kind: str
     version: int  # 1 = the old pickle layout
     size: int
-    mtime: float
+    mtime: float | None  # None: the filesystem gives none (never old enough to prune by age)
     temp: bool
 
     @property
@@ -46,7 +50,7 @@ class Entry:
         return self.rel.split("/", 1)[1] if self.version != 1 else self.rel
 
 
-def _classify(parts: tuple[str, ...]) -> tuple[str, int, bool] | None:
+def _classify(parts: tuple[str, ...] | list[str]) -> tuple[str, int, bool] | None:
     name = parts[-1]
     temp = name.startswith(".") and name.endswith(".tmp")
     m = _VERSION.fullmatch(parts[0])
@@ -63,23 +67,29 @@ def _classify(parts: tuple[str, ...]) -> tuple[str, int, bool] | None:
     return (rest[0], version, False) if name.endswith(ext) and _HEX64.fullmatch(name[: -len(ext)]) else None
 
 
+def _folders(root: str | Path) -> list[Any]:
+    """The folders a store's files lie in: a local store's root; a remote store's root (an fsspec URL)
+    and this machine's folder of its file-hash memos and checkpoints."""
+    if is_remote(root):
+        from .store import local_companion
+
+        return [RemoteFiles(str(root), "--cache-dir"), LocalFiles(local_companion(str(root)))]
+    return [LocalFiles(local_path(root))]
+
+
+def _where(root: str | Path) -> str:
+    """The store's root as messages and ``artifacts.json`` name it: a URL, or a resolved local path."""
+    return normalise(str(root)) if is_remote(root) else str(local_path(root).resolve())
+
+
 def scan(root: str | Path) -> list[Entry]:
-    """Every store file under ``root`` (symbolic links are neither followed nor listed)."""
-    root = Path(root)
+    """Every store file under ``root``, a local path or fsspec URL (symbolic links are neither followed nor listed)."""
     out: list[Entry] = []
-    if not root.is_dir():
-        return out
-    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
-        for fn in filenames:
-            p = Path(dirpath) / fn
-            rel = p.relative_to(root)
-            what = _classify(rel.parts)
-            if what is None:
-                continue
-            st = p.lstat()
-            if not os.path.isfile(p) or p.is_symlink():
-                continue
-            out.append(Entry(p, rel.as_posix(), what[0], what[1], st.st_size, st.st_mtime, what[2]))
+    for files in _folders(root):
+        for rel, size, mtime in files.list_files():
+            what = _classify(rel.split("/"))
+            if what is not None:
+                out.append(Entry(files, rel, what[0], what[1], size, mtime, what[2]))
     return out
 
 
@@ -101,8 +111,8 @@ def usage(root: str | Path) -> dict[str, Any]:
         group["artifacts"] += 1
         group["bytes"] += e.size
     total = sum(g["bytes"] for g in kinds.values()) + sum(g["bytes"] for g in other.values()) + temp["bytes"]
-    return {
-        "root": str(Path(root).resolve()),
+    out = {
+        "root": _where(root),
         "format": FORMAT_VERSION,
         "kinds": dict(sorted(kinds.items())),
         "artifacts": sum(g["artifacts"] for g in kinds.values()),
@@ -110,13 +120,17 @@ def usage(root: str | Path) -> dict[str, Any]:
         "temporary": temp,
         "bytes": total,
     }
+    if is_remote(root):
+        out["local"] = str(_folders(root)[1].root)
+    return out
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    """``<run>/artifacts.json``, checked."""
-    p = Path(run_dir) / "artifacts.json"
+    """``<run>/artifacts.json`` of a run directory (a local path or fsspec URL), checked."""
+    folder = open_files(run_dir, "--run")
+    p = folder.where("artifacts.json")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(folder.read_bytes("artifacts.json"))
     except FileNotFoundError:
         raise MoviekitError(f"{p} not found: is {run_dir} a run directory of this moviekit version?") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -138,33 +152,35 @@ def prune(
     everything: bool = False,
     dry_run: bool = True,
 ) -> dict[str, Any]:
-    """Delete (or with ``dry_run`` only list) store files under ``root`` selected by exactly one rule:
+    """Delete (or with ``dry_run`` only list) store files under ``root`` (a local path or fsspec URL)
+    selected by exactly one rule:
 
-    ``older_than_days`` (not written or read for that long), ``keep_runs`` (everything that
-    none of these runs used: their ``artifacts.json``; the runs must have used this cache) or
-    ``everything``.
+    ``older_than_days`` (not written or read for that long; on an object store, not written),
+    ``keep_runs`` (everything that none of these runs used: their ``artifacts.json``; the runs must
+    have used this cache) or ``everything``.
     """
-    root = Path(root)
     if sum([older_than_days is not None, bool(keep_runs), everything]) != 1:
         raise MoviekitError("choose one of --older-than DAYS, --run RUN_DIR or --all")
+    where = _where(root)
     keep: set[str] | None = None
     if keep_runs:
         keep = set()
         for run in keep_runs:
             m = read_manifest(run)
-            if Path(m["cache"]).resolve() != root.resolve():
-                raise MoviekitError(f"{run} used the cache {m['cache']}, not {root.resolve()}: pass --cache-dir {m['cache']}")
+            if _where(m["cache"]) != where:
+                raise MoviekitError(f"{run} used the cache {m['cache']}, not {where}: pass --cache-dir {m['cache']}")
             keep.update(m["artifacts"])
     now = time.time()
     chosen: list[Entry] = []
     for e in scan(root):
+        age = now - e.mtime if e.mtime is not None else 0.0
         if e.temp:
-            if now - e.mtime >= TEMP_GRACE_S:
+            if age >= TEMP_GRACE_S:
                 chosen.append(e)
         elif everything:
             chosen.append(e)
         elif older_than_days is not None:
-            if now - e.mtime > older_than_days * 86400:
+            if age > older_than_days * 86400:
                 chosen.append(e)
         elif keep is not None and not (e.version == FORMAT_VERSION and e.key in keep):
             chosen.append(e)
@@ -174,23 +190,11 @@ def prune(
         g["files"] += 1
         g["bytes"] += e.size
     if not dry_run:
-        resolved = root.resolve()
-        deleted = []
+        doomed: dict[int, tuple[Any, list[str]]] = {}
         for e in chosen:
-            if resolved not in e.path.resolve().parents:  # belt and braces: never outside the root
-                continue
-            e.path.unlink(missing_ok=True)
-            deleted.append(e.path)
-        _remove_empty_dirs(root, deleted)
-    return {"root": str(root.resolve()), "dry_run": dry_run, "files": len(chosen), "bytes": sum(e.size for e in chosen), "by_kind": by_kind}
-
-
-def _remove_empty_dirs(root: Path, deleted: list[Path]) -> None:
-    """Remove the folders that held deleted files once empty, up to (never including) the root."""
-    for d in sorted({p.parent for p in deleted}, key=lambda p: -len(p.parts)):
-        while d != root and root in d.parents:
-            try:
-                d.rmdir()
-            except OSError:
-                break
-            d = d.parent
+            if e.files.contains(e.rel):  # belt and braces: never outside the root, never through a link
+                doomed.setdefault(id(e.files), (e.files, []))[1].append(e.rel)
+        for files, rels in doomed.values():
+            files.remove_files(rels)
+            files.remove_empty_dirs(rels)
+    return {"root": where, "dry_run": dry_run, "files": len(chosen), "bytes": sum(e.size for e in chosen), "by_kind": by_kind}

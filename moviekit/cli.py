@@ -285,9 +285,12 @@ def doctor() -> None:
 cache_app = typer.Typer(help="Show the artifact store's size, or prune it.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 CacheDir = Annotated[
-    Optional[Path],
+    Optional[str],
     typer.Option(
-        "--cache-dir", help="artifact store folder (default: $MOVIEKIT_CACHE/artifacts, where runs without run.cache_dir keep theirs)"
+        "--cache-dir",
+        metavar="DIR|URL",
+        help="artifact store: a folder or fsspec URL such as s3://bucket/prefix, as in run.cache_dir "
+        "(default: $MOVIEKIT_CACHE/artifacts, where runs without run.cache_dir keep theirs)",
     ),
 ]
 
@@ -296,7 +299,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
-def _cache_dir(cache_dir: Path | None) -> Path:
+def _cache_dir(cache_dir: str | None) -> str | Path:
     from .weights import cache_root
 
     return cache_dir or cache_root() / "artifacts"
@@ -325,15 +328,25 @@ def cache_show(
         table.add_row("temporary files", str(u["temporary"]["files"]), _mib(u["temporary"]["bytes"]))
     table.add_row("total", str(u["artifacts"]), _mib(u["bytes"]))
     console.print(table)
+    if "local" in u:
+        console.print(f"(counted with it: this machine's file-hash memos and checkpoints in {u['local']})", highlight=False, soft_wrap=True)
 
 
 @cache_app.command("prune")
 def cache_prune(
     older_than: Annotated[
-        Optional[float], typer.Option("--older-than", help="delete what was not written or read for DAYS days", metavar="DAYS")
+        Optional[float],
+        typer.Option(
+            "--older-than", help="delete what was not written or read for DAYS days (on an object store: not written)", metavar="DAYS"
+        ),
     ] = None,
     run: Annotated[
-        Optional[list[Path]], typer.Option("--run", help="keep only what this run used (its artifacts.json); repeat to keep several runs'")
+        Optional[list[str]],
+        typer.Option(
+            "--run",
+            metavar="RUN_DIR",
+            help="keep only what this run (a folder or URL) used (its artifacts.json); repeat to keep several runs'",
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="delete every artifact")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="really delete (default: a dry run that says what would go)")] = False,
@@ -344,7 +357,7 @@ def cache_prune(
 
     root = cache_dir
     if root is None and run:
-        root = Path(read_manifest(run[0])["cache"])
+        root = read_manifest(run[0])["cache"]
     res = prune(_cache_dir(root), older_than_days=older_than, keep_runs=list(run or []), everything=all_, dry_run=not yes)
     verb = "would delete" if res["dry_run"] else "deleted"
     kinds = ", ".join(f"{k}: {g['files']}" for k, g in sorted(res["by_kind"].items()))

@@ -145,6 +145,14 @@ def _passes(check: Callable[[Any], bool], value: Any) -> bool:
         return False
 
 
+def local_companion(url: str) -> Path:
+    """The local folder that holds a remote store's file-hash memos and checkpoints on this machine."""
+    from .location import normalise
+    from .weights import cache_root
+
+    return cache_root() / "remote-stores" / hash_key(normalise(url))[:16]
+
+
 class ArtifactStore:
     """Data-only artifacts under ``root/v<FORMAT_VERSION>/<kind>/<key[:2]>/<key>.zip``.
 
@@ -158,16 +166,15 @@ class ArtifactStore:
     """
 
     def __init__(self, root: str | Path, read: bool = True, log: Callable[[str], None] | None = None):
-        from .location import as_location, open_files
+        from .location import as_location, normalise, open_files
 
-        self.root: str | Path = as_location(root)
-        self.remote = isinstance(self.root, str)
+        where = as_location(root)
+        self.remote = isinstance(where, str)
+        self.root: str | Path = normalise(where) if isinstance(where, str) else where
         version = f"v{codec.FORMAT_VERSION}"
         self.files = open_files(f"{self.root}/{version}" if self.remote else Path(self.root) / version)
         if self.remote:
-            from .weights import cache_root
-
-            self.local_dir = cache_root() / "remote-stores" / hash_key(self.root)[:16] / version
+            self.local_dir = local_companion(str(self.root)) / version
         else:
             self.local_dir = Path(self.root) / version
         self.dir = self.local_dir if not self.remote else self.files.where("")

@@ -1,7 +1,13 @@
-"""The artifact store and run directory on fsspec URLs (memory://, file://) give the local run's
-artifacts and metrics byte for byte; concurrent writers of one artifact never leave a partial one;
-an s3:// store without s3fs is one error naming the extra."""
+"""The artifact store and run directory on fsspec URLs (memory://, file://, s3:// on moto's local S3
+server) give the local run's artifacts and metrics byte for byte; `moviekit cache show | prune` work on
+them and delete only the store's own files; concurrent writers of one artifact never leave a partial
+one; an s3:// store without s3fs is one error naming the extra."""
 
+import importlib.util
+import json
+import logging
+import os
+import subprocess
 import sys
 import threading
 import uuid
@@ -14,10 +20,10 @@ from mkhelpers import make_video_folder
 
 from moviekit import codec
 from moviekit.errors import MoviekitError
-from moviekit.location import RemoteFiles
+from moviekit.location import RemoteFiles, is_remote, local_path
 from moviekit.recipe import validate
 from moviekit.runner import Runner
-from moviekit.store import ArtifactStore
+from moviekit.store import ArtifactStore, local_companion
 
 
 def recipe(root: Path, cache: str) -> dict:
@@ -110,3 +116,137 @@ def test_s3_without_s3fs_names_the_extra(monkeypatch):
         RemoteFiles("s3://bucket/x")
     with pytest.raises(MoviekitError, match=r"run.cache_dir: .*nosuchfs://x.*fsspec knows no such filesystem"):
         ArtifactStore("nosuchfs://x")
+
+
+# -- cache show / prune on a URL store ------------------------------------------------------------------
+
+
+def cli(*args: str) -> str:
+    """``moviekit ARGS`` in this process (a memory:// store lives in one process), its output."""
+    from typer.testing import CliRunner
+
+    from moviekit.cli import app
+
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0 and r.exception is None, f"{r.output}{r.exception!r}"
+    return r.output
+
+
+def check_cache_commands(cache: str, run: str, videos: Path) -> None:
+    """`cache show` counts the store's files, `cache prune` (a dry run unless --yes) deletes only them."""
+    fs, root = fsspec.core.url_to_fs(cache)
+    used = json.loads(fsspec.open(f"{run}/artifacts.json").open().read())["artifacts"]
+    version = f"v{codec.FORMAT_VERSION}"
+    ArtifactStore(cache).put("stream", "f" * 64, {"stale": np.zeros(3)})  # an artifact no run used
+    mine = {  # a user's own objects, inside the store's tree and beside it (a prefix that merely starts alike)
+        f"{root}/notes.txt": b"mine",
+        f"{root}/{version}/stream/ab/notes.zip": b"mine",
+        f"{root}/{version}/mine/ab/{'c' * 64}": b"mine",
+        f"{root}-other/{version}/stream/ab/{'d' * 64}.zip": b"not this store's",
+    }
+    for path, data in mine.items():
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # a local folder needs its parents
+        fs.pipe_file(path, data)
+
+    shown = json.loads(cli("cache", "show", "--json", "--cache-dir", cache))
+    n_stream = sum(a.startswith("stream/") for a in used) + 1
+    assert (
+        shown["root"] == (cache if is_remote(cache) else str(local_path(cache).resolve()))
+        and shown["kinds"]["stream"]["artifacts"] == n_stream
+        and shown["artifacts"] == len(used) + 1
+    )
+    if is_remote(cache):  # a remote store's file-hash memos are this machine's, counted with it
+        assert shown["local"] == str(local_companion(cache)) and shown["kinds"]["filehash"]["artifacts"] == len(list(videos.glob("*.mp4")))
+
+    out = cli("cache", "prune", "--run", run)  # the store named by the run's artifacts.json; a dry run
+    assert "would delete 1 file(s)" in out and "dry run" in out, out
+    assert ArtifactStore(cache).has("stream", "f" * 64)
+    out = cli("cache", "prune", "--run", run, "--cache-dir", cache, "--yes")
+    assert "deleted 1 file(s)" in out, out
+    assert ArtifactStore(cache).get("stream", "f" * 64) is None
+    again = Runner(validate(recipe(videos, cache)), output=run).run()  # kept what the run used
+    assert again["decodes"] == 0 and again["stages"]["extract"]["computed"] == 0
+    assert again["stages"]["task 2/2: multilabel_classification"]["reused"] == 1
+
+    cli("cache", "prune", "--all", "--cache-dir", cache, "--yes")
+    assert json.loads(cli("cache", "show", "--json", "--cache-dir", cache))["bytes"] == 0
+    assert not [p for p in fs.find(root) if p.endswith(".zip") and p not in mine]
+    assert {p: fs.cat_file(p) for p in mine} == mine
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_cache_show_and_prune_on_a_url_store_delete_only_its_files(where, local_run, tmp_path):
+    tmp, videos = local_run
+    base = f"memory://mk-{uuid.uuid4().hex}" if where == "memory" else f"file://{tmp_path}"
+    cache, run = f"{base}/cache", f"{base}/run"
+    Runner(validate(recipe(videos, cache)), output=run).run()
+    check_cache_commands(cache, run, videos)
+
+
+# -- s3:// on moto's local S3 server ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 (a free port), with a bucket ``bucket``; the AWS variables a user of
+    an S3-compatible endpoint (MinIO...) would set, and nothing read from this machine's AWS config."""
+    for module in ("moto", "s3fs"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed: the s3:// test needs moto[server] and s3fs (pip install -r requirements.txt)")
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    werkzeug_log = logging.getLogger("werkzeug")
+    level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.WARNING)  # not one line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    nowhere = tmp_path_factory.mktemp("aws") / "none"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "moviekit-test",
+        "AWS_SECRET_ACCESS_KEY": "moviekit-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(nowhere),
+        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere),
+    }
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in env.items():
+                mp.setenv(k, v)
+            for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+                mp.delenv(k, raising=False)
+            s3fs.S3FileSystem.clear_instance_cache()  # a client made before these variables would not see them
+            s3fs.S3FileSystem().mkdir("bucket")
+            yield endpoint
+            s3fs.S3FileSystem.clear_instance_cache()
+    finally:
+        server.stop()
+        werkzeug_log.setLevel(level)
+
+
+def test_s3_store_and_run_directory_equal_the_local_run(s3_endpoint, local_run):  # skips before the local run
+    tmp, videos = local_run
+    cache, run = "s3://bucket/cache", "s3://bucket/run"
+    summary = Runner(validate(recipe(videos, cache)), output=run).run()
+    assert summary["output"] == run and summary["failures"] == 0
+    local = store_files(str(tmp / "cache"))
+    assert local and store_files(cache) == local  # same keys, same bytes
+    fs = fsspec.filesystem("s3")
+    for name in ("metrics.json", "items.json", "features.npz", "failures.jsonl"):
+        assert fs.cat_file(f"bucket/run/{name}") == (tmp / "out" / name).read_bytes(), name
+    again = Runner(validate(recipe(videos, cache)), output=run).run()
+    assert again["decodes"] == 0 and again["stages"]["extract"]["computed"] == 0
+    assert again["stages"]["task 2/2: multilabel_classification"]["reused"] == 1
+
+    # `moviekit cache show` in a fresh process pointed at the endpoint through fsspec's configuration alone
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"} | {"FSSPEC_S3_ENDPOINT_URL": s3_endpoint}
+    cmd = [sys.executable, "-m", "moviekit", "cache", "show", "--json", "--cache-dir", cache]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == json.loads(cli("cache", "show", "--json", "--cache-dir", cache))
+    assert json.loads(r.stdout)["kinds"]["stream"]["artifacts"] == sum(p.startswith(f"v{codec.FORMAT_VERSION}/stream/") for p in local)
+
+    check_cache_commands(cache, run, videos)
