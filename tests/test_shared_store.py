@@ -1,7 +1,8 @@
 """The artifact store and run directory on fsspec URLs (memory://, file://, s3:// on moto's local S3
 server) give the local run's artifacts and metrics byte for byte; `moviekit cache show | prune` work on
 them and delete only the store's own files; concurrent writers of one artifact never leave a partial
-one; an s3:// store without s3fs is one error naming the extra."""
+one; an s3:// store without s3fs is one error naming the extra; a remote run's local staging folder is
+removed when it completes, kept for an interrupted one (which resumes), and pruned by age."""
 
 import importlib.util
 import json
