@@ -379,7 +379,9 @@ def cache_prune(
     )
     if older_than is not None and is_default_store(_cache_dir(root)):
         st = prune_staging(older_than, dry_run=not yes)
-        console.print(f"{verb} {st['folders']} staging folder(s) of remote runs, {_mib(st['bytes'])} in {st['root']}", highlight=False)
+        console.print(
+            f"{verb} {st['folders']} staging folder(s) of remote runs, {_mib(st['bytes'])} in {st['root']}", highlight=False, soft_wrap=True
+        )
     if res["dry_run"]:
         console.print("dry run: add --yes to delete", highlight=False)
 
