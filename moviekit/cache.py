@@ -198,3 +198,34 @@ def prune(
             files.remove_files(rels)
             files.remove_empty_dirs(rels)
     return {"root": where, "dry_run": dry_run, "files": len(chosen), "bytes": sum(e.size for e in chosen), "by_kind": by_kind}
+
+
+# -- staging folders of remote run directories (moviekit.staging) ----------------------------------
+
+
+def is_default_store(root: str | Path) -> bool:
+    """Whether ``root`` is this machine's default store, ``$MOVIEKIT_CACHE/artifacts``: its commands
+    also count and prune the staging folders of remote runs, which lie beside it."""
+    from .weights import cache_root
+
+    return not is_remote(root) and local_path(root).resolve() == (cache_root() / "artifacts").resolve()
+
+
+def staging_usage() -> dict[str, Any]:
+    """Folder, count and size of the local staging folders of remote run directories."""
+    from .staging import list_staging, staging_root
+
+    found = list_staging()
+    return {"root": str(staging_root()), "folders": len(found), "bytes": sum(size for _p, size, _t in found)}
+
+
+def prune_staging(older_than_days: float, dry_run: bool = True) -> dict[str, Any]:
+    """Delete (or with ``dry_run`` only list) the staging folders of remote runs in which nothing was
+    written for ``older_than_days`` days; a folder that a run in progress holds is left alone."""
+    from .staging import in_use, list_staging, remove_if_idle, staging_root
+
+    now = time.time()
+    old = [(p, size) for p, size, newest in list_staging() if now - newest > older_than_days * 86400 and not in_use(p)]
+    if not dry_run:
+        old = [(p, size) for p, size in old if remove_if_idle(p)]
+    return {"root": str(staging_root()), "dry_run": dry_run, "folders": len(old), "bytes": sum(s for _p, s in old)}

@@ -311,9 +311,12 @@ def cache_show(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Size per kind, number of artifacts and the root of the artifact store."""
-    from .cache import usage
+    from .cache import is_default_store, staging_usage, usage
 
-    u = usage(_cache_dir(cache_dir))
+    root = _cache_dir(cache_dir)
+    u = usage(root)
+    if is_default_store(root):
+        u["remote_run_staging"] = staging_usage()
     if as_json:
         print(json.dumps(u, indent=2))
         return
@@ -330,6 +333,13 @@ def cache_show(
     console.print(table)
     if "local" in u:
         console.print(f"(counted with it: this machine's file-hash memos and checkpoints in {u['local']})", highlight=False, soft_wrap=True)
+    if "remote_run_staging" in u:
+        st = u["remote_run_staging"]
+        console.print(
+            f"(beside it, not counted: {st['folders']} local staging folder(s) of remote runs, {_mib(st['bytes'])} in {st['root']})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @cache_app.command("prune")
@@ -352,8 +362,11 @@ def cache_prune(
     yes: Annotated[bool, typer.Option("--yes", help="really delete (default: a dry run that says what would go)")] = False,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Delete artifacts by age, by run or all; a dry run unless --yes.  Only the store's own files under its root are deleted."""
-    from .cache import prune, read_manifest
+    """Delete artifacts by age, by run or all; a dry run unless --yes.  Only the store's own files under its root are deleted.
+
+    On the default store ($MOVIEKIT_CACHE/artifacts), --older-than also deletes the local staging folders
+    of remote runs ($MOVIEKIT_CACHE/remote-runs) in which nothing was written for DAYS days."""
+    from .cache import is_default_store, prune, prune_staging, read_manifest
 
     root = cache_dir
     if root is None and run:
@@ -364,6 +377,11 @@ def cache_prune(
     console.print(
         f"{verb} {res['files']} file(s), {_mib(res['bytes'])} in {res['root']}" + (f" ({kinds})" if kinds else ""), highlight=False
     )
+    if older_than is not None and is_default_store(_cache_dir(root)):
+        st = prune_staging(older_than, dry_run=not yes)
+        console.print(
+            f"{verb} {st['folders']} staging folder(s) of remote runs, {_mib(st['bytes'])} in {st['root']}", highlight=False, soft_wrap=True
+        )
     if res["dry_run"]:
         console.print("dry run: add --yes to delete", highlight=False)
 

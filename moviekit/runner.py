@@ -36,6 +36,7 @@ from .plugins import Registry, get_registry
 from .recipe import ResolvedRecipe
 from .records import FeatureSet, Item, Shot, Track, Video, VideoInfo
 from .runlock import RunLock
+from .staging import discard, staging_dir
 from .store import ArtifactStore, atomic_write_bytes, atomic_write_text, file_hash, hash_key
 from .weights import CHECKPOINT_SUFFIXES, cache_root, resolve_weights
 
@@ -284,7 +285,8 @@ class Runner:
         #: where the run directory is published when -o / run.output is a remote URL (None: out_dir itself)
         self.publish = RemoteFiles(target, "the output directory (-o / run.output)") if isinstance(target, str) else None
         # a remote run directory is written in a local folder named after its URL, then uploaded file by file
-        self.out_dir = cache_root() / "remote-runs" / hash_key(target)[:16] if self.publish else target
+        # (moviekit.staging: the folder is removed once the run has completed and been uploaded)
+        self.out_dir = staging_dir(target) if self.publish else target
         self.strict = self.recipe.run.strict if strict is None else strict
         self.reporter = reporter or Reporter()
         cache = self.recipe.run.cache_dir or cache_root() / "artifacts"
@@ -428,20 +430,28 @@ class Runner:
 
         # under torchrun: the process group, rank 0 the only writer (a no-op in one process)
         with run_ranks(self), _signals_end_the_run():
+            completed = False
             try:
                 self.preflight()
                 self.prepare()
-                return self._run()
+                summary = self._run()
+                completed = True
+                return summary
             finally:
-                self.close()
+                self.close(completed)
 
-    def close(self) -> None:
-        """Record the artifacts this run used (``artifacts.json``, for ``moviekit cache prune --run``) and unlock."""
+    def close(self, completed: bool = False) -> None:
+        """Record the artifacts this run used (``artifacts.json``, for ``moviekit cache prune --run``) and unlock.
+
+        A remote run directory is uploaded; when the run ``completed`` and the upload succeeded, its
+        local staging folder is removed (that of a failed or interrupted run stays, see :mod:`moviekit.staging`)."""
         if self.lock.held:
             try:
                 atomic_write_text(self.out_dir / "artifacts.json", json.dumps(self.store.manifest(), indent=1))
                 if self.publish is not None:
                     self.publish.upload_tree(self.out_dir)
+                    if completed:
+                        discard(self.out_dir, self.lock)
             finally:
                 self.lock.release()
 

@@ -1,7 +1,8 @@
 """The artifact store and run directory on fsspec URLs (memory://, file://, s3:// on moto's local S3
 server) give the local run's artifacts and metrics byte for byte; `moviekit cache show | prune` work on
 them and delete only the store's own files; concurrent writers of one artifact never leave a partial
-one; an s3:// store without s3fs is one error naming the extra."""
+one; an s3:// store without s3fs is one error naming the extra; a remote run's local staging folder is
+removed when it completes, kept for an interrupted one (which resumes), and pruned by age."""
 
 import importlib.util
 import json
@@ -250,3 +251,75 @@ def test_s3_store_and_run_directory_equal_the_local_run(s3_endpoint, local_run):
     assert json.loads(r.stdout)["kinds"]["stream"]["artifacts"] == sum(p.startswith(f"v{codec.FORMAT_VERSION}/stream/") for p in local)
 
     check_cache_commands(cache, run, videos)
+
+
+# -- local staging folders of remote run directories -----------------------------------------------
+
+
+def test_a_completed_remote_run_leaves_no_staging_folder_and_an_interrupted_one_resumes(local_run, monkeypatch):
+    import signal
+
+    from moviekit import runner as runner_mod
+    from moviekit.errors import RunInterrupted
+    from moviekit.staging import in_use, staging_dir, staging_root
+
+    tmp, videos = local_run
+    base = f"memory://mk-{uuid.uuid4().hex}"
+    run = f"{base}/out"
+    put = runner_mod.ArtifactStore.put
+
+    def put_then_die(self, kind, key, value):  # SIGTERM just after the first task is stored
+        put(self, kind, key, value)
+        if kind == "task":
+            raise RunInterrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(runner_mod.ArtifactStore, "put", put_then_die)
+    with pytest.raises(RunInterrupted):
+        Runner(validate(recipe(videos, f"{base}/cache")), output=run).run()
+    monkeypatch.setattr(runner_mod.ArtifactStore, "put", put)
+    staged = staging_dir(run)
+    assert (staged / "features.npz").is_file() and not in_use(staged)  # kept, and unlocked
+
+    again = Runner(validate(recipe(videos, f"{base}/cache")), output=run).run()
+    assert again["stages"]["task 1/2: export_features"]["reused"] == 1
+    assert not staged.exists() and list(staging_root().iterdir()) == []  # removed, nothing left aside
+    fs = fsspec.filesystem("memory")
+    for name in ("metrics.json", "items.json", "features.npz"):
+        assert fs.cat_file(f"{run[len('memory://') :]}/{name}") == (tmp / "out" / name).read_bytes(), name
+
+
+def _age(path: Path, days: float) -> None:
+    """Set the modification time of ``path`` and everything under it ``days`` days back."""
+    import time
+
+    then = time.time() - days * 86400
+    for p in [*path.rglob("*"), path]:
+        os.utime(p, (then, then), follow_symlinks=False)
+
+
+def test_cache_prune_removes_only_old_staging_folders(tmp_path):
+    from moviekit.runlock import RunLock
+    from moviekit.staging import staging_root
+
+    root = staging_root()
+    folders = {name: root / name for name in ("a" * 16, "b" * 16, "c" * 16, "mine")}
+    for p in folders.values():
+        (p / "models").mkdir(parents=True)
+        (p / "models" / "m.json").write_bytes(b"x" * 1000)
+    (root / "notes.txt").write_text("mine")
+    held = RunLock(folders["c" * 16]).acquire()  # a run in progress on an old folder
+    for name in ("a" * 16, "c" * 16, "mine", "notes.txt"):
+        _age(root / name, 3)
+    _age(folders["b" * 16], 0.5)
+
+    shown = json.loads(cli("cache", "show", "--json"))["remote_run_staging"]
+    assert shown["folders"] == 3 and shown["bytes"] >= 3000
+    other = cli("cache", "prune", "--older-than", "1", "--cache-dir", str(tmp_path / "other"), "--yes")
+    assert "staging" not in other and folders["a" * 16].exists()  # another store's prune leaves them
+    out = cli("cache", "prune", "--older-than", "1")
+    assert "would delete 1 staging folder(s)" in out and folders["a" * 16].exists(), out
+    out = cli("cache", "prune", "--older-than", "1", "--yes")
+    assert "deleted 1 staging folder(s)" in out, out
+    assert sorted(p.name for p in root.iterdir()) == sorted(["b" * 16, "c" * 16, "mine", "notes.txt"])
+    assert all((p / "models" / "m.json").read_bytes() == b"x" * 1000 for n, p in folders.items() if n != "a" * 16)
+    held.release()
