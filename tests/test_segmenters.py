@@ -21,7 +21,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from moviekit.components import FrameNeed, Needs
+from moviekit.components import FrameNeed, Needs, Sink
 from moviekit.default_plugins import media
 from moviekit.default_plugins.media import PyAVReader
 from moviekit.default_plugins.segmenters import FixedLengthSegmenter, SceneDetectSegmenter, segment_file
@@ -313,6 +313,30 @@ def test_fixed_length_covers_all_frames(videos, seconds):
         assert s.index * seconds <= s.start_frame / FPS + 1e-6
         assert (s.end_frame - 1) / FPS < (s.index + 1) * seconds
     assert len(shots) == int(np.ceil(n / FPS / seconds - 1e-9))
+
+
+def test_fixed_length_asks_for_no_pixels_and_finds_the_same_shots(videos):
+    """It reads only indices and times: the reader converts nothing for it, and its shots are those it
+    found when it asked for 32x32 pictures."""
+    seg = FixedLengthSegmenter(seconds=0.7)
+    assert seg.needs().frames.pixels is False
+    video = Video(id="long", path=videos["long"])
+    reader = PyAVReader()
+    info = reader.probe(video)
+    sinks = [seg.open(video, info), seg.open(video, info)]
+    seen = []
+
+    class Watch(Sink):
+        def frames(self, batch):
+            seen.append(batch.frames.shape)
+            sinks[0].frames(batch)
+
+        def close(self):
+            return None
+
+    reader.read(video, [(seg.needs(), Watch()), (Needs(frames=FrameNeed(fps=None, size=(32, 32), batch=64)), sinks[1])])
+    assert all(shape[1:] == (0, 0, 3) for shape in seen) and sum(shape[0] for shape in seen) == sum(LONG_SHOTS)
+    assert bounds(sinks[0].close()) == bounds(sinks[1].close()) and len(sinks[1].timeline) == sum(LONG_SHOTS)
 
 
 def test_fixed_length_on_ntsc_rate():

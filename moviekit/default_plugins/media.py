@@ -143,6 +143,11 @@ class _Converter:
         return self.orientation.apply(rgb)
 
 
+#: The picture of a frame whose consumers asked for no pixels (``FrameNeed(pixels=False)``).
+_NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
+_NO_PIXELS.flags.writeable = False
+
+
 class _FrameFan:
     """Collects sampled frames for the consumers of one :class:`FrameNeed` into a preallocated
     batch and flushes it when full.
@@ -507,6 +512,9 @@ class PyAVReader(Reader):
                     converters.update({size: _Converter(size, orientation) for size in {f.need.size for f in frame_fans}})
                 converted: dict[tuple[int, int] | None, np.ndarray] = {}
                 for fan in fans:
+                    if not fan.need.pixels:
+                        fan.add(_NO_PIXELS, index, t)
+                        continue
                     size = fan.need.size
                     img = converted.get(size)
                     if img is None:
@@ -528,7 +536,11 @@ class PyAVReader(Reader):
                             ends["video"] = max(ends.get("video", 0.0), t + 1.0 / fallback_rate)
                             wanted = [fan for fan in frame_fans if fan.wants(t)]
                             if wanted:
-                                if pipeline is None and frame.width * frame.height > _ConvertThread.SMALL:
+                                if (
+                                    pipeline is None
+                                    and frame.width * frame.height > _ConvertThread.SMALL
+                                    and any(f.need.pixels for f in wanted)
+                                ):
                                     pipeline = _ConvertThread()
                                 if pipeline is None:
                                     convert(frame, index, t, wanted)

@@ -500,8 +500,8 @@ class FixedLengthSegmenter(Segmenter):
         seconds: float = Field(2.0, gt=0.0, description="length of each shot in seconds; the last shot holds what is left")
 
     def needs(self) -> Needs:
-        # Every frame (its index and timestamp) is needed, its pixels are not: ask for tiny ones.
-        return Needs(frames=FrameNeed(fps=None, size=(32, 32), batch=64))
+        # Every frame (its index and timestamp) is needed, its pixels are not.
+        return Needs(frames=FrameNeed(fps=None, size=None, batch=64, pixels=False))
 
     def open(self, video: Video, info: VideoInfo) -> Sink:
         return _FixedLengthSink(self.config.seconds, video, info)
