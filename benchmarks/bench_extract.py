@@ -124,7 +124,7 @@ def _recipe(cache: str, only: str | None, consumers: str) -> object:
     if only == "segmenter":
         data["experts"] = {}
     elif only:
-        # experts need a segmenter: the content-blind fixed_length one asks only for 32x32 frames
+        # experts need a segmenter: the content-blind fixed_length one asks for no pixels
         data["segmenter"] = {"use": "fixed_length"}
         data["experts"] = {only: data["experts"][only]}
     return validate(data, source=str(RECIPE))
