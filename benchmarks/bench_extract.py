@@ -124,7 +124,7 @@ def _recipe(cache: str, only: str | None, consumers: str) -> object:
     if only == "segmenter":
         data["experts"] = {}
     elif only:
-        # experts need a segmenter: the content-blind fixed_length one asks only for 32x32 frames
+        # experts need a segmenter: the content-blind fixed_length one asks for no pixels
         data["segmenter"] = {"use": "fixed_length"}
         data["experts"] = {only: data["experts"][only]}
     return validate(data, source=str(RECIPE))
@@ -341,13 +341,16 @@ def peer_pipeline(paths: list[str], videos: str) -> dict:
     return {"wall": wall, "cpu": cpu, "rss": rss, "parts": parts}
 
 
-def measure_set(name: str, paths: list[str], repeats: int, alone: tuple[str, ...] = EXPERTS) -> dict:
+def measure_set(name: str, paths: list[str], repeats: int, alone: tuple[str, ...] = EXPERTS, parts: str = "all") -> dict:
     videos = Path(tempfile.mkdtemp(prefix="bench-extract-")) / f"{name}.json"
     videos.write_text(json.dumps(paths))
-    plans = {
+    whole = {
         "onepass": lambda: run_process(me("onepass", str(videos))),
         "onepass_serial": lambda: run_process(me("onepass", str(videos), consumers="serial")),
         "peer": lambda: peer_pipeline(paths, str(videos)),
+    }
+    plans = {
+        **(whole if parts == "all" else {}),
         "decode": lambda: run_process(me("decode", str(videos))),
         "reader": lambda: run_process(me("reader", str(videos))),
         "segmenter": lambda: run_process(me("onepass", str(videos), "segmenter")),
@@ -368,9 +371,15 @@ def med(rows: list[dict], key: str) -> float:
 
 
 def report(name: str, paths: list[str], runs: dict) -> list[str]:
-    lines = [f"\n### {name}: {len(paths)} video(s), medians of {len(runs['onepass'])} alternated runs\n"]
-    lines.append("| whole process | wall s | CPU s | peak RSS MiB |")
-    lines.append("|---|---|---|---|")
+    lines = [f"\n### {name}: {len(paths)} video(s), medians of {len(runs['decode'])} alternated runs\n"]
+    if "onepass" in runs:
+        lines += report_whole(runs)
+    lines += report_alone(runs)
+    return lines
+
+
+def report_whole(runs: dict) -> list[str]:
+    lines = ["| whole process | wall s | CPU s | peak RSS MiB |", "|---|---|---|---|"]
     for k, label in (
         ("onepass", "moviekit one pass (consumers on threads)"),
         ("onepass_serial", "moviekit one pass (consumers serial)"),
@@ -386,10 +395,16 @@ def report(name: str, paths: list[str], runs: dict) -> list[str]:
         f"**peer / one pass: {peer / one:.2f}x** (target >= 2.5x); peer / one pass serial: {peer / serial:.2f}x; serial / threads: {serial / one:.2f}x"
     )
     lines.append("")
-    lines.append("| in-process extraction (start-up excluded) | s | decode-only / this | whole process s | peak RSS MiB |")
-    lines.append("|---|---|---|---|---|")
+    return lines
+
+
+def report_alone(runs: dict) -> list[str]:
+    lines = [
+        "| in-process extraction (start-up excluded) | s | decode-only / this | whole process s | peak RSS MiB |",
+        "|---|---|---|---|---|",
+    ]
     dec = med(runs["decode"], "seconds")
-    for k in ("decode", "reader", "segmenter", *[e for e in EXPERTS if e in runs], "onepass"):
+    for k in ("decode", "reader", "segmenter", *[e for e in EXPERTS if e in runs], *(["onepass"] if "onepass" in runs else [])):
         s = med(runs[k], "seconds")
         lines.append(
             f"| {LABELS.get(k, k + ' alone')} | {s:.2f} | {dec / s:.2f}x | {med(runs[k], 'wall'):.2f} | {max(r['rss'] for r in runs[k]):.0f} |"
@@ -400,10 +415,14 @@ def report(name: str, paths: list[str], runs: dict) -> list[str]:
 
 
 def startup(repeats: int) -> list[str]:
-    env = dict(os.environ)
+    # An installed package has its bytecode compiled (pip does it); without it every start compiles
+    # each module again (about 0.4 s here).  So PYTHONDONTWRITEBYTECODE is dropped and one untimed run
+    # writes the bytecode cache first.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run_process([sys.executable, "-m", "moviekit", "validate", str(RECIPE)], env=env)
     rows = [run_process([sys.executable, "-m", "moviekit", "validate", str(RECIPE)], env=env) for _ in range(max(3, repeats))]
     scd = shutil.which("scenedetect") or str(Path(sys.executable).with_name("scenedetect"))
-    ref = [run_process([scd, "version"]) for _ in range(max(3, repeats))]
+    ref = [run_process([scd, "version"], env=env) for _ in range(max(3, repeats))]
     return [
         "\n### start-up\n",
         f"`moviekit validate recipes/mmx_trailer.yaml`: {med(rows, 'wall'):.2f} s wall, {med(rows, 'cpu'):.2f} s CPU (medians of {len(rows)}; "
@@ -418,6 +437,13 @@ def main() -> None:
     ap.add_argument("--sets", default="trailers,720p", help="comma-separated: trailers, 720p")
     ap.add_argument("--trailers", type=int, default=20, help="embedded synthetic trailers used")
     ap.add_argument("--alone", default=",".join(EXPERTS), help="experts also measured alone (comma-separated; the segmenter always is)")
+    ap.add_argument(
+        "--parts",
+        choices=("all", "alone", "startup"),
+        default="all",
+        help="all; alone: only decode-only, the reader, the segmenter and the --alone experts (no one pass with every expert, "
+        "no peer pipeline), then start-up; startup: only the start-up of moviekit validate",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--videos", help=argparse.SUPPRESS)
     ap.add_argument("--only", help=argparse.SUPPRESS)
@@ -433,11 +459,11 @@ def main() -> None:
     lines = [
         f"cores available: {available_cores()}, load average at start: {', '.join(f'{x:.2f}' for x in load)}, python {sys.version.split()[0]}"
     ]
-    for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+    for name in [s.strip() for s in args.sets.split(",") if s.strip()] if args.parts != "startup" else []:
         paths = trailer_videos(args.trailers) if name == "trailers" else video_720p()
         print(f"{name}: {len(paths)} video(s)", flush=True)
         alone = tuple(k.strip() for k in args.alone.split(",") if k.strip())
-        lines += report(name, paths, measure_set(name, paths, args.repeats, alone))
+        lines += report(name, paths, measure_set(name, paths, args.repeats, alone, args.parts))
     lines += startup(args.repeats)
     lines.append(f"\nload average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("\n".join(lines))

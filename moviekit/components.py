@@ -47,6 +47,11 @@ class FrameNeed(BaseModel):
     fps: float | None = Field(None, description="sample rate in frames per second; None keeps every frame")
     size: tuple[int, int] | None = Field(None, description="(width, height) to resize to; None keeps the source size")
     batch: int = Field(16, ge=1, description="frames per batch handed to the consumer")
+    pixels: bool = Field(
+        True,
+        description="False: only the frames' indices and times are wanted (a segmenter that counts time); "
+        "batches then hold (n, 0, 0, 3) frames and the reader converts nothing for them",
+    )
 
 
 class AudioNeed(BaseModel):

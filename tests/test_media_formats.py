@@ -7,6 +7,7 @@ is what the ``scenedetect`` segmenter's frame-exactness with the PySceneDetect C
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from moviekit.components import AudioNeed, FrameNeed, Needs
+from moviekit.default_plugins import media
 from moviekit.default_plugins.media import Orientation, PyAVReader, orientation_from_matrix
 from moviekit.default_plugins.segmenters import SceneDetectSegmenter
 from moviekit.records import Video
@@ -282,3 +284,66 @@ def test_read_after_probe_reuses_the_open_file_and_gives_the_same_stream(tmp_pat
     reader.read(Video(id="b", path=files[3]), [(every_frame(), sink)])
     np.testing.assert_array_equal(frames_of(sink), frames_of(other))
     assert reader._held is None
+
+
+# -- the conversion thread ---------------------------------------------------------------------
+
+
+class _OrderSink(RecordingSink):
+    """Keeps every call in order, with the thread it came on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str, bytes]] = []
+
+    def frames(self, batch):
+        super().frames(batch)
+        self.calls.append(("frames", threading.current_thread().name, batch.frames.tobytes() + batch.indices.tobytes()))
+
+    def audio(self, chunk):
+        super().audio(chunk)
+        self.calls.append(("audio", threading.current_thread().name, chunk.samples.tobytes() + str(chunk.start_time).encode()))
+
+
+def _read_calls(path: Path, small: int, monkeypatch) -> list[_OrderSink]:
+    monkeypatch.setattr(media._ConvertThread, "SMALL", small)
+    needs = [
+        Needs(frames=FrameNeed(fps=None, size=None, batch=3), audio=AudioNeed(sample_rate=16000, chunk_seconds=0.25)),
+        Needs(frames=FrameNeed(fps=5, size=(40, 30), batch=2)),
+        Needs(audio=AudioNeed(sample_rate=8000, chunk_seconds=0.1)),
+    ]
+    sinks = [_OrderSink() for _ in needs]
+    PyAVReader({}).read(Video(id=path.stem, path=path), list(zip(needs, sinks, strict=True)))
+    return sinks
+
+
+def test_conversion_thread_gives_the_same_calls_in_the_same_order(tmp_path, monkeypatch):
+    """Large pictures are converted, batched and handed out on a thread of their own: every sink gets
+    the same frames and audio, interleaved in the same order, as when all runs on the reader's thread."""
+    path = write_test_video(tmp_path / "av.mp4", size=(96, 64), audio=True)
+    inline = _read_calls(path, 10**9, monkeypatch)
+    threaded = _read_calls(path, 0, monkeypatch)
+    for a, b in zip(inline, threaded, strict=True):
+        assert [c[0] for c in a.calls] == [c[0] for c in b.calls] and len(a.calls) > 3
+        assert [c[2] for c in a.calls] == [c[2] for c in b.calls]
+    assert {c[1] for s in inline for c in s.calls} == {threading.current_thread().name}
+    # (what comes before the first picture and the last flushes stay on the reader's thread)
+    assert [c[1] for c in threaded[1].calls].count("moviekit-pyav-convert") >= len(threaded[1].calls) - 1
+    assert {"frames", "audio"} <= {c[0] for c in threaded[0].calls}
+
+
+def test_conversion_thread_raises_a_sink_error_on_the_readers_thread(tmp_path, monkeypatch):
+    monkeypatch.setattr(media._ConvertThread, "SMALL", 0)
+    path = write(tmp_path / "v.mp4", n=30, size=(64, 48))
+
+    class Boom(RecordingSink):
+        def frames(self, batch):
+            super().frames(batch)
+            if len(self.batches) == 2:
+                raise ValueError("sink failed")
+
+    sink = Boom()
+    with pytest.raises(ValueError, match="sink failed"):
+        PyAVReader({}).read(Video(id="v", path=path), [(every_frame(batch=2), sink)])
+    assert len(sink.batches) == 2  # nothing after the failure
+    assert not [t for t in threading.enumerate() if t.name == "moviekit-pyav-convert"]

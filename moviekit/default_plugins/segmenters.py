@@ -298,10 +298,14 @@ def hsv_deltas(hsv: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     return out / pixels
 
 
-def content_score(deltas: Sequence[float], weights: Sequence[float]) -> float:
-    """A frame's content score from its (hue, saturation, value, edges) deltas: their weighted sum
-    over the sum of absolute weights, in PySceneDetect's order of operations (so the same float)."""
-    return sum(c * w for c, w in zip(deltas, weights, strict=True)) / sum(abs(w) for w in weights)
+def content_scores(deltas: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """The content scores of ``(n, 3)`` (hue, saturation, value) deltas with no edges: their weighted sum over
+    the sum of absolute weights, added element-wise in PySceneDetect's order (so each is the same float)."""
+    terms = [deltas[:, 0] * weights[0], deltas[:, 1] * weights[1], deltas[:, 2] * weights[2], 0.0 * weights[3]]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total / sum(abs(w) for w in weights)
 
 
 def _frame_rate(info: VideoInfo) -> Fraction:
@@ -322,6 +326,10 @@ class _Timeline:
     def add(self, index: int, t: float) -> None:
         self.indices.append(int(index))
         self.times.append(float(t))
+
+    def extend(self, indices: list[int], times: list[float]) -> None:
+        self.indices.extend(indices)
+        self.times.extend(times)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -375,6 +383,7 @@ class _SceneDetectSink(Sink):
         self.previous_hsv: np.ndarray | None = None
         self.score = 0.0
         self.batched: bool | None = None  # decided at the first batch (a stats manager may be attached after open)
+        self.skip_quiet = False
 
     def _batched(self) -> bool:
         """Whether the content score can be computed a batch at a time (content and adaptive
@@ -385,53 +394,74 @@ class _SceneDetectSink(Sink):
         d = self.detector
         return isinstance(d, ContentDetector) and d._weights.delta_edges == 0.0 and d.stats_manager is None
 
+    def _skips_quiet_frames(self) -> bool:
+        """Whether the detector is PySceneDetect's plain content detector, whose call on a frame scoring below
+        its threshold changes nothing (and returns no cut) while its flash filter is at rest (see :meth:`_at_rest`)."""
+        from scenedetect.detectors import ContentDetector
+
+        return type(self.detector).process_frame is ContentDetector.process_frame
+
+    def _at_rest(self) -> bool:
+        """The content detector's flash filter has seen a frame and is not merging: a frame below the threshold
+        then only returns ``[]`` (in both filter modes, as in PySceneDetect 0.7's ``FlashFilter``), so it need
+        not be handed over (its FrameTimecode arithmetic is most of the detector's time per frame)."""
+        f = self.detector._flash_filter
+        return f._is_disabled or (f._last_above is not None and not f._merge_triggered)
+
     def frames(self, batch: FrameBatch) -> None:
         cv2 = self._cv2
         if self.batched is None:
             self.batched = self._batched()
             if self.batched:
                 self.detector._calculate_frame_score = lambda timecode, frame_img: self.score
-        batched = self.batched
-        analysed: list[np.ndarray] = []
-        kept: list[int] = []
-        for img, index, t in zip(batch.frames, batch.indices, batch.times, strict=True):
-            index = int(index)
-            self.timeline.add(index, float(t))
-            self.last_index = index
-            if self.frame_shape is None:
-                self.frame_shape = img.shape
-                if self.factor is None:
-                    self.factor = self.seg.downscale_factor(img.shape[1], img.shape[0])
-            elif img.shape != self.frame_shape:
-                # Like the CLI: a frame whose size differs from the first one is not analysed.
+                self.skip_quiet = self._skips_quiet_frames()
+        n = len(batch.indices)
+        if n == 0:
+            return
+        indices = batch.indices.tolist()
+        self.timeline.extend(indices, batch.times.tolist())
+        self.last_index = indices[-1]
+        imgs = batch.frames  # (n, H, W, 3): one picture size per batch
+        if self.frame_shape is None:
+            self.frame_shape = imgs.shape[1:]
+            if self.factor is None:
+                self.factor = self.seg.downscale_factor(imgs.shape[2], imgs.shape[1])
+        elif imgs.shape[1:] != self.frame_shape:
+            # Like the CLI: a frame whose size differs from the first one is not analysed.
+            for index in indices:
                 self.size_errors += 1
                 if self.size_errors <= 16:
-                    logger.warning("%s: frame %d has size %s, expected %s; skipped", self.video_id, index, img.shape, self.frame_shape)
+                    logger.warning("%s: frame %d has size %s, expected %s; skipped", self.video_id, index, imgs.shape[1:], self.frame_shape)
+            return
+        if self.factor is not None and self.factor > 1.0:
+            h, w = imgs.shape[1:3]
+            size = (max(1, round(w / self.factor)), max(1, round(h / self.factor)))
+            small = np.empty((n, size[1], size[0], imgs.shape[3]), np.uint8)
+            for i in range(n):
+                cv2.resize(imgs[i], size, dst=small[i], interpolation=self.interp)
+            imgs = small
+        if not self.batched:
+            for index, img in zip(indices, imgs, strict=True):
+                # Frames arrive as RGB; PySceneDetect expects BGR.  The per-channel resize above
+                # commutes with the channel swap, so this equals resizing the CLI's BGR frame.
+                self._process(index, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            return
+        stack = np.ascontiguousarray(imgs)
+        _, h, w = stack.shape[:3]
+        # RGB -> HSV equals the CLI's BGR -> HSV of the same pixels; one call for the batch
+        hsv = cv2.cvtColor(stack.reshape(n * h, w, 3), cv2.COLOR_RGB2HSV).reshape(stack.shape)
+        deltas = hsv_deltas(hsv, self.previous_hsv)
+        first = self.previous_hsv is None
+        self.previous_hsv = hsv[-1].copy()
+        scores = content_scores(deltas, tuple(self.detector._weights))
+        if first:
+            scores[0] = 0.0  # the first frame of a video has no score (PySceneDetect's 0.0)
+        quiet = (scores < self.detector._threshold).tolist() if self.skip_quiet else [False] * n
+        for index, score, below in zip(indices, scores.tolist(), quiet, strict=True):
+            if below and self._at_rest():
                 continue
-            if self.factor is not None and self.factor > 1.0:
-                h, w = img.shape[:2]
-                size = (max(1, round(w / self.factor)), max(1, round(h / self.factor)))
-                img = cv2.resize(img, size, interpolation=self.interp)
-            if batched:
-                analysed.append(img)
-                kept.append(index)
-                continue
-            # Frames arrive as RGB; PySceneDetect expects BGR.  The per-channel resize above
-            # commutes with the channel swap, so this equals resizing the CLI's BGR frame.
-            self._process(index, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        if analysed:
-            stack = np.stack(analysed)
-            n, h, w = stack.shape[:3]
-            # RGB -> HSV equals the CLI's BGR -> HSV of the same pixels; one call for the batch
-            hsv = cv2.cvtColor(stack.reshape(n * h, w, 3), cv2.COLOR_RGB2HSV).reshape(stack.shape)
-            deltas = hsv_deltas(hsv, self.previous_hsv)
-            weights = tuple(self.detector._weights)
-            first = self.previous_hsv is None
-            self.previous_hsv = hsv[-1].copy()
-            for i, index in enumerate(kept):
-                # the first frame of a video has no score (PySceneDetect's 0.0)
-                self.score = 0.0 if first and i == 0 else content_score((*(float(x) for x in deltas[i]), 0.0), weights)
-                self._process(index, None)
+            self.score = score
+            self._process(index, None)
 
     def _process(self, index: int, bgr: np.ndarray | None) -> None:
         for cut in self.detector.process_frame(self._FrameTimecode(index, fps=self.rate), bgr):
@@ -470,8 +500,8 @@ class FixedLengthSegmenter(Segmenter):
         seconds: float = Field(2.0, gt=0.0, description="length of each shot in seconds; the last shot holds what is left")
 
     def needs(self) -> Needs:
-        # Every frame (its index and timestamp) is needed, its pixels are not: ask for tiny ones.
-        return Needs(frames=FrameNeed(fps=None, size=(32, 32), batch=64))
+        # Every frame (its index and timestamp) is needed, its pixels are not.
+        return Needs(frames=FrameNeed(fps=None, size=None, batch=64, pixels=False))
 
     def open(self, video: Video, info: VideoInfo) -> Sink:
         return _FixedLengthSink(self.config.seconds, video, info)

@@ -178,7 +178,7 @@ class AnnotatedShots(Segmenter):
         return {"missing": "whole_video"}
 
     def needs(self) -> Needs:
-        return Needs(frames=FrameNeed(fps=None, size=(32, 32), batch=64))
+        return Needs(frames=FrameNeed(fps=None, size=None, batch=64, pixels=False))  # only indices and times
 
     def open(self, video: Video, info: dict[str, Any]) -> Sink:
         shots = video.metadata.get("shots")
