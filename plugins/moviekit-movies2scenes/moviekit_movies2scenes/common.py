@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,5 +171,7 @@ def frame_baseline(items: list[Item], scenes: list[Scene], modality: str) -> np.
     )
 
 
-def random_baseline(n: int, dim: int, seed: int) -> np.ndarray:
-    return np.random.default_rng([seed, 4242]).normal(size=(n, dim)).astype(np.float32)
+def random_baseline(n: int, dim: int, seed: int, stream: str = "") -> np.ndarray:
+    """``n`` random ``dim``-vectors, one independent stream per ``stream`` name (e.g. the split), so that the
+    random queries of one split never repeat the random gallery of another."""
+    return np.random.default_rng([seed, 4242, zlib.crc32(stream.encode())]).normal(size=(n, dim)).astype(np.float32)

@@ -40,14 +40,17 @@ def _split(ctx: Any, name: str) -> list[Any]:
     return items
 
 
-def representations(ctx: Any, model: str, items: list[Any], scenes: list[Scene], baselines: bool = True) -> dict[str, np.ndarray]:
-    """Each scene embedded by the learnt scene encoder, and (with ``baselines``) the frame-average and random baselines."""
+def representations(
+    ctx: Any, model: str, items: list[Any], scenes: list[Scene], baselines: bool = True, stream: str = ""
+) -> dict[str, np.ndarray]:
+    """Each scene embedded by the learnt scene encoder, and (with ``baselines``) the frame-average and random
+    baselines; ``stream`` (the split's name) gives each split its own random vectors."""
     shot_net, scene_net, modality = scene_model(ctx, model)
     emb = shot_embeddings(shot_net, items, modality)
     out = {"learned": scene_embeddings(scene_net, emb, scenes)}
     if baselines:
         out["frame_average"] = frame_baseline(items, scenes, modality)
-        out["random"] = random_baseline(len(scenes), out["learned"].shape[1], ctx.seed)
+        out["random"] = random_baseline(len(scenes), out["learned"].shape[1], ctx.seed, stream)
     return out
 
 
@@ -94,8 +97,8 @@ class PlaceRetrieval(Task):
             raise MoviekitError(
                 f"place retrieval needs place-tagged scenes in {c.gallery_split} and {c.query_split}; got {len(gs)} and {len(qs)}"
             )
-        reps_g = representations(ctx, c.model, gallery_items, gs, c.baselines)
-        reps_q = representations(ctx, c.model, query_items, qs, c.baselines)
+        reps_g = representations(ctx, c.model, gallery_items, gs, c.baselines, c.gallery_split)
+        reps_q = representations(ctx, c.model, query_items, qs, c.baselines, c.query_split)
         table = {
             name: precision_at_k(reps_g[name], [s.places for s in gs], reps_q[name], [s.places[0] for s in qs], c.ks, c.index)
             for name in reps_g
@@ -146,7 +149,7 @@ class PlaceTagging(Task):
         vocab = sorted({p for x in scenes["train"] for p in x.places})
         if not vocab or not scenes["test"]:
             raise MoviekitError("place tagging needs place-tagged scenes in train and test (or val)")
-        reps = {s: representations(ctx, c.model, parts[s], scenes[s], c.baselines) for s in parts}
+        reps = {s: representations(ctx, c.model, parts[s], scenes[s], c.baselines, s) for s in parts}
         ys = {s: multi_hot([x.places for x in scenes[s]], vocab) for s in parts}
         metrics: dict[str, Any] = {"places": len(vocab), "test_scenes": len(scenes["test"])}
         for name in reps["train"]:
@@ -325,7 +328,7 @@ class SceneHeads(Task):
         c = self.config
         parts = {s: _split(ctx, s) for s in ("train", "val", "test")}
         scenes = {s: item_scenes(items) for s, items in parts.items()}
-        reps = {s: representations(ctx, c.model, parts[s], scenes[s], c.baselines) for s in parts}
+        reps = {s: representations(ctx, c.model, parts[s], scenes[s], c.baselines, s) for s in parts}
         metrics: dict[str, Any] = {}
         for hname, spec in c.heads.items():
             label = spec.label or hname

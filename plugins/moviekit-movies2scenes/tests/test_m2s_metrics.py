@@ -69,3 +69,16 @@ def test_sbd_ap_matches_sklearn_and_map():
     Y[:, 3] = 0
     S = rng.uniform(size=(20, 4))
     assert mean_ap(Y, S) == pytest.approx(np.mean([average_precision_score(Y[:, j], S[:, j]) for j in range(3)]))
+
+
+def test_random_baseline_streams_are_independent():
+    """The random baseline's queries (one split) must not repeat its gallery (another split): with one
+    shared stream, query i would equal gallery vector i and random P@1 would be far above chance."""
+    from moviekit_movies2scenes.common import random_baseline
+
+    gallery, queries = random_baseline(50, 8, 3, "train"), random_baseline(20, 8, 3, "val")
+    assert not np.isclose(gallery[:20], queries).all(axis=1).any()
+    np.testing.assert_array_equal(random_baseline(50, 8, 3, "train"), gallery)  # same stream, same vectors
+    places = [str(i % 10) for i in range(50)]
+    got = precision_at_k(gallery, [[p] for p in places], queries, places[:20], ks=(1,))
+    assert got["all"]["p@1"] < 50  # chance is 10 %; a shared stream gives 100 %
