@@ -26,6 +26,8 @@ COLUMNS = [
     ("place P@1 learned", "m2s_place_retrieval", "learned_p@1"),
     ("P@1 frame-avg", "m2s_place_retrieval", "frame_average_p@1"),
     ("P@1 random", "m2s_place_retrieval", "random_p@1"),
+    ("place P@10 learned", "m2s_place_retrieval", "learned_p@10"),
+    ("P@10 frame-avg", "m2s_place_retrieval", "frame_average_p@10"),
     ("SBD AP learned", "m2s_sbd", "learned_ap"),
     ("SBD AP frame-avg", "m2s_sbd", "frame_average_ap"),
     ("SBD AP random", "m2s_sbd", "random_ap"),

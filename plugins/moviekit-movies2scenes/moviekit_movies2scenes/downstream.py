@@ -220,6 +220,7 @@ class SceneBoundaries(Task):
         return {name: np.concatenate([r[0::2], r[1::2]], axis=1) for name, r in reps.items()}, movies
 
     def run(self, ctx: Any) -> TaskResult:
+        from scipy.special import expit
         from sklearn.metrics import precision_recall_curve
 
         c = self.config
@@ -252,7 +253,7 @@ class SceneBoundaries(Task):
                 head = fit_head(feats["train"][name], y["train"], "bce", c.hidden, c.dropout, c.lr, c.batch_size, c.epochs, ctx.seed,
                                 feats["val"][name] if val_ok else None, (lambda p: average_precision_score(y["val"], p.ravel())) if val_ok else None,
                                 c.eval_every, ctx=ctx, tag=f"m2s_sbd_{name}")  # fmt: skip
-                scores = 1 / (1 + np.exp(-head.predict(feats["test"][name]).ravel()))
+                scores = expit(head.predict(feats["test"][name]).ravel())  # a stable sigmoid: no overflow on large logits
             m = sbd_metrics(attach("test", scores), c.threshold)
             metrics.update({f"{name}_{k}": v for k, v in m.items() if k in ("ap", "miou", "recall_at_3s")})
             p, r, _ = precision_recall_curve(y["test"], scores)
