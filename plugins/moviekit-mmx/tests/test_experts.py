@@ -423,3 +423,16 @@ def test_mmx_efficientnet_fused_for_inference_equals_the_unfused_network():
         want = net64.extract_features(x.double())
         got = fused.extract_features(x.double().contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
+
+
+def test_appearance_default_batch_equals_batch_16_up_to_rounding():
+    """The default forward batch went from 16 to 4 frames (faster on the CPU): the features of a
+    video are those batch 16 gave, up to float rounding (oneDNN picks kernels by batch size)."""
+    frames = [
+        np.stack([texture(96, 160, seed=s), texture(96, 160, seed=s + 50), texture(96, 160, seed=s + 99)], axis=-1) for s in range(10)
+    ]
+    new, old = MmxAppearance(), MmxAppearance(batch=16)
+    assert new.needs().frames.batch < old.needs().frames.batch
+    got, want = new.encode_frames(batch(frames)), old.encode_frames(batch(frames))
+    assert got.shape == want.shape == (10, 1280) and np.abs(want).max() > 0.1
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
