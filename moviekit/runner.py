@@ -625,6 +625,9 @@ class Runner:
                 except Exception as e:
                     raise ItemFailure("consumer", path, comp.name, e, f"could not start: {type(e).__name__}: {e}") from e
             self.decodes += 1
+            from .memory import keep_freed_memory
+
+            keep_freed_memory()  # consumers' per-batch buffers reused, not page-faulted afresh (moviekit.memory)
             # The consumers run concurrently (moviekit.fanout); one that raises fails this item after
             # the others' results are stored, so a rerun recomputes only the failed consumer.
             run_cfg = self.recipe.run

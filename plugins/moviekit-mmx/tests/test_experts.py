@@ -225,6 +225,52 @@ def test_hof_direction_of_a_known_shift(flow, dx, dy, bin_):
     assert abs(mean_dx - dx) < 0.5 and abs(mean_dy - dy) < 0.5
 
 
+def _hof_reference(flow, bins, grid, static):
+    """The histogram of flow written plainly (np.mod, % bins, the cell map per call), as mmx_motion 1 computed it."""
+    h, w = flow.shape[:2]
+    dx, dy = flow[..., 0], flow[..., 1]
+    mag = np.hypot(dx, dy)
+    ang = np.mod(np.arctan2(dy, dx), 2 * np.pi)
+    moving = mag >= static
+    b = np.where(moving, np.floor(ang / (2 * np.pi / bins) + 0.5).astype(np.int64) % bins, bins)
+    weight = np.where(moving, mag, static)
+    cell = (
+        np.minimum(np.arange(h) * grid // h, grid - 1)[:, None] * grid + np.minimum(np.arange(w) * grid // w, grid - 1)[None, :]
+    ).astype(np.int64)
+    n = grid * grid
+    hist = np.bincount((cell * (bins + 1) + b).ravel(), weights=weight.ravel(), minlength=n * (bins + 1)).reshape(n, bins + 1)
+    hist = np.vstack([hist, hist.sum(0, keepdims=True)])
+    hist /= np.maximum(hist.sum(1, keepdims=True), 1e-12)
+    scale = 100.0 / w
+    counts = np.bincount(cell.ravel(), minlength=n)
+    mean_mag = np.bincount(cell.ravel(), weights=mag.ravel(), minlength=n) / np.maximum(counts, 1)
+    mean_mag = np.append(mean_mag, mag.mean()) * scale
+    extra = np.array([dx.mean() * scale, dy.mean() * scale, mag.std() * scale, moving.mean()])
+    return np.concatenate([hist.ravel(), mean_mag, extra]).astype(np.float32)
+
+
+def test_hof_equals_the_plain_computation_bit_for_bit():
+    """The faster histogram of flow (cached cell map, mod 2 pi by one masked add) gives the same bytes,
+    also on angles at the bin edges, -0.0, tiny negative dy (angle just below 2 pi) and odd sizes."""
+    from moviekit_mmx.experts.motion import _hof, _hof_cells
+
+    rng = np.random.default_rng(3)
+    flows = [rng.standard_normal((96, 160, 2)).astype(np.float32) * s for s in (0.05, 0.5, 3.0)]
+    edge = np.zeros((48, 64, 2), np.float32)
+    edge[::3, ::2, 0] = -0.0
+    edge[1::3, :, 0], edge[1::3, :, 1] = 2.0, -1e-30
+    edge[2::3, ::2] = (-1.0, 0.0)
+    ang = np.arange(48 * 64).reshape(48, 64) * (2 * np.pi / 16)  # every bin edge of 8 bins
+    edge[:, 1::2] = np.stack([np.cos(ang), np.sin(ang)], axis=-1)[:, 1::2]
+    flows += [edge, rng.standard_normal((37, 53, 2)).astype(np.float32)]
+    for flow in flows:
+        for bins, grid, static in ((8, 2, 0.5), (12, 3, 0.1), (4, 1, 2.0)):
+            got, want = _hof(flow, bins, grid, static), _hof_reference(flow, bins, grid, static)
+            assert got.dtype == want.dtype == np.float32 and got.tobytes() == want.tobytes()
+    cell, slot, counts = _hof_cells(37, 53, 3, 12)
+    assert counts.sum() == 37 * 53 and (slot == cell * 13).all() and not cell.flags.writeable
+
+
 @pytest.mark.parametrize("flow", ["tvl1", "dis"])
 def test_flow_is_continuous_across_batches(flow):
     big = texture(80, 200, seed=5)
@@ -423,3 +469,32 @@ def test_mmx_efficientnet_fused_for_inference_equals_the_unfused_network():
         want = net64.extract_features(x.double())
         got = fused.extract_features(x.double().contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
+
+
+def test_appearance_default_batch_equals_batch_16_up_to_rounding():
+    """The default forward batch went from 16 to 4 frames (faster on the CPU): the features of a
+    video are those batch 16 gave, up to float rounding (oneDNN picks kernels by batch size)."""
+    frames = [
+        np.stack([texture(96, 160, seed=s), texture(96, 160, seed=s + 50), texture(96, 160, seed=s + 99)], axis=-1) for s in range(10)
+    ]
+    new, old = MmxAppearance(), MmxAppearance(batch=16)
+    assert new.needs().frames.batch < old.needs().frames.batch
+    got, want = new.encode_frames(batch(frames)), old.encode_frames(batch(frames))
+    assert got.shape == want.shape == (10, 1280) and np.abs(want).max() > 0.1
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def test_gist_cropped_inverse_transform_equals_the_full_one_bit_for_bit():
+    """GIST's inverse FFT transforms only the columns it keeps: the same bytes as the whole 2-D
+    inverse transform cropped afterwards, on the real filter bank and on odd sizes and offsets."""
+    from moviekit_mmx.experts.scene import _cropped_ifft2, _GistBank
+
+    rng = np.random.default_rng(0)
+    for h, w, p in ((128, 128, 16), (48, 80, 8), (37, 21, 5)):
+        bank = _GistBank(h, w, 3, 4, p).bank
+        x = rng.standard_normal((h + 2 * p, w + 2 * p)).astype(np.float32)
+        spectra = np.fft.fft2(x).astype(np.complex64)[None] * bank
+        want = np.abs(np.fft.ifft2(spectra, axes=(-2, -1)))[:, p : p + h, p : p + w]
+        got = _cropped_ifft2(spectra, p, h, w)
+        assert got.shape == want.shape == (12, h, w) and got.dtype == want.dtype == np.float32
+        assert got.tobytes() == want.tobytes()

@@ -3,6 +3,7 @@ or through ``encoder: torchvision:<video net>`` on stacks of flow images."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +55,20 @@ def _flow_engine(kind: str, dis_preset: str) -> Any:
     return create()
 
 
+@functools.lru_cache(maxsize=16)
+def _hof_cells(h: int, w: int, grid: int, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel (raveled): its grid cell, and that cell's first histogram slot ``cell * (bins + 1)``;
+    and the pixels per cell.  Read-only: shared by every frame pair of this shape."""
+    cell = (
+        np.minimum(np.arange(h) * grid // h, grid - 1)[:, None] * grid + np.minimum(np.arange(w) * grid // w, grid - 1)[None, :]
+    ).astype(np.int64)
+    cell = cell.ravel()
+    out = (cell, cell * (bins + 1), np.bincount(cell, minlength=grid * grid))
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def _hof(flow: np.ndarray, bins: int, grid: int, static: float) -> np.ndarray:
     """Histogram of flow: per region (grid cells + whole frame) ``bins`` orientation bins + a static bin
     (L1-normalised motion energy) and the mean magnitude; then mean dx, mean dy, magnitude std, moving fraction.
@@ -62,22 +77,23 @@ def _hof(flow: np.ndarray, bins: int, grid: int, static: float) -> np.ndarray:
     (0: rightward, ``bins/4``: downward); magnitudes are in percent of the frame width.
     """
     h, w = flow.shape[:2]
+    cell, slot, counts = _hof_cells(h, w, grid, bins)
     dx, dy = flow[..., 0], flow[..., 1]
     mag = np.hypot(dx, dy)
-    ang = np.mod(np.arctan2(dy, dx), 2 * np.pi)
+    ang = np.arctan2(dy, dx)
+    # ang mod 2 pi: the same values as np.mod (arctan2 is within [-pi, pi]), several times faster
+    np.add(ang, 2 * np.pi, out=ang, where=ang < 0)
     moving = mag >= static
-    b = np.where(moving, np.floor(ang / (2 * np.pi / bins) + 0.5).astype(np.int64) % bins, bins)
+    k = np.floor(ang / (2 * np.pi / bins) + 0.5).astype(np.int64)
+    k[k == bins] = 0  # k is within [0, bins]: k % bins
+    b = np.where(moving, k, bins)
     weight = np.where(moving, mag, static)
-    cell = (
-        np.minimum(np.arange(h) * grid // h, grid - 1)[:, None] * grid + np.minimum(np.arange(w) * grid // w, grid - 1)[None, :]
-    ).astype(np.int64)
     n_cells = grid * grid
-    hist = np.bincount((cell * (bins + 1) + b).ravel(), weights=weight.ravel(), minlength=n_cells * (bins + 1)).reshape(n_cells, bins + 1)
+    hist = np.bincount((slot + b.ravel()), weights=weight.ravel(), minlength=n_cells * (bins + 1)).reshape(n_cells, bins + 1)
     hist = np.vstack([hist, hist.sum(0, keepdims=True)])
     hist /= np.maximum(hist.sum(1, keepdims=True), 1e-12)
     scale = 100.0 / w
-    counts = np.bincount(cell.ravel(), minlength=n_cells)
-    mean_mag = np.bincount(cell.ravel(), weights=mag.ravel(), minlength=n_cells) / np.maximum(counts, 1)
+    mean_mag = np.bincount(cell, weights=mag.ravel(), minlength=n_cells) / np.maximum(counts, 1)
     mean_mag = np.append(mean_mag, mag.mean()) * scale
     extra = np.array([dx.mean() * scale, dy.mean() * scale, mag.std() * scale, moving.mean()])
     return np.concatenate([hist.ravel(), mean_mag, extra]).astype(np.float32)

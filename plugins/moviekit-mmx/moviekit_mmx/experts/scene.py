@@ -47,6 +47,15 @@ class _GistBank:
         self.bank = np.stack(bank).astype(np.complex64)
 
 
+def _cropped_ifft2(spectra: np.ndarray, p: int, h: int, w: int) -> np.ndarray:
+    """``np.abs(np.fft.ifft2(spectra, axes=(-2, -1)))[:, p : p + h, p : p + w]``, the same bytes, a third faster:
+    ``ifft2`` transforms the last axis, then the one before; each column's second transform is
+    independent of the others, so only the ``w`` columns kept are transformed (and only the kept
+    rows are taken the magnitude of)."""
+    rows = np.fft.ifft(spectra, axis=-1)[..., p : p + w]
+    return np.abs(np.fft.ifft(rows, axis=-2)[..., p : p + h, :])
+
+
 def _gist(frames: np.ndarray, size: tuple[int, int], scales: int, orientations: int, grid: int, cache: dict) -> np.ndarray:
     """GIST-like spatial envelope of each frame: ``scales*orientations*grid*grid`` values."""
     import cv2
@@ -69,7 +78,8 @@ def _gist(frames: np.ndarray, size: tuple[int, int], scales: int, orientations: 
         hp = g - cv2.GaussianBlur(g, (0, 0), sigma)  # remove the illumination gradient
         x = hp / (0.2 + np.sqrt(cv2.GaussianBlur(hp * hp, (0, 0), sigma)))  # local contrast normalisation
         x = np.pad(x, p, mode="symmetric")
-        resp = np.abs(np.fft.ifft2(np.fft.fft2(x).astype(np.complex64)[None] * bank.bank, axes=(-2, -1)))[:, p : p + h, p : p + w]
+        spectra = np.fft.fft2(x).astype(np.complex64)[None] * bank.bank
+        resp = _cropped_ifft2(spectra, p, h, w)
         cells = np.add.reduceat(np.add.reduceat(resp, ys[:-1], axis=1), xs[:-1], axis=2) / counts
         out[i] = cells.reshape(-1)
     return out
